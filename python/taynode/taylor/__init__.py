@@ -1,0 +1,91 @@
+r"""Total time derivatives of an ODE solution, by Taylor-mode automatic differentiation.
+
+For dynamics :math:`\dot z = f(t, z, \text{args})` the solution through :math:`(t, z)` has
+
+.. math::  z^{(1)} = f(t, z),\qquad z^{(k+1)} = \frac{d^k}{dt^k} f(t, z(t))
+
+where every :math:`z^{(j)}` on the right is itself a total derivative along the flow, and
+:math:`\partial f/\partial t` is kept (time is an input whose series is :math:`(1, 0, 0, \dots)`).
+:func:`derivatives` returns :math:`(z^{(1)}, \dots, z^{(K)})` by one of the registered methods:
+
+``"jet"``
+    The recursive scheme of Kelly et al. (2020) on :func:`jax.experimental.jet`: order
+    :math:`k+1` comes from a jet of order :math:`k` seeded with the derivatives found so far.
+``"nested"``
+    Nested forward-mode JVPs along the flow, :math:`g_{k+1} = \partial_z g_k \cdot f +
+    \partial_t g_k`. Differentiates any JAX operation (control flow included).
+
+Both are jit-able and differentiable with respect to ``args`` and to parameters that ``f``
+closes over, and share one test suite.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ._inline import UnsupportedPrimitiveError
+from .jet import jet_derivatives
+from .nested import nested_derivatives
+
+__all__ = ["METHODS", "UnsupportedPrimitiveError", "derivatives"]
+
+METHODS: dict[str, Callable] = {
+    "jet": jet_derivatives,
+    "nested": nested_derivatives,
+}
+
+
+def check_order(order) -> int:
+    if isinstance(order, bool) or not isinstance(order, int) and not (
+        hasattr(order, "__index__") and not isinstance(order, float)
+    ):
+        raise TypeError(f"order K must be an integer >= 1, got {order!r} ({type(order).__name__})")
+    order = int(order)
+    if order < 1:
+        raise ValueError(f"order K must be an integer >= 1, got {order}")
+    return order
+
+
+def check_output_matches(f, t, z, args):
+    """Raise a clear error when f's output does not have the structure and shapes of z."""
+    out = jax.eval_shape(lambda t_, z_: f(t_, z_, args), t, z)
+    z_struct = jax.tree_util.tree_structure(z)
+    out_struct = jax.tree_util.tree_structure(out)
+    if z_struct != out_struct:
+        raise ValueError(
+            f"dynamics f(t, z, args) must return the same structure as the state z: "
+            f"state is {z_struct}, f returned {out_struct}"
+        )
+    for zl, ol in zip(jax.tree_util.tree_leaves(z), jax.tree_util.tree_leaves(out)):
+        if jnp.shape(zl) != ol.shape:
+            raise ValueError(
+                f"dynamics f(t, z, args) returned shape {ol.shape} for a state of shape "
+                f"{jnp.shape(zl)}; dz/dt must have the shape of z"
+            )
+
+
+def derivatives(f, t, z, args=None, order: int = 1, method: str = "jet"):
+    """The total derivatives d¹z/dt¹ … dᴷz/dtᴷ of the solution of dz/dt = f(t, z, args)
+    through the point (t, z).
+
+    Args:
+        f: dynamics ``f(t, z, args) -> dz/dt`` with the structure and shapes of ``z``.
+        t: scalar time.
+        z: the state: an array (its leading axis is usually a batch) or a pytree of arrays.
+        args: passed to ``f``; parameters here (or closed over by ``f``) can be differentiated.
+        order: K >= 1.
+        method: one of :data:`METHODS` (``"jet"`` or ``"nested"``).
+
+    Returns:
+        A tuple of K pytrees shaped like ``z``: raw derivatives (no 1/k! factors).
+    """
+    order = check_order(order)
+    if method not in METHODS:
+        raise ValueError(f"unknown Taylor method {method!r}; valid methods: {sorted(METHODS)}")
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(z))
+    t = jnp.asarray(t, dtype=dtype)
+    check_output_matches(f, t, z, args)
+    return METHODS[method](f, t, z, args, order)
