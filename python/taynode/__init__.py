@@ -1,0 +1,25 @@
+"""taynode: learning differential equations that are easy to solve (Kelly et al., NeurIPS 2020).
+
+Dynamics everywhere have diffrax's signature ``f(t, z, args)``.
+"""
+
+from . import regularizers, solvers, taylor
+from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
+from .solve import Solution, solve
+from .taylor import UnsupportedPrimitiveError, derivatives
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RK",
+    "JacobianFrobenius",
+    "Kinetic",
+    "Regularizer",
+    "Solution",
+    "UnsupportedPrimitiveError",
+    "derivatives",
+    "regularizers",
+    "solve",
+    "solvers",
+    "taylor",
+]

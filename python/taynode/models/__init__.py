@@ -1,0 +1,5 @@
+"""Neural-ODE models as equinox modules."""
+
+from .mlp import ACTIVATIONS, MLPDynamics
+
+__all__ = ["ACTIVATIONS", "MLPDynamics"]
