@@ -129,7 +129,9 @@ def solve(
             (``"r3"``, ``"kinetic"``, ``"jacobian"``), integrated in the same solve.
         key: PRNG key for regularizers that need noise (``"jacobian"``).
         adjoint: ``"backprop"`` (differentiate through the solver) or ``"adjoint"``
-            (continuous adjoint, diffrax's ``BacksolveAdjoint``).
+            (continuous adjoint, diffrax's ``BacksolveAdjoint``). The adjoint differentiates
+            parameters held in ``args`` or in an equinox module ``f``, not ones a plain
+            function closes over.
         max_steps: an error is raised if the solve needs more steps.
         save_steps: also return the accepted steps' times and states (for plots and studies).
     """
@@ -188,22 +190,36 @@ def solve(
         return Solution(ts=ts, ys=ys, integrals=zeros, stats=stats)
     direction = jnp.sign(t1 - t0)
 
-    def vector_field(t, y, args):
+    # Everything differentiable travels in diffrax's args (the continuous adjoint only
+    # differentiates explicit inputs); f's static parts are closed over.
+    f_arrays, f_static = eqx.partition(f, eqx.is_array)
+
+    def vector_field(t, y, packed):
+        f_arrays, args, noise, direction = packed
+        f_ = eqx.combine(f_arrays, f_static)
         z, _ = y
-        dz = f(t, z, args)
-        dr = {r.name: direction * r.integrand(f, t, z, args, noise) for r in regs}
+        dz = f_(t, z, args)
+        dr = {r.name: direction * r.integrand(f_, t, z, args, noise) for r in regs}
         return dz, dr
+
+    packed = (f_arrays, args, noise, direction)
 
     y0 = (z0, {n: jnp.zeros((batch,), dtype) for n in names})
     term = dfx.ODETerm(vector_field)
     if adaptive:
-        fun = lambda t, y: vector_field(t, y, args)  # noqa: E731
+        fun = lambda t, y: vector_field(t, y, packed)  # noqa: E731
         dt0 = _solvers.initial_step_size(fun, t0, y0, direction, spec.order, rtol, atol, fun(t0, y0))
         controller = dfx.PIDController(rtol=rtol, atol=atol)
     else:
         dt0 = (t1 - t0) / steps
         controller = dfx.ConstantStepSize()
         max_steps = max(max_steps, steps)
+    if save_steps:
+        if adjoint != "backprop":
+            raise ValueError("save_steps=True works with adjoint='backprop' only (a diffrax limitation)")
+        saveat = dfx.SaveAt(subs=[dfx.SubSaveAt(ts=ts), dfx.SubSaveAt(steps=True)])
+    else:
+        saveat = dfx.SaveAt(ts=ts)
     sol = dfx.diffeqsolve(
         term,
         spec.make(),
@@ -211,13 +227,17 @@ def solve(
         t1,
         dt0,
         y0,
-        args,
-        saveat=dfx.SaveAt(subs=[dfx.SubSaveAt(ts=ts)] + ([dfx.SubSaveAt(steps=True)] if save_steps else [])),
+        packed,
+        saveat=saveat,
         stepsize_controller=controller,
         adjoint=_adjoint(adjoint),
         max_steps=max_steps,
     )
-    (zs, rs), *step = sol.ys
+    if save_steps:
+        (zs, rs), (step_zs, _) = sol.ys
+        step_ts = sol.ts[1]
+    else:
+        (zs, rs), step_zs, step_ts = sol.ys, None, None
     attempted = sol.stats["num_steps"]
     stats = dict(
         nfe=spec.nfe(attempted, adaptive),
@@ -230,6 +250,6 @@ def solve(
         ys=zs,
         integrals={n: r[-1] for n, r in rs.items()},
         stats=stats,
-        step_ts=sol.ts[1] if save_steps else None,
-        step_ys=step[0][0] if save_steps else None,
+        step_ts=step_ts,
+        step_ys=step_zs,
     )
