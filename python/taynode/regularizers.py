@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from .taylor import METHODS, check_order, derivatives
 
-__all__ = ["RK", "JacobianFrobenius", "Kinetic", "Regularizer", "parse"]
+__all__ = ["RK", "JacobianFrobenius", "Kinetic", "Regularizer", "hutchinson_noise", "parse"]
 
 
 def per_example_sum_squares(tree):
@@ -95,6 +95,15 @@ class JacobianFrobenius(Regularizer):
         _, vjp = jax.vjp(lambda z_: f(t, z_, args), z)
         (eps_j,) = vjp(noise)
         return per_example_sum_squares(eps_j)
+
+
+def hutchinson_noise(key, z):
+    """ε ~ N(0, I) shaped like the state ``z`` (one draw per solve)."""
+    leaves, treedef = jax.tree_util.tree_flatten(z)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree_util.tree_unflatten(
+        treedef, [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, leaves)]
+    )
 
 
 def parse(spec) -> Regularizer:

@@ -176,11 +176,7 @@ def solve(
     batch = leaves[0].shape[0]
     noise = None
     if key is not None and any(r.needs_noise for r in regs):
-        keys = jax.random.split(key, len(jax.tree_util.tree_leaves(z0)))
-        noise = jax.tree_util.tree_unflatten(
-            jax.tree_util.tree_structure(z0),
-            [jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, jax.tree_util.tree_leaves(z0))],
-        )
+        noise = _reg.hutchinson_noise(key, z0)
 
     t0, t1 = ts[0], ts[-1]
     if _is_concrete(ts) and np.asarray(ts)[0] == np.asarray(ts)[-1]:
