@@ -15,7 +15,7 @@ def test_demo_writes_figure_and_results(tmp_path, capsys):
     assert png.exists() and png.stat().st_size > 10_000
     with open(out / "results.json") as fh:
         summary = json.load(fh)
-    assert set(summary["results"]) == {"unregularized", "R3, λ=0.01"} or len(summary["results"]) == 2
+    assert len(summary["results"]) == 2 and "unregularized" in summary["results"]
     for r in summary["results"].values():
         assert r["nfe"] == 3 + 6 * (r["steps"] + r["rejected"])
     assert not [p for p in os.listdir(out) if p.endswith(".tmp") or ".tmp." in p]

@@ -1,7 +1,7 @@
 r"""The paper's Fig. 1: fit z(1) = z(0) + z(0)³ on z(0) ∈ [-1, 1], with and without λ·R₃.
 
-Both models are the same small MLP neural ODE, trained identically (Adam, same seed, same
-batches); the only difference is the λ·R₃ term in the loss. We then report the final training
+Both models are the same MLP neural ODE (1+1 → 64 → 64 → 1, tanh, time concatenated), trained
+identically (Adam with cosine decay, dopri5 at rtol = atol = 1e-6, same seed, same batches); the only difference is the λ·R₃ term in the loss. We then report the final training
 loss (MSE) and the NFE of dopri5 at the paper's tolerance (1.4e-8, float64) solving all test
 points as one batch, and draw the trajectories coloured by |d³z/dt³| with the solver's steps.
 """
@@ -27,12 +27,12 @@ from ..taylor import derivatives
 
 @dataclass(frozen=True)
 class ToyConfig:
-    hidden: int = 32
+    hidden: int = 64
     depth: int = 2
-    activation: str = "softplus"
-    lam: float = 1e-2
+    activation: str = "tanh"
+    lam: float = 1.0
     order: int = 3
-    iters: int = 1000
+    iters: int = 1500
     batch: int = 64
     lr: float = 1e-2
     seed: int = 0
@@ -54,15 +54,17 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = ""):
     key = jax.random.PRNGKey(cfg.seed)
     mkey, dkey = jax.random.split(key)
     model = make_model(cfg, mkey)
-    opt = optax.adam(cfg.lr)
+    opt = optax.adam(optax.cosine_decay_schedule(cfg.lr, cfg.iters, alpha=0.01))
     state = opt.init(eqx.filter(model, eqx.is_inexact_array))
     reg = RK(cfg.order)
 
+    regs = [reg] if lam > 0 else []  # the unregularized model is trained without R_K in the state
+
     def loss_fn(model, z0):
-        sol = solve(model, z0, (0.0, 1.0), rtol=cfg.train_rtol, atol=cfg.train_rtol, regularizers=[reg])
+        sol = solve(model, z0, (0.0, 1.0), rtol=cfg.train_rtol, atol=cfg.train_rtol, regularizers=regs)
         mse = jnp.mean((sol.z1 - target(z0)) ** 2)
-        r = jnp.mean(sol.integrals[reg.name])
-        return mse + lam * r, (mse, r)
+        r = jnp.mean(sol.integrals[reg.name]) if regs else jnp.nan
+        return mse + lam * r if regs else mse, (mse, r)
 
     @eqx.filter_jit
     def step(model, state, z0):
@@ -77,7 +79,7 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = ""):
         model, state, mse, r = step(model, state, z0)
         if i % 10 == 0 or i == cfg.iters - 1:
             history.append((i, float(mse), float(r)))
-            bar.set_postfix(mse=f"{float(mse):.2e}", R=f"{float(r):.2e}")
+            bar.set_postfix(mse=f"{float(mse):.2e}", **({} if lam == 0 else {"R": f"{float(r):.2e}"}))
     return model, history
 
 
@@ -104,7 +106,7 @@ def plot(models: dict, cfg: ToyConfig, path: str, results: dict):
 
     ts = jnp.linspace(0.0, 1.0, 101, dtype=jnp.float64)
     starts = jnp.linspace(-1.0, 1.0, 15, dtype=jnp.float64)
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), sharey=True)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), sharey=True, layout="constrained")
     curves = {}
     for name, model in models.items():
         one = eqx.filter_jit(
