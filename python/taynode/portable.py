@@ -1,0 +1,149 @@
+r"""A model or problem as plain data that JAX, NumPy, torch and Julia can each rebuild.
+
+A *portable description* is a dict:
+
+``{"format": "taynode.portable/1", "kind": "problem", "name": "lotka_volterra"}``
+    a named problem from :mod:`taynode.problems`;
+``{"format": ..., "kind": "mlp", "activation": "tanh", "weights": [W₀, …], "biases": [b₀, …]}``
+    dz/dt = MLP([z, t]) with time concatenated to every layer's input: ``Wᵢ`` has shape
+    ``(out, in + 1)`` (time is the last column), the activation follows every layer but the last.
+
+:func:`save` / :func:`load` store it as one ``.npz`` (arrays plus a JSON header), written
+atomically. :func:`numpy_field` is an independent NumPy implementation, for SciPy and as a
+reference for the other backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+FORMAT = "taynode.portable/1"
+
+_NP_ACTIVATIONS = {
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "softplus": lambda x: np.logaddexp(x, 0.0),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+    "swish": lambda x: x / (1.0 + np.exp(-x)),
+}
+
+
+def problem(name: str) -> dict:
+    from .problems import get
+
+    get(name)  # validates
+    return {"format": FORMAT, "kind": "problem", "name": name}
+
+
+def from_model(model) -> dict:
+    """The description of a :class:`taynode.models.MLPDynamics`."""
+    return validate(
+        {
+            "format": FORMAT,
+            "kind": "mlp",
+            "activation": model.activation,
+            "weights": [np.asarray(layer.weight, np.float64) for layer in model.layers],
+            "biases": [np.asarray(layer.bias, np.float64) for layer in model.layers],
+        }
+    )
+
+
+def validate(spec: dict) -> dict:
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise ValueError(f"not a portable description (expected format {FORMAT!r}): {spec!r:.200}")
+    kind = spec.get("kind")
+    if kind == "problem":
+        problem(spec["name"])
+        return spec
+    if kind != "mlp":
+        raise ValueError(f"unknown kind {kind!r}; valid: 'problem', 'mlp'")
+    if spec["activation"] not in _NP_ACTIVATIONS:
+        raise ValueError(f"unknown activation {spec['activation']!r}; valid: {sorted(_NP_ACTIVATIONS)}")
+    Ws, bs = spec["weights"], spec["biases"]
+    if len(Ws) != len(bs) or not Ws:
+        raise ValueError(f"need one bias per weight matrix and at least one layer, got {len(Ws)} and {len(bs)}")
+    width = Ws[0].shape[1] - 1
+    dim = width
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        if W.ndim != 2 or W.shape[1] != width + 1 or b.shape != (W.shape[0],):
+            raise ValueError(
+                f"layer {i}: weight {W.shape} and bias {b.shape} do not fit an input of size {width} plus time"
+            )
+        if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
+            raise ValueError(f"layer {i} has NaN or inf weights")
+        width = W.shape[0]
+    if width != dim:
+        raise ValueError(f"the last layer outputs {width} values for a state of size {dim}")
+    return spec
+
+
+def save(spec: dict, path: str) -> None:
+    """Write ``spec`` to ``path`` (.npz) atomically: a crash leaves the old file or the new one."""
+    spec = validate(spec)
+    header = {k: v for k, v in spec.items() if k not in ("weights", "biases")}
+    arrays = {"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    if spec["kind"] == "mlp":
+        for i, (W, b) in enumerate(zip(spec["weights"], spec["biases"])):
+            arrays[f"weight_{i}"], arrays[f"bias_{i}"] = W, b
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: str) -> dict:
+    with np.load(path) as data:
+        spec = json.loads(bytes(data["header"]).decode())
+        if spec.get("kind") == "mlp":
+            n = sum(1 for k in data.files if k.startswith("weight_"))
+            spec["weights"] = [data[f"weight_{i}"] for i in range(n)]
+            spec["biases"] = [data[f"bias_{i}"] for i in range(n)]
+    return validate(spec)
+
+
+def numpy_field(spec: dict):
+    """``f(t, z)`` in NumPy on a batch ``z`` of shape (batch, d)."""
+    spec = validate(spec)
+    if spec["kind"] == "problem":
+        from . import problems
+
+        jax_f = problems.get(spec["name"])
+        return lambda t, z: np.asarray(jax_f(t, z))
+    act = _NP_ACTIVATIONS[spec["activation"]]
+    Ws, bs = spec["weights"], spec["biases"]
+
+    def f(t, z):
+        h = np.asarray(z, np.float64)
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            h = np.concatenate([h, np.full(h.shape[:-1] + (1,), t)], -1) @ W.T + b
+            if i < len(Ws) - 1:
+                h = act(h)
+        return h
+
+    return f
+
+
+def jax_field(spec: dict):
+    """``f(t, z, args)`` in JAX: the named problem, or an :class:`MLPDynamics` with these weights."""
+    spec = validate(spec)
+    if spec["kind"] == "problem":
+        from .problems import get
+
+        return get(spec["name"])
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    from .models import MLPDynamics
+
+    sizes = [spec["weights"][0].shape[1] - 1] + [W.shape[0] for W in spec["weights"]]
+    model = MLPDynamics(sizes, spec["activation"], key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    for i, (W, b) in enumerate(zip(spec["weights"], spec["biases"])):
+        model = eqx.tree_at(lambda m: (m.layers[i].weight, m.layers[i].bias), model, (jnp.asarray(W), jnp.asarray(b)))
+    return model
