@@ -43,17 +43,24 @@ struct MLP{F}
     act::F
 end
 
-function MLP(activation::AbstractString, weights, biases)
+# Arrays come one per argument (W₁, b₁, W₂, b₂, …): juliacall passes each NumPy array as an
+# AbstractArray without copying, which a Python list of arrays would not give us.
+function MLP(activation::AbstractString, params::AbstractArray...)
     haskey(ACTIVATIONS, activation) || throw(ArgumentError("unknown activation $activation"))
-    return MLP([Matrix{Float64}(w) for w in weights], [Vector{Float64}(b) for b in biases],
-               ACTIVATIONS[activation])
+    iseven(length(params)) || throw(ArgumentError("expected weight/bias pairs, got $(length(params)) arrays"))
+    weights = [Matrix{Float64}(params[i]) for i in 1:2:length(params)]
+    biases = [Vector{Float64}(params[i]) for i in 2:2:length(params)]
+    return MLP(weights, biases, ACTIVATIONS[activation])
 end
+
+# Written as explicit sums so that it is generic over Float64 and Taylor1 entries alike.
+affine(W, b, v) = [sum(W[i, j] * v[j] for j in eachindex(v)) + b[i] for i in axes(W, 1)]
 
 function (m::MLP)(z::AbstractVector, t)
     h = z
     n = length(m.weights)
     for (i, (W, b)) in enumerate(zip(m.weights, m.biases))
-        h = W * vcat(h, t) .+ b
+        h = affine(W, b, vcat(h, t))
         i < n && (h = m.act.(h))
     end
     return h

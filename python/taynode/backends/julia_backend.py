@@ -87,7 +87,8 @@ def julia_dynamics(jl, spec):
     spec = portable.validate(spec)
     if spec["kind"] == "problem":
         return jl.problem(spec["name"])
-    return jl.MLP(spec["activation"], [np.ascontiguousarray(W) for W in spec["weights"]], [np.ascontiguousarray(b) for b in spec["biases"]])
+    arrays = [a for W, b in zip(spec["weights"], spec["biases"]) for a in (W, b)]
+    return jl.MLP(spec["activation"], *[np.ascontiguousarray(a, dtype=np.float64) for a in arrays])
 
 
 class JuliaBackend:
