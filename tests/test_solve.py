@@ -130,6 +130,9 @@ def test_nonfinite_parameters():
         tn.solve(bad, Z0)
     with pytest.raises(ValueError, match=r"args.*NaN or inf"):
         tn.solve(lambda t, z, w: z * w, Z0, args=jnp.array([1.0, jnp.nan]))
+    # under jit (a training step) the check runs with the computation
+    with pytest.raises(Exception, match=r"parameters of f.*NaN or inf"):
+        jax.block_until_ready(eqx.filter_jit(lambda m: tn.solve(m, Z0).z1)(bad))
 
 
 @pytest.mark.parametrize("kw", [dict(rtol=0.0), dict(atol=-1e-6), dict(rtol=-1.0, atol=1e-6)])

@@ -169,7 +169,8 @@ def solve(
     z0 = _check_finite(z0, "z0")
     args = _check_finite(args, "args")
     if isinstance(f, eqx.Module):
-        _check_finite(eqx.filter(f, eqx.is_inexact_array), "parameters of f")
+        params, rest = eqx.partition(f, eqx.is_inexact_array)
+        f = eqx.combine(_check_finite(params, "parameters of f"), rest)
     check_output_matches(f, ts[0], z0, args)
     if any(r.needs_noise for r in regs) and key is None:
         raise ValueError(f"regularizers {[r.name for r in regs if r.needs_noise]} need noise: pass key=")
