@@ -102,11 +102,11 @@ def test_parameter_gradient_matches_finite_differences(method):
 
     # Parameters closed over by f (the usual equinox pattern) and passed through args.
     def loss_closed(W):
-        f = lambda t, z, a: jnp.tanh(z @ W[:, :2].T + t) @ W[:, :2]  # noqa: E731
+        f = lambda t, z, a: jnp.tanh(z @ W.T + t) @ W  # noqa: E731
         return jnp.sum(derivatives(f, 0.1, z, order=4, method=method)[-1] ** 2)
 
     def loss_args(W):
-        f = lambda t, z, W: jnp.tanh(z @ W[:, :2].T + t) @ W[:, :2]  # noqa: E731
+        f = lambda t, z, W: jnp.tanh(z @ W.T + t) @ W  # noqa: E731
         return jnp.sum(derivatives(f, 0.1, z, W, order=4, method=method)[-1] ** 2)
 
     g1 = jax.grad(loss_closed)(W)

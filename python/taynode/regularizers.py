@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from .taylor import METHODS, check_order, derivatives
+from .taylor import check_method, check_order, derivatives
 
 __all__ = ["RK", "JacobianFrobenius", "Kinetic", "Regularizer", "hutchinson_noise", "parse"]
 
@@ -62,8 +62,7 @@ class RK(Regularizer):
 
     def __post_init__(self):
         check_order(self.order)
-        if self.method not in METHODS:
-            raise ValueError(f"unknown Taylor method {self.method!r}; valid: {sorted(METHODS)}")
+        check_method(self.method)
 
     @property
     def name(self) -> str:

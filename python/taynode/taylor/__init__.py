@@ -21,6 +21,7 @@ closes over, and share one test suite.
 
 from __future__ import annotations
 
+import operator
 from typing import Callable
 
 import jax
@@ -39,14 +40,19 @@ METHODS: dict[str, Callable] = {
 
 
 def check_order(order) -> int:
-    if isinstance(order, bool) or not isinstance(order, int) and not (
-        hasattr(order, "__index__") and not isinstance(order, float)
-    ):
+    # Integers and integer scalars (NumPy, JAX) have __index__; floats, strings and None do not.
+    if isinstance(order, bool) or not hasattr(order, "__index__"):
         raise TypeError(f"order K must be an integer >= 1, got {order!r} ({type(order).__name__})")
-    order = int(order)
+    order = operator.index(order)
     if order < 1:
         raise ValueError(f"order K must be an integer >= 1, got {order}")
     return order
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown Taylor method {method!r}; valid methods: {sorted(METHODS)}")
+    return method
 
 
 def check_output_matches(f, t, z, args):
@@ -83,8 +89,7 @@ def derivatives(f, t, z, args=None, order: int = 1, method: str = "jet"):
         A tuple of K pytrees shaped like ``z``: raw derivatives (no 1/k! factors).
     """
     order = check_order(order)
-    if method not in METHODS:
-        raise ValueError(f"unknown Taylor method {method!r}; valid methods: {sorted(METHODS)}")
+    check_method(method)
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(z))
     t = jnp.asarray(t, dtype=dtype)
     check_output_matches(f, t, z, args)
