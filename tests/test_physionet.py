@@ -172,7 +172,7 @@ def test_bad_arguments_and_missing_files(tiny, tmp_path, monkeypatch):
 
 
 def test_checksum_mismatch_names_the_file(tiny):
-    with pytest.raises(ValueError, match=r"set-a\.tar\.gz: SHA-256 mismatch"):
+    with pytest.raises(ValueError, match=r"set-a\.tar\.gz: SHA-256 is [0-9a-f]{64}, expected"):
         pn.load(tiny)  # the hand-made archive is not the official one
     good = hashlib.sha256((tiny / "set-a.tar.gz").read_bytes()).hexdigest()
     pn.verify_sha256(tiny / "set-a.tar.gz", good)
@@ -184,7 +184,7 @@ def test_checksum_mismatch_names_the_file(tiny):
 def real_root():
     try:
         root = pn.find_root()
-    except FileNotFoundError:
+    except pn.DataError:
         return None
     return root if (root / "set-a.tar.gz").is_file() else None
 

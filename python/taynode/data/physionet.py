@@ -11,9 +11,9 @@ Each record is a CSV ``Time,Parameter,Value`` with ``HH:MM`` times since ICU adm
 It opens with the general descriptors at 00:00 (RecordID, Age, Gender, Height, ICUType,
 Weight; -1 means missing), then the time series of up to 37 variables (:data:`VARIABLES`)
 over the first 48 hours. The folder is found, in this order, from the ``root`` argument, the
-environment variable ``TAYNODE_PHYSIONET``, or ``shared/data/physionet2012`` in the first
-folder above the package or the working directory that has one (the repository keeps it at
-``../shared/data`` from its root). Every file's SHA-256 is checked against :data:`SHA256`.
+environment variable ``TAYNODE_PHYSIONET``, or ``physionet2012`` in the project's data folder
+(``$TAYNODE_DATA``, else ``../shared/data`` from the repository root; see
+:func:`taynode.data.data_root`). Every file's SHA-256 is checked against :data:`SHA256`.
 
 What :func:`load` returns (a :class:`Split` of two :class:`PhysioNet` sets):
 
@@ -52,7 +52,6 @@ Parsing all of set A takes about 5 s on one core, so there is no cache.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -62,6 +61,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from . import DataError, data_root, verify_sha256
 
 __all__ = [
     "ENV_VAR",
@@ -76,7 +77,6 @@ __all__ = [
     "load",
     "read_archive",
     "read_outcomes",
-    "verify_sha256",
 ]
 
 ENV_VAR = "TAYNODE_PHYSIONET"
@@ -110,23 +110,20 @@ _N_EXAMPLES = 5
 
 
 def find_root(root=None) -> Path:
-    """The data folder: ``root``, else ``$TAYNODE_PHYSIONET``, else ``shared/data/physionet2012``
-    in the nearest folder above this package or the working directory that has one."""
+    """The data folder: ``root``, else ``$TAYNODE_PHYSIONET``, else ``physionet2012`` in the
+    project's data folder (:func:`taynode.data.data_root`: ``$TAYNODE_DATA`` or ../shared/data)."""
     if root is not None:
-        return Path(root)
+        return Path(root).expanduser()
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    here = Path(__file__).resolve().parent
-    for start in (here, Path.cwd().resolve()):
-        for folder in (start, *start.parents):
-            candidate = folder / "shared" / "data" / "physionet2012"
-            if candidate.is_dir():
-                return candidate
-    raise FileNotFoundError(
-        f"PhysioNet 2012 data folder not found: pass root=..., or set {ENV_VAR}, or put the "
-        f"official files (set-a.tar.gz, Outcomes-a.txt, ...) in ../shared/data/physionet2012 "
-        f"next to the repository"
-    )
+        return Path(os.environ[ENV_VAR]).expanduser()
+    base = data_root(required=False)
+    if base is None or not (base / "physionet2012").is_dir():
+        raise DataError(
+            f"PhysioNet 2012 data folder not found: pass root=..., or set ${ENV_VAR}, or put the "
+            f"official files (set-a.tar.gz, Outcomes-a.txt, ...) in ../shared/data/physionet2012 "
+            f"next to the repository"
+        )
+    return base / "physionet2012"
 
 
 def _file(root: Path, name: str) -> Path:
@@ -134,20 +131,6 @@ def _file(root: Path, name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected the official PhysioNet 2012 file {name!r} in {root})")
     return path
-
-
-def verify_sha256(path, expected: str) -> None:
-    """Raise ValueError naming the file if its SHA-256 is not ``expected``."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    got = h.hexdigest()
-    if got != expected.lower():
-        raise ValueError(
-            f"{path}: SHA-256 mismatch: expected {expected}, got {got}. The file is damaged or not "
-            f"the official PhysioNet 2012 file; download it again (or pass verify=False to skip the check)"
-        )
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -282,7 +265,7 @@ def read_archive(path, expected_sha256: str | None = None) -> _Archive:
     try:
         tf = tarfile.open(path, "r:*")
     except tarfile.TarError as e:
-        raise ValueError(f"{path}: not a readable tar archive ({e})") from None
+        raise DataError(f"{path}: not a readable tar archive ({e})") from None
     with tf:
         for member in tf:
             if not (member.isfile() and member.name.endswith(".txt")):
@@ -294,10 +277,10 @@ def read_archive(path, expected_sha256: str | None = None) -> _Archive:
                 statics.append(got[1])
     summary.records = len(ids)
     if not ids:
-        raise ValueError(f"{path}: no readable records (*.txt with a Time,Parameter,Value header and a RecordID)")
+        raise DataError(f"{path}: no readable records (*.txt with a Time,Parameter,Value header and a RecordID)")
     if len(set(ids)) != len(ids):
         dup = [k for k, c in Counter(ids).items() if c > 1]
-        raise ValueError(f"{path}: RecordIDs appear in more than one record: {dup[:10]}")
+        raise DataError(f"{path}: RecordIDs appear in more than one record: {dup[:10]}")
     counts = np.array([len(o) for o in obs])
     flat = [x for o in obs for x in o]
     arr = np.array(flat, dtype=np.float64).reshape(-1, 3)
@@ -319,7 +302,7 @@ def read_outcomes(path, expected_sha256: str | None = None) -> dict:
     with open(path) as fh:
         header = fh.readline().strip().split(",")
         if "RecordID" not in header or "In-hospital_death" not in header:
-            raise ValueError(f"{path}: expected a CSV header with RecordID and In-hospital_death, got {header}")
+            raise DataError(f"{path}: expected a CSV header with RecordID and In-hospital_death, got {header}")
         i_id, i_death = header.index("RecordID"), header.index("In-hospital_death")
         out = {}
         for lineno, line in enumerate(fh, start=2):
@@ -329,9 +312,9 @@ def read_outcomes(path, expected_sha256: str | None = None) -> dict:
             try:
                 rid, death = int(parts[i_id]), int(parts[i_death])
             except (ValueError, IndexError):
-                raise ValueError(f"{path}:{lineno}: cannot read RecordID and In-hospital_death from {line.strip()!r}") from None
+                raise DataError(f"{path}:{lineno}: cannot read RecordID and In-hospital_death from {line.strip()!r}") from None
             if death not in (0, 1):
-                raise ValueError(f"{path}:{lineno}: In-hospital_death must be 0 or 1, got {death}")
+                raise DataError(f"{path}:{lineno}: In-hospital_death must be 0 or 1, got {death}")
             out[rid] = death
     return out
 
@@ -466,7 +449,7 @@ def load(
             table = read_outcomes(_file(root, oname), SHA256[oname] if verify else None)
             missing = [r for r in arch.record_ids if r not in table]
             if missing:
-                raise ValueError(f"{root / oname}: no outcome for {len(missing)} records of {name}, e.g. {missing[:5]}")
+                raise DataError(f"{root / oname}: no outcome for {len(missing)} records of {name}, e.g. {missing[:5]}")
             death = np.array([table[r] for r in arch.record_ids], dtype=np.int64)
         parts.append((arch, times, values, mask, lengths, grid, death, s))
     width = max(p[1].shape[1] for p in parts)
