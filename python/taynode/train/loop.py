@@ -1,0 +1,245 @@
+r"""The training loop shared by every study: :func:`train`.
+
+Determinism: the step's batch is ``batches(step)`` (a pure function of the step, e.g.
+:class:`~taynode.train.ShuffledBatches`) and its PRNG key is ``fold_in(PRNGKey(seed), step)``,
+so the whole run is a function of the seed. A checkpoint stores the model, the optimizer state,
+the step, the key, the caller's config and the loop's own counters; resuming from it replays
+the remaining steps exactly as an uninterrupted run would (the same compiled step on the same
+inputs), so the final parameters are bit-identical.
+
+Files in the run folder:
+
+* ``checkpoint.npz``: the latest checkpoint (see :mod:`taynode.train.checkpoint`);
+* ``log.jsonl``: one JSON object per line: ``{"kind": "step", "step", "epoch", "time", "loss",
+  <aux>...}`` every ``log_every`` steps, ``{"kind": "epoch", ...}`` at each epoch's end with the
+  epoch's mean of every step metric (``train_<name>``) and the ``evaluate`` results, and
+  ``{"kind": "eval", ...}`` for evaluations off epoch boundaries. ``time`` is the cumulative
+  training wall time in seconds (evaluation excluded, resumed runs included). Non-finite values
+  are written as ``null``. On resume, lines after the checkpoint's step are dropped first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import equinox as eqx
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+
+__all__ = ["CHECKPOINT", "LOG", "NonFiniteLossError", "TrainResult", "read_log", "train"]
+
+CHECKPOINT = "checkpoint.npz"
+LOG = "log.jsonl"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; the run stopped and the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainResult:
+    model: object
+    opt_state: object
+    step: int
+    train_time: float
+    run_dir: str
+    checkpoint: str
+
+
+def _scalar(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _is_number(v) -> bool:
+    try:
+        return np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number)
+    except (TypeError, ValueError):
+        return False
+
+
+def read_log(run_dir, kind: str | None = None) -> list[dict]:
+    """The log's records (all, or those of one ``kind``); a torn last line is ignored."""
+    path = os.path.join(run_dir, LOG)
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path) as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if kind is None or rec.get("kind") == kind:
+                out.append(rec)
+    return out
+
+
+def _truncate_log(run_dir, step: int) -> None:
+    """Keep the records up to ``step`` (a resumed run rewrites the rest), atomically."""
+    path = os.path.join(run_dir, LOG)
+    if not os.path.exists(path):
+        return
+    keep = [r for r in read_log(run_dir) if r.get("step", 0) <= step]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in keep)
+    os.replace(tmp, path)
+
+
+def _json_config(config):
+    try:
+        return json.loads(json.dumps(config))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"config must be JSON-serialisable (it is stored in checkpoints): {e}") from None
+
+
+def train(
+    model,
+    optimizer,
+    loss_fn: Callable,
+    batches: Callable[[int], object],
+    run_dir,
+    *,
+    steps: int,
+    seed: int = 0,
+    checkpoint_every: int = 100,
+    log_every: int = 1,
+    evaluate: Callable | None = None,
+    eval_every: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    config=None,
+    desc: str | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``steps`` optimizer steps, logging and checkpointing into ``run_dir``.
+
+    Args:
+        model: an equinox module or any pytree; its inexact arrays are the trained parameters.
+        optimizer: an optax ``GradientTransformation`` (schedules inside it see the step count
+            stored in its state, so they resume exactly too).
+        loss_fn: ``(model, batch, key) -> (loss, aux)``, with ``aux`` a dict of scalars that is
+            logged; differentiated with respect to ``model``.
+        batches: ``step -> batch``, deterministic; if it has ``steps_per_epoch`` the log
+            gets per-epoch records and ``evaluate`` runs at each epoch's end by default.
+        run_dir: the run's folder (created if needed).
+        steps: total number of steps (a resumed run continues up to it).
+        seed: seeds the per-step PRNG keys given to ``loss_fn``.
+        checkpoint_every: steps between checkpoints (one is also written at the end).
+        log_every: steps between ``"step"`` log records.
+        evaluate: optional ``model -> dict of scalars`` (e.g. test accuracy, NFE).
+        eval_every: steps between evaluations; default: each epoch's end, or only the end.
+        resume: continue from ``run_dir/checkpoint.npz`` (a fresh start if there is none);
+            without it an existing checkpoint is an error, so no run is overwritten.
+        progress: show a tqdm progress bar (on stderr).
+        config: JSON-serialisable description of the run; stored in checkpoints and compared on
+            resume (a resumed run must have the same config).
+        desc: the progress bar's label.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (the last checkpoint is left as it was).
+        CheckpointError: the checkpoint is unreadable or does not fit this model/config.
+    """
+    for name, v, lo in (("steps", steps, 0), ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if eval_every is not None and (not isinstance(eval_every, (int, np.integer)) or eval_every < 1):
+        raise ValueError(f"eval_every must be a positive integer or None, got {eval_every!r}")
+    run_dir = os.fspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    ckpt = os.path.join(run_dir, CHECKPOINT)
+    config = _json_config(config)
+    params = eqx.filter(model, eqx.is_inexact_array)
+    opt_state = optimizer.init(params)
+    base_key = jax.random.PRNGKey(seed)
+    spe = getattr(batches, "steps_per_epoch", None)
+
+    start, train_time, sums, count = 0, 0.0, {}, 0
+    if os.path.exists(ckpt):
+        if not resume:
+            raise FileExistsError(f"{run_dir} already holds a checkpoint; pass resume=True to continue it, or use another folder")
+        meta = read_meta(ckpt)
+        if meta["config"] != config:
+            old, new = meta["config"] or {}, config or {}
+            keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) if isinstance(old, dict) and isinstance(new, dict) else ["config"]
+            raise CheckpointError(f"checkpoint {ckpt} was written with another config (differs in {keys}); resume needs the same config")
+        if meta["extra"].get("seed") != seed:
+            raise CheckpointError(f"checkpoint {ckpt} was written with seed {meta['extra'].get('seed')}, not {seed}")
+        model, opt_state, meta = load_checkpoint(ckpt, model, opt_state)
+        start = meta["step"]
+        if start > steps:
+            raise ValueError(f"checkpoint {ckpt} is at step {start}, beyond steps={steps}")
+        train_time = meta["extra"].get("train_time", 0.0)
+        sums, count = meta["extra"].get("epoch_sums", {}), meta["extra"].get("epoch_count", 0)
+        _truncate_log(run_dir, start)
+    elif os.path.exists(os.path.join(run_dir, LOG)) and not resume:
+        raise FileExistsError(f"{run_dir} already holds a log ({LOG}); use another folder or resume=True")
+    elif resume:
+        _truncate_log(run_dir, 0)
+
+    @eqx.filter_jit
+    def step_fn(model, opt_state, batch, key):
+        (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key)
+        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+        return eqx.apply_updates(model, updates), opt_state, loss, aux
+
+    def checkpoint(step):
+        extra = dict(seed=seed, train_time=train_time, epoch_sums=sums, epoch_count=count)
+        save_checkpoint(ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra)
+
+    log = open(os.path.join(run_dir, LOG), "a")
+
+    def write(rec):
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+
+    def run_eval(step, kind, rec):
+        if evaluate is not None:
+            rec = rec | {k: (_scalar(v) if _is_number(v) else v) for k, v in evaluate(model).items()}
+        write(dict(kind=kind, step=step, epoch=step / spe if spe else None, time=train_time) | rec)
+
+    bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
+    try:
+        for step in range(start, steps):
+            t0 = time.perf_counter()
+            new_model, new_opt_state, loss, aux = step_fn(model, opt_state, batches(step), jax.random.fold_in(base_key, step))
+            loss = float(loss)  # waits for the step to finish
+            if not math.isfinite(loss):
+                kept = f"the last good checkpoint {ckpt} (step {read_meta(ckpt)['step']}) is kept" if os.path.exists(ckpt) else "no checkpoint had been written yet"
+                raise NonFiniteLossError(f"loss is {loss} at step {step + 1}; training stopped; {kept}. Lower the learning rate or check the data.")
+            model, opt_state = new_model, new_opt_state
+            train_time += time.perf_counter() - t0
+            done = step + 1
+            metrics = {"loss": loss} | {k: _scalar(v) for k, v in aux.items()}
+            for k, v in metrics.items():
+                if v is not None:
+                    sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if done % log_every == 0 or done == steps:
+                write(dict(kind="step", step=done, epoch=done / spe if spe else None, time=train_time) | metrics)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if v is not None}, refresh=False)
+            bar.update(1)
+            epoch_end = bool(spe) and done % spe == 0
+            if epoch_end:
+                means = {f"train_{k}": v / count for k, v in sums.items()}
+                sums, count = {}, 0
+                run_eval(done, "epoch", means) if eval_every is None else write(
+                    dict(kind="epoch", step=done, epoch=done / spe, time=train_time) | means)
+            if evaluate is not None and ((eval_every and done % eval_every == 0) or (done == steps and not (epoch_end and eval_every is None))):
+                run_eval(done, "eval", {})
+            if done % checkpoint_every == 0 or done == steps:
+                checkpoint(done)
+        if start == steps and not os.path.exists(ckpt):
+            checkpoint(steps)
+    finally:
+        bar.close()
+        log.close()
+    return TrainResult(model, opt_state, max(start, steps), train_time, run_dir, ckpt)
