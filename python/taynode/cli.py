@@ -19,6 +19,20 @@ def _demo(ns):
     print(f"figure: {summary['figure']}")
 
 
+def _study_order(ns):
+    from .studies import order
+
+    given = dict(tol=ns.tol, dim=ns.dim, trajectories=ns.trajectories, seed=ns.seed)
+    if ns.degrees is not None:
+        given["degrees"] = tuple(ns.degrees)
+    if ns.solvers is not None:
+        given["solvers"] = tuple(ns.solvers)
+    cfg = order.OrderConfig(**{k: v for k, v in given.items() if v is not None})
+    summary = order.run(cfg, ns.out)
+    print(order.markdown_table(summary))
+    print(f"figure: {summary['figure']}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="taynode", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -29,6 +43,16 @@ def main(argv=None):
     d.add_argument("--out", default="runs/demo", help="output folder (fig1.png, results.json)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(run=_demo)
+    study = sub.add_parser("study", help="studies of the paper").add_subparsers(dest="study", required=True)
+    o = study.add_parser("order", help="Fig. 2: steps of order-m RK solvers on degree-K polynomial trajectories")
+    o.add_argument("--out", default="runs/order", help="output folder (fig2.png, order.md, order.csv, results.json)")
+    o.add_argument("--tol", type=float, help="rtol = atol of every solve (default 1.4e-8)")
+    o.add_argument("--degrees", type=int, nargs="+", help="polynomial degrees K (default 0 … 8)")
+    o.add_argument("--solvers", nargs="+", help="solver names (default: all of orders 1–5 and 8)")
+    o.add_argument("--dim", type=int, help="dimension of the trajectories (default 4)")
+    o.add_argument("--trajectories", type=int, help="random trajectories per degree (default 8)")
+    o.add_argument("--seed", type=int, help="seed of the random coefficients (default 0)")
+    o.set_defaults(run=_study_order)
     ns = p.parse_args(argv)
     ns.run(ns)
     return 0

@@ -122,7 +122,8 @@ def solve(
         ts: output times, strictly monotone; ``ts[0]`` is t0 and ``ts[-1]`` is t1. ``t1 < t0``
             integrates backwards. ``ts = (t0, t0)`` returns ``z0`` with zero integrals and NFE 0.
         args: passed to ``f``; differentiable.
-        solver: a name in :data:`taynode.solvers.SOLVERS`.
+        solver: a name in :data:`taynode.solvers.SOLVERS`, or a
+            :class:`~taynode.solvers.SolverSpec` (e.g. a study's own tableau).
         steps: ``None`` for an adaptive solve; an integer for a fixed grid of that many steps.
         rtol, atol: tolerances of the adaptive solve (default :data:`DEFAULT_TOL` by dtype).
         regularizers: :class:`~taynode.regularizers.Regularizer` instances or names
@@ -135,7 +136,7 @@ def solve(
         max_steps: an error is raised if the solve needs more steps.
         save_steps: also return the accepted steps' times and states (for plots and studies).
     """
-    spec = _solvers.get(solver)
+    spec = solver if isinstance(solver, _solvers.SolverSpec) else _solvers.get(solver)
     regs = [_reg.parse(r) for r in regularizers]
     names = [r.name for r in regs]
     if len(set(names)) != len(names):
