@@ -14,13 +14,17 @@ where every :math:`z^{(j)}` on the right is itself a total derivative along the 
 ``"nested"``
     Nested forward-mode JVPs along the flow, :math:`g_{k+1} = \partial_z g_k \cdot f +
     \partial_t g_k`. Differentiates any JAX operation (control flow included).
+``"incremental"``
+    Incremental Taylor mode (:mod:`.incremental`): f's jaxpr is evaluated once per order, each
+    operation extending its cached normalized coefficients by one (:mod:`.rules`).
 
-Both are jit-able and differentiable with respect to ``args`` and to parameters that ``f``
+All are jit-able and differentiable with respect to ``args`` and to parameters that ``f``
 closes over, and share one test suite.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Callable
 
@@ -28,14 +32,16 @@ import jax
 import jax.numpy as jnp
 
 from ._inline import UnsupportedPrimitiveError
+from .incremental import incremental_coefficients, incremental_derivatives
 from .jet import jet_derivatives
 from .nested import nested_derivatives
 
-__all__ = ["METHODS", "UnsupportedPrimitiveError", "derivatives"]
+__all__ = ["METHODS", "UnsupportedPrimitiveError", "coefficients", "derivatives"]
 
 METHODS: dict[str, Callable] = {
     "jet": jet_derivatives,
     "nested": nested_derivatives,
+    "incremental": incremental_derivatives,
 }
 
 
@@ -83,14 +89,38 @@ def derivatives(f, t, z, args=None, order: int = 1, method: str = "jet"):
         z: the state: an array (its leading axis is usually a batch) or a pytree of arrays.
         args: passed to ``f``; parameters here (or closed over by ``f``) can be differentiated.
         order: K >= 1.
-        method: one of :data:`METHODS` (``"jet"`` or ``"nested"``).
+        method: one of :data:`METHODS` (``"jet"``, ``"nested"`` or ``"incremental"``).
 
     Returns:
         A tuple of K pytrees shaped like ``z``: raw derivatives (no 1/k! factors).
     """
     order = check_order(order)
     check_method(method)
+    t = _check_point(f, t, z, args)
+    return METHODS[method](f, t, z, args, order)
+
+
+def coefficients(f, t, z, args=None, order: int = 1, method: str = "incremental"):
+    r"""Normalized Taylor coefficients :math:`(z_0, z_1, \dots, z_K)`, :math:`z_k =
+    z^{(k)}/k!`, of the solution of dz/dt = f(t, z, args) through (t, z); ``z_0 = z``.
+
+    The Taylor polynomial :math:`\sum_k z_k h^k` approximates :math:`z(t + h)`. Arguments as
+    for :func:`derivatives`; ``"incremental"`` computes these natively, the other methods by
+    dividing their derivatives by k!.
+    """
+    order = check_order(order)
+    check_method(method)
+    t = _check_point(f, t, z, args)
+    if method == "incremental":
+        return incremental_coefficients(f, t, z, args, order)
+    ds = METHODS[method](f, t, z, args, order)
+    return [z] + [
+        jax.tree_util.tree_map(lambda d, k=k: d / math.factorial(k), d) for k, d in enumerate(ds, 1)
+    ]
+
+
+def _check_point(f, t, z, args):
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(z))
     t = jnp.asarray(t, dtype=dtype)
     check_output_matches(f, t, z, args)
-    return METHODS[method](f, t, z, args, order)
+    return t

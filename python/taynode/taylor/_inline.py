@@ -90,8 +90,10 @@ def _broadcast_scalars(eqn, invals):
     ]
 
 
-def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "nested"):
-    """Evaluate ``jaxpr`` with calls inlined and jet-unsupported primitives rewritten."""
+def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "nested",
+               rewrite: bool = True):
+    """Evaluate ``jaxpr`` with calls inlined and (``rewrite=True``) jet-unsupported primitives
+    rewritten."""
     env = {}
 
     def read(v):
@@ -113,8 +115,9 @@ def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "ne
             continue
         if sub is not None:
             inner, inner_consts = sub
-            outvals = eval_jaxpr(inner, inner_consts, *invals, method=method, alternative=alternative)
-        elif name in _REWRITES:
+            outvals = eval_jaxpr(inner, inner_consts, *invals, method=method,
+                                 alternative=alternative, rewrite=rewrite)
+        elif rewrite and name in _REWRITES:
             outvals = [_REWRITES[name](*invals)]
         else:
             invals = _broadcast_scalars(eqn, invals)
@@ -143,4 +146,18 @@ def inline(fn, *example_args):
         return eval_jaxpr(closed.jaxpr, consts, *flat)
 
     return g, closed.consts
+
+
+def flatten(fn, *example_args):
+    """``fn`` as one flat :class:`ClosedJaxpr` with every call (``jit``, ``custom_jvp``, …)
+    inlined, rank-0 elementwise operands broadcast, and ``fn``'s closed-over values (possibly
+    tracers of an outer transformation) moved to the front of its inputs. Returns
+    ``(closed_jaxpr, consts)``: evaluate with ``consts`` followed by ``example_args``' leaves."""
+    closed = jax.make_jaxpr(fn)(*example_args)
+
+    def flat(consts, *args):
+        return eval_jaxpr(closed.jaxpr, consts, *args, rewrite=False)
+
+    leaves = jax.tree_util.tree_leaves(example_args)
+    return jax.make_jaxpr(flat)(closed.consts, *leaves), closed.consts
 
