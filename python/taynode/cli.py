@@ -33,6 +33,17 @@ def _study_order(ns):
     print(f"figure: {summary['figure']}")
 
 
+def _study_latent(ns):
+    from .studies import latent
+
+    cfg = latent.preset(ns.preset, epochs=ns.epochs, lam=ns.lam, seed=ns.seed, max_records=ns.max_records)
+    summary = latent.run(cfg, ns.out, root=ns.data, progress=not ns.no_progress, resume=ns.resume)
+    print(f"\nFig. 4 Latent ODE on PhysioNet 2012 ({summary['data']['train']} train / {summary['data']['test']} test records), "
+          f"dopri5 at rtol=atol={cfg.eval_tol} (float64)")
+    print(latent.markdown_table(summary))
+    print(f"figure: {summary['figure']}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="taynode", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -53,6 +64,17 @@ def main(argv=None):
     o.add_argument("--trajectories", type=int, help="random trajectories per degree (default 8)")
     o.add_argument("--seed", type=int, help="seed of the random coefficients (default 0)")
     o.set_defaults(run=_study_order)
+    lo = study.add_parser("latent-ode", help="Fig. 4: Latent ODE on PhysioNet 2012, unregularized vs R3")
+    lo.add_argument("--preset", default="cpu", help="cpu (about 20 min on 2 cores) or paper (default cpu)")
+    lo.add_argument("--out", default="runs/latent_ode", help="output folder (fig4.png, table.md, results.json, run folders)")
+    lo.add_argument("--data", help="folder with set-a.tar.gz, Outcomes-a.txt, ... (default: $TAYNODE_PHYSIONET or ../shared/data/physionet2012)")
+    lo.add_argument("--epochs", type=int, help="training epochs per model (default: the preset's)")
+    lo.add_argument("--lam", type=float, help="weight λ of R3 (default 1e-2)")
+    lo.add_argument("--max-records", type=int, help="use a random subset of this many records")
+    lo.add_argument("--seed", type=int, help="seed for the split, initialization and batches (default 0)")
+    lo.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
+    lo.add_argument("--no-progress", action="store_true")
+    lo.set_defaults(run=_study_latent)
     ns = p.parse_args(argv)
     ns.run(ns)
     return 0
