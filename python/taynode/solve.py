@@ -123,7 +123,10 @@ def solve(
             integrates backwards. ``ts = (t0, t0)`` returns ``z0`` with zero integrals and NFE 0.
         args: passed to ``f``; differentiable.
         solver: a name in :data:`taynode.solvers.SOLVERS`, or a
-            :class:`~taynode.solvers.SolverSpec` (e.g. a study's own tableau).
+            :class:`~taynode.solvers.SolverSpec` (e.g. a study's own tableau), or the Taylor-series
+            integrator (:mod:`taynode.taylor_solver`): ``"taylor"`` (Jorba & Zou's order for the
+            tolerance), ``"taylor<p>"`` (order p, e.g. ``"taylor12"``), ``"taylor-adaptive"``
+            (order chosen per step). Its ``stats["nfe"]`` counts Taylor coefficient orders.
         steps: ``None`` for an adaptive solve; an integer for a fixed grid of that many steps.
         rtol, atol: tolerances of the adaptive solve (default :data:`DEFAULT_TOL` by dtype).
         regularizers: :class:`~taynode.regularizers.Regularizer` instances or names
@@ -136,7 +139,13 @@ def solve(
         max_steps: an error is raised if the solve needs more steps.
         save_steps: also return the accepted steps' times and states (for plots and studies).
     """
-    spec = solver if isinstance(solver, _solvers.SolverSpec) else _solvers.get(solver)
+    # "taylor", "taylor<p>", "taylor-adaptive": the Taylor-series integrator (taynode.taylor_solver)
+    taylor = isinstance(solver, str) and solver.startswith("taylor")
+    if taylor:
+        from . import taylor_solver as _taylor_solver
+
+        taylor_options = _taylor_solver.parse_solver_name(solver, regularizers, adjoint, steps)
+    spec = None if taylor else solver if isinstance(solver, _solvers.SolverSpec) else _solvers.get(solver)
     regs = [_reg.parse(r) for r in regularizers]
     names = [r.name for r in regs]
     if len(set(names)) != len(names):
@@ -152,7 +161,7 @@ def solve(
     _check_ts(ts)
     adaptive = steps is None
     if adaptive:
-        if not spec.embedded:
+        if not taylor and not spec.embedded:
             raise ValueError(
                 f"solver {solver!r} has no error estimate, so it cannot run adaptively: pass steps=N "
                 f"for a fixed grid, or choose one of {[s for s, v in _solvers.SOLVERS.items() if v.embedded]}"
@@ -186,6 +195,11 @@ def solve(
         ys = jax.tree_util.tree_map(lambda z: jnp.stack([z, z]), z0)
         stats = dict(nfe=jnp.array(0), steps=jnp.array(0), rejected=jnp.array(0), attempted=jnp.array(0))
         return Solution(ts=ts, ys=ys, integrals=zeros, stats=stats)
+    if taylor:
+        ys, stats, step_ts, step_ys = _taylor_solver.taylor_solve(
+            f, z0, ts, args, rtol=rtol, atol=atol, max_steps=max_steps, save_steps=save_steps, **taylor_options
+        )
+        return Solution(ts=ts, ys=ys, integrals={}, stats=stats, step_ts=step_ts, step_ys=step_ys)
     direction = jnp.sign(t1 - t0)
 
     # Everything differentiable travels in diffrax's args (the continuous adjoint only

@@ -1,0 +1,285 @@
+r"""An explicit Taylor-series integrator for dz/dt = f(t, z, args), built on the Taylor core.
+
+At each step, at the point :math:`(t, z)`:
+
+1. the normalised coefficients :math:`z_k = z^{(k)}/k!`, :math:`k = 0 \dots p`, of the solution
+   through :math:`(t, z)` come from :func:`taynode.taylor.derivatives` (``z_0 = z``, ``z_1 = f``);
+2. the step size follows Jorba & Zou (2005), §3.2, as TaylorIntegration.jl's ``stepsize``:
+
+   .. math::  h = \min_{k \in \{p-1,\, p\}} \left(\frac{\varepsilon}{\|z_k\|_\infty}\right)^{1/k},
+              \qquad \varepsilon = \max(\text{atol},\ \text{rtol}\,\|z\|_\infty)
+
+   (a coefficient that is exactly zero is skipped; if both are zero, J&Z's "second control"
+   :math:`h = \max_{1 \le k \le p-2} \|z_k\|_\infty^{-1/k}`, and if every coefficient is zero the
+   solution is constant and the step goes to t1). The norm is over the whole state, batch
+   included: like the RK solvers, a batch shares its steps. No step is rejected;
+3. the Taylor polynomial :math:`z(t + s) \approx \sum_{k=0}^p z_k s^k` (Horner) gives the next
+   state, and the states at output times inside the step (dense output).
+
+With :math:`\|z_k\| \approx C \rho^{-k}` (ρ the radius of convergence) the rule makes the last
+terms of the series about ε, so the local error is about ε per step (not per unit time).
+
+**Order.** ``order=p`` fixes it. The default is Jorba & Zou's
+:math:`p = \lceil -\tfrac12 \ln \varepsilon_r + 1 \rceil`, the minimiser of cost per unit time
+when a step of order p costs :math:`\propto p^2` (products in Taylor arithmetic are
+convolutions) and :math:`h \propto \rho\, \varepsilon_r^{1/p}`; :math:`\varepsilon_r` is the
+tolerance relative to the solution's size. ``adaptive_order=True`` chooses p per step from a
+small set (default three orders around J&Z's): it fits :math:`\log\|z_k\| \approx \log C - k
+\log\rho` to the previous step's coefficients, predicts the step :math:`\hat h(q)` each order q
+would take by the rule above, and takes the q minimising :math:`q^2 / \hat h(q)`. Each order is a
+branch of :func:`jax.lax.switch`, so only the chosen one runs.
+
+**Cost unit.** ``stats["nfe"]`` counts *Taylor coefficient orders*: a step of order p counts p,
+the number of coefficients beyond z computed (the first, :math:`z_1 = f(t, z)`, is exactly one
+f evaluation). That is the analogue of one f evaluation per RK stage, but it understates the work
+for nonlinear f: computing order k costs more than order 1 (a product of series of length k is a
+k-term convolution), so the arithmetic per step grows like :math:`p^2` or faster. Compare wall
+times (``taynode compare-solvers`` reports both, and the measured time of one order-p coefficient
+computation in units of one f evaluation).
+
+The loop is a :func:`jax.lax.while_loop`: jit-able, differentiable in forward mode; reverse-mode
+gradients through it are not supported by JAX (use an RK solver for training).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .taylor import check_method, derivatives
+
+__all__ = ["jorba_zou_order", "jorba_zou_step", "taylor_coefficients", "horner", "taylor_solve"]
+
+
+def jorba_zou_order(rel_tol: float) -> int:
+    """Jorba & Zou's optimal order ⌈−½ ln ε + 1⌉ for a relative tolerance ε (at least 2)."""
+    if not (0 < rel_tol < 1):
+        raise ValueError(f"tolerance must be in (0, 1), got {rel_tol}")
+    return max(2, math.ceil(-0.5 * math.log(rel_tol) + 1))
+
+
+def taylor_coefficients(f, t, z, args, order: int, method: str | None = None) -> list:
+    """``[z_0, z_1, …, z_p]`` with ``z_k = z⁽ᵏ⁾/k!`` (pytrees shaped like z)."""
+    kw = {} if method is None else {"method": method}
+    ds = derivatives(f, t, z, args, order=order, **kw)
+    return [z] + [jax.tree_util.tree_map(lambda d, k=k: d / math.factorial(k), d) for k, d in enumerate(ds, 1)]
+
+
+def horner(coeffs: Sequence, s):
+    """Σ_k coeffs[k] sᵏ for a list of pytrees."""
+    out = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        out = jax.tree_util.tree_map(lambda o, ck: o * s + ck, out, c)
+    return out
+
+
+def _inf_norm(tree):
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(tree)]))
+
+
+def _second_control(norms):
+    """max over k = 1 … p−2 of ‖z_k‖^(−1/k), skipping zero coefficients; inf if there are none."""
+    h = jnp.zeros_like(norms[0])
+    for k in range(1, len(norms) - 2):
+        h = jnp.where(norms[k] > 0, jnp.maximum(h, jnp.where(norms[k] > 0, norms[k], 1.0) ** (-1.0 / k)), h)
+    return jnp.where(h > 0, h, jnp.inf)
+
+
+def jorba_zou_step(norms, eps):
+    """The step of Jorba & Zou's first control from the coefficient norms ``[‖z_0‖, …, ‖z_p‖]``."""
+    p = len(norms) - 1
+    h = jnp.inf
+    for k in (p - 1, p):
+        safe = jnp.where(norms[k] > 0, norms[k], 1.0)
+        h = jnp.where(norms[k] > 0, jnp.minimum(h, (eps / safe) ** (1.0 / k)), h)
+    return jnp.where(jnp.isinf(h), _second_control(norms), h)
+
+
+def _predicted_steps(norms, eps, orders):
+    """ĥ(q) for each candidate order q, from a least-squares fit log‖z_k‖ ≈ a − k·b (k ≥ 1)."""
+    p = len(norms) - 1
+    k = jnp.arange(1, p + 1, dtype=norms[0].dtype)
+    n = jnp.stack(norms[1:])
+    w = (n > 0).astype(n.dtype)
+    y = jnp.log(jnp.where(n > 0, n, 1.0))
+    sw = jnp.maximum(jnp.sum(w), 1.0)
+    km, ym = jnp.sum(w * k) / sw, jnp.sum(w * y) / sw
+    slope = jnp.sum(w * (k - km) * (y - ym)) / jnp.maximum(jnp.sum(w * (k - km) ** 2), 1e-300)
+    a = ym - slope * km
+    out = []
+    for q in orders:
+        model = [jnp.exp(a + slope * kk) for kk in range(q + 1)]
+        out.append(jorba_zou_step(model, eps))
+    return jnp.stack(out)
+
+
+def _check_orders(order, orders):
+    if order is not None:
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 2:
+            raise ValueError(f"order must be an integer >= 2, got {order!r}")
+    if orders is not None:
+        orders = tuple(orders)
+        if not orders or any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 2 for q in orders):
+            raise ValueError(f"orders must be integers >= 2, got {orders!r}")
+        if list(orders) != sorted(set(orders)):
+            raise ValueError(f"orders must be distinct and increasing, got {orders!r}")
+    return orders
+
+
+def taylor_solve(
+    f,
+    z0,
+    ts,
+    args=None,
+    *,
+    rtol: float,
+    atol: float,
+    order: int | None = None,
+    adaptive_order: bool = False,
+    orders: Sequence[int] | None = None,
+    method: str | None = None,
+    max_steps: int = 4096,
+    save_steps: bool = False,
+):
+    """Integrate from ``ts[0]`` and return ``(ys, stats, step_ts, step_ys)``.
+
+    ``ys`` has a leading axis over ``ts``; ``stats`` has ``nfe`` (Taylor coefficient orders, see
+    the module docstring), ``steps``, ``rejected`` (always 0), ``attempted`` and ``mean_order``.
+    ``ts`` must be strictly monotone with at least two entries (:func:`taynode.solve` checks
+    that and everything else about its inputs, then calls this).
+
+    Args:
+        order: the fixed order p (default: Jorba & Zou's for ``min(rtol, atol)``).
+        adaptive_order: choose the order per step from ``orders``.
+        orders: the candidate orders (default: J&Z's order p and p ± 4, at least 2).
+        method: the Taylor core's method (``None``: its default).
+    """
+    concrete = not any(isinstance(x, jax.core.Tracer) for x in (rtol, atol))
+    if concrete and not (rtol > 0 and atol > 0):
+        raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
+    if method is not None:
+        check_method(method)
+    orders = _check_orders(order, orders)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    # J&Z's order needs concrete tolerances; with traced ones (a jit over rtol/atol) pass order/orders
+    p_jz = jorba_zou_order(min(float(rtol), float(atol), 0.5)) if concrete else None
+    if p_jz is None and (order is None if not adaptive_order else orders is None):
+        raise ValueError("with traced rtol/atol, pass order= (or orders= with adaptive_order=True)")
+    if adaptive_order:
+        if order is not None:
+            raise ValueError("pass either order= (fixed) or adaptive_order=True with orders=, not both")
+        orders = orders or tuple(sorted({max(2, p_jz - 4), p_jz, p_jz + 4}))
+    else:
+        if orders is not None:
+            raise ValueError("orders= applies with adaptive_order=True; for a fixed order pass order=")
+        orders = (order or p_jz,)
+    pmax = max(orders)
+
+    ts = jnp.asarray(ts)
+    dtype = ts.dtype
+    t0, t1 = ts[0], ts[-1]
+    direction = jnp.sign(t1 - t0)
+    n_out = ts.shape[0]
+    zero_like = lambda tree: jax.tree_util.tree_map(jnp.zeros_like, tree)  # noqa: E731
+
+    def coefficients_at(i, t, z):
+        """Coefficients of order ``orders[i]``, zero-padded to ``pmax`` (Horner is unchanged)."""
+
+        def branch(q):
+            def run(t, z):
+                cs = taylor_coefficients(f, t, z, args, q, method)
+                return cs + [zero_like(z)] * (pmax - q)
+
+            return run
+
+        if len(orders) == 1:
+            return branch(orders[0])(t, z)
+        return jax.lax.switch(i, [branch(q) for q in orders], t, z)
+
+    order_arr = jnp.asarray(orders)
+    ys0 = jax.tree_util.tree_map(lambda x: jnp.zeros((n_out,) + x.shape, x.dtype).at[0].set(x), z0)
+    if save_steps:
+        st0 = jnp.full((max_steps,), jnp.inf, dtype)
+        sy0 = jax.tree_util.tree_map(lambda x: jnp.full((max_steps,) + x.shape, jnp.inf, x.dtype), z0)
+    else:
+        st0 = sy0 = None
+    start_idx = int(np.argmin([abs(q - (p_jz or orders[len(orders) // 2])) for q in orders]))
+
+    def cond(state):
+        t, _, _, _, n, *_ = state
+        return ((t1 - t) * direction > 0) & (n < max_steps)
+
+    def body(state):
+        t, z, i_out, ys, n, cost, idx, st, sy = state
+        cs = coefficients_at(idx, t, z)
+        norms = [_inf_norm(c) for c in cs]
+        eps = jnp.maximum(atol, rtol * norms[0])
+        q = order_arr[idx]
+        # the chosen order's own last two coefficients set the step (padding beyond q is zero)
+        h_all = jnp.stack([jorba_zou_step(norms[: qq + 1], eps) for qq in orders])
+        h = h_all[idx]
+        remaining = (t1 - t) * direction
+        last = h >= remaining
+        h = jnp.where(last, remaining, h)
+        t_new = jnp.where(last, t1, t + direction * h)
+
+        # dense output at every output time inside (t, t + h]
+        def out_cond(c):
+            i, _ = c
+            return (i < n_out) & ((ts[jnp.minimum(i, n_out - 1)] - t) * direction <= h)
+
+        def out_body(c):
+            i, ys = c
+            y = horner(cs, ts[i] - t)
+            return i + 1, jax.tree_util.tree_map(lambda a, v: a.at[i].set(v), ys, y)
+
+        i_out, ys = jax.lax.while_loop(out_cond, out_body, (i_out, ys))
+        z_new = horner(cs, t_new - t)
+        if save_steps:
+            st = st.at[n].set(t_new)
+            sy = jax.tree_util.tree_map(lambda a, v: a.at[n].set(v), sy, z_new)
+        if len(orders) > 1:
+            cost_per_time = order_arr.astype(dtype) ** 2 / _predicted_steps(norms, eps, orders)
+            idx = jnp.argmin(cost_per_time).astype(idx.dtype)
+        return t_new, z_new, i_out, ys, n + 1, cost + q, idx, st, sy
+
+    state = (t0, z0, jnp.array(1), ys0, jnp.array(0), jnp.array(0), jnp.array(start_idx), st0, sy0)
+    t, z, i_out, ys, n, cost, _, st, sy = jax.lax.while_loop(cond, body, state)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(z)]))
+    ys = eqx.error_if(ys, ~finite, "the Taylor solver produced NaN or inf (is the solution blowing up?)")
+    ys = eqx.error_if(
+        ys, (t1 - t) * direction > 0, "the maximum number of Taylor steps (max_steps) was reached before t1"
+    )
+    stats = dict(nfe=cost, steps=n, rejected=jnp.array(0), attempted=n,
+                 mean_order=cost / jnp.maximum(n, 1))
+    return ys, stats, st, sy
+
+
+def parse_solver_name(name: str, regularizers=(), adjoint: str = "backprop", steps=None) -> dict:
+    """Options of :func:`taylor_solve` for the names :func:`taynode.solve` accepts:
+    ``"taylor"``, ``"taylor<p>"``, ``"taylor-adaptive"``; and what that path cannot do."""
+    if name == "taylor":
+        options = {}
+    elif name == "taylor-adaptive":
+        options = {"adaptive_order": True}
+    elif name[len("taylor"):].isdigit():
+        options = {"order": int(name[len("taylor"):])}
+        _check_orders(options["order"], None)
+    else:
+        raise ValueError(f"unknown solver {name!r}; the Taylor solvers are 'taylor', 'taylor<p>' (e.g. 'taylor12') and 'taylor-adaptive'")
+    if regularizers:
+        raise NotImplementedError(
+            "regularizers are not implemented with the Taylor solver (their integrands would need Taylor "
+            "series of Taylor series); integrate them with an RK solver, e.g. solver='dopri5'"
+        )
+    if adjoint != "backprop":
+        raise NotImplementedError("the Taylor solver has no continuous adjoint; use adjoint='backprop' (forward-mode only) or an RK solver")
+    if steps is not None:
+        raise ValueError("the Taylor solver chooses its own steps (Jorba & Zou): pass rtol/atol, not steps=")
+    return options

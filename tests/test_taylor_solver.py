@@ -1,0 +1,136 @@
+"""The Taylor-series integrator: accuracy against SciPy DOP853 (rtol = atol = 1e-13) and closed
+forms, the Jorba–Zou step rule, solve() integration, and bad input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import taynode as tn
+from taynode.problems import lotka_volterra, van_der_pol
+from taynode.taylor_solver import jorba_zou_order, jorba_zou_step, taylor_solve
+
+ECC = 0.6
+
+
+def two_body(t, z, args=None):
+    q, v = z[..., :2], z[..., 2:]
+    r3 = jnp.sum(q**2, -1, keepdims=True) ** 1.5
+    return jnp.concatenate([v, -q / r3], -1)
+
+
+# eccentric Kepler orbit from pericentre: period 2π, so z(2π) = z(0) exactly
+KEPLER_Z0 = [1 - ECC, 0.0, 0.0, math.sqrt((1 + ECC) / (1 - ECC))]
+
+PROBLEMS = {
+    "lotka_volterra": (lotka_volterra, [1.0, 1.0], 5.0),
+    "van_der_pol": (van_der_pol, [2.0, 0.0], 5.0),
+    "two_body": (two_body, KEPLER_Z0, 2 * math.pi),
+}
+
+
+def scipy_ref(f, z0, ts):
+    rhs = lambda t, y: np.asarray(f(t, jnp.asarray(y)[None])[0])  # noqa: E731
+    return solve_ivp(rhs, (ts[0], ts[-1]), z0, method="DOP853", t_eval=ts, rtol=1e-13, atol=1e-13).y.T
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_reaches_requested_accuracy_against_dop853(name):
+    f, z0, t1 = PROBLEMS[name]
+    ts = np.array([0.0, t1])
+    ref = scipy_ref(f, z0, ts)[-1]
+    if name == "two_body":
+        assert np.max(np.abs(ref - np.array(z0))) <= 1e-10  # the reference itself, against the closed form
+    # one compile per problem: the tolerance is traced, the order fixed
+    run = jax.jit(lambda z, tol: taylor_solve(f, z, jnp.asarray(ts), rtol=tol, atol=tol, order=10, max_steps=20_000))
+    steps = []
+    for tol in (1e-6, 1e-9):
+        ys, stats, _, _ = run(jnp.array([z0]), tol)
+        err = np.max(np.abs(np.asarray(ys[-1, 0]) - ref))
+        assert err <= 10 * tol * max(1.0, np.max(np.abs(ref))), (tol, err)
+        assert int(stats["nfe"]) == 10 * int(stats["steps"]) and int(stats["rejected"]) == 0
+        steps.append(int(stats["steps"]))
+    # J&Z: h ∝ ε^(1/p), so 1000× tighter costs about 1000^(1/10) ≈ 2× the steps
+    assert 1.3 < steps[1] / steps[0] < 3.5, steps
+
+
+def test_solve_taylor_dense_output_matches_scipy_at_every_time():
+    ts = np.linspace(0.0, 4.0, 9)
+    sol = tn.solve(lotka_volterra, jnp.array([[1.0, 1.0]]), ts, solver="taylor", rtol=1e-6, atol=1e-6)
+    ref = scipy_ref(lotka_volterra, [1.0, 1.0], ts)
+    assert sol.ys.shape == (9, 1, 2)
+    np.testing.assert_allclose(np.asarray(sol.ys[:, 0]), ref, atol=1e-5 * np.max(np.abs(ref)))
+    assert float(sol.stats["mean_order"]) == jorba_zou_order(1e-6) == 8
+    # output times do not shorten the steps: the Taylor polynomial serves them inside a step
+    sol2 = tn.solve(lotka_volterra, jnp.array([[1.0, 1.0]]), (0.0, 4.0), solver="taylor", rtol=1e-6, atol=1e-6)
+    assert int(sol.stats["steps"]) == int(sol2.stats["steps"])
+
+
+def test_adaptive_order_reaches_accuracy_and_counts_orders():
+    z0 = [2.0, 0.0]
+    sol = tn.solve(van_der_pol, jnp.array([z0]), (0.0, 3.0), solver="taylor-adaptive", rtol=1e-5, atol=1e-5)
+    ref = scipy_ref(van_der_pol, z0, np.array([0.0, 3.0]))[-1]
+    assert np.max(np.abs(np.asarray(sol.z1[0]) - ref)) <= 1e-4
+    p = jorba_zou_order(1e-5)
+    mean = float(sol.stats["mean_order"])
+    assert max(2, p - 4) <= mean <= p + 4
+    np.testing.assert_allclose(float(sol.stats["nfe"]), mean * int(sol.stats["steps"]))
+
+
+def test_exponential_closed_form_backwards_and_jit():
+    f = lambda t, z, args: z  # noqa: E731
+    run = jax.jit(lambda z: tn.solve(f, z, (0.0, 2.0), solver="taylor12", rtol=1e-12, atol=1e-12).z1)
+    z1 = run(jnp.array([[1.0]]))
+    assert abs(float(z1[0, 0]) - math.exp(2.0)) <= 1e-11 * math.exp(2.0)
+    back = tn.solve(f, z1, (2.0, 0.0), solver="taylor12", rtol=1e-12, atol=1e-12, save_steps=True)
+    assert abs(float(back.z1[0, 0]) - 1.0) <= 1e-11
+    ok = np.isfinite(np.asarray(back.step_ts))
+    assert ok.sum() == int(back.stats["steps"]) and np.asarray(back.step_ts)[ok][-1] == 0.0
+    np.testing.assert_allclose(np.asarray(back.step_ys)[ok][:, 0, 0], np.exp(np.asarray(back.step_ts)[ok]), rtol=1e-11)
+
+
+def test_jorba_zou_step_rule():
+    # z' = z at z = 1: z_k = 1/k!, so h = min over k in {p-1, p} of (ε k!)^(1/k)
+    p, eps = 6, 1e-8
+    norms = [jnp.asarray(1 / math.factorial(k)) for k in range(p + 1)]
+    expected = min((eps * math.factorial(k)) ** (1 / k) for k in (p - 1, p))
+    np.testing.assert_allclose(float(jorba_zou_step(norms, eps)), expected, rtol=1e-14)
+    # the last two coefficients vanish: the second control max_k ‖z_k‖^(-1/k), k = 1 … p-2
+    norms2 = norms[:-2] + [jnp.asarray(0.0)] * 2
+    second = max(math.factorial(k) ** (1 / k) for k in range(1, p - 1))
+    np.testing.assert_allclose(float(jorba_zou_step(norms2, eps)), second, rtol=1e-14)
+    # constant solution: the step is unbounded (solve() clips it to t1)
+    assert np.isinf(float(jorba_zou_step([jnp.asarray(1.0)] + [jnp.asarray(0.0)] * p, eps)))
+    sol = tn.solve(lambda t, z, a: jnp.zeros_like(z), jnp.array([[3.0]]), (0.0, 5.0), solver="taylor")
+    assert int(sol.stats["steps"]) == 1 and float(sol.z1[0, 0]) == 3.0
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+Z0 = jnp.array([[1.0, 1.0]])
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="unknown solver 'taylorx'"):
+        tn.solve(lotka_volterra, Z0, solver="taylorx")
+    with pytest.raises(ValueError, match="order must be an integer >= 2"):
+        tn.solve(lotka_volterra, Z0, solver="taylor1")
+    with pytest.raises(NotImplementedError, match="regularizers are not implemented with the Taylor solver"):
+        tn.solve(lotka_volterra, Z0, solver="taylor", regularizers=["r2"])
+    with pytest.raises(NotImplementedError, match="continuous adjoint"):
+        tn.solve(lotka_volterra, Z0, solver="taylor", adjoint="adjoint")
+    with pytest.raises(ValueError, match="not steps="):
+        tn.solve(lotka_volterra, Z0, solver="taylor", steps=10)
+    with pytest.raises(ValueError, match="rtol and atol must be > 0"):
+        tn.solve(lotka_volterra, Z0, solver="taylor", rtol=0.0)
+    with pytest.raises(ValueError, match="z0.*NaN or inf"):
+        tn.solve(lotka_volterra, Z0.at[0, 0].set(jnp.nan), solver="taylor")
+    with pytest.raises(ValueError, match="orders must be distinct and increasing"):
+        taylor_solve(lotka_volterra, Z0, jnp.array([0.0, 1.0]), rtol=1e-6, atol=1e-6, adaptive_order=True, orders=(8, 4))
+    with pytest.raises(ValueError, match="unknown Taylor method"):
+        taylor_solve(lotka_volterra, Z0, jnp.array([0.0, 1.0]), rtol=1e-6, atol=1e-6, method="fast")
+    with pytest.raises(Exception, match="max_steps"):
+        tn.solve(lotka_volterra, Z0, (0.0, 10.0), solver="taylor4", rtol=1e-10, atol=1e-10, max_steps=5)
