@@ -1,9 +1,41 @@
-"""Command line: ``taynode demo``."""
+"""Command line: ``taynode demo``, ``taynode train mnist``, ``taynode eval``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+
+def _train_mnist(ns):
+    from .studies import mnist
+
+    cfg = mnist.config(
+        ns.preset, reg=ns.reg, lam=ns.lam, solver=ns.solver, seed=ns.seed, epochs=ns.epochs, batch=ns.batch,
+        train_examples=ns.train_examples, train_tol=ns.train_tol, activation=ns.activation, data=ns.data,
+        eval_test_examples=ns.eval_test_examples, eval_train_examples=ns.eval_train_examples,
+        eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples,
+    )
+    out = ns.out or f"runs/mnist-{cfg.preset}-{cfg.reg}-lam{cfg.lam:g}-seed{cfg.seed}"
+    s = mnist.run(cfg, out, resume=ns.resume, progress=not ns.no_progress)
+    _print_mnist(s)
+    print(f"training time {s['train_seconds']:.0f} s; results: {out}/results.json")
+
+
+def _print_mnist(s):
+    rs = sorted(k for k in s if k.startswith("test_R"))
+    print(f"{'split':<7}{'accuracy':>10}{'NFE':>8}" + "".join(f"{k[5:]:>12}" for k in rs) + "   (dopri5, tol 1.4e-8, float64)")
+    for split in ("test", "train"):
+        vals = "".join(f"{s[f'{split}_' + k[5:]]:>12.3g}" for k in rs)
+        print(f"{split:<7}{s[split + '_acc']:>10.4f}{s[split + '_nfe']:>8.1f}{vals}   ({s[split + '_examples']} images)")
+
+
+def _eval(ns):
+    from .studies import mnist
+
+    s = mnist.evaluate_checkpoint(ns.checkpoint, data=ns.data, eval_test_examples=ns.eval_test_examples,
+                                  eval_train_examples=ns.eval_train_examples, eval_reg_examples=ns.eval_reg_examples)
+    print(f"{s['checkpoint']} (step {s['step']}, reg {s['reg']}, λ={s['lam']:g})")
+    _print_mnist(s)
 
 
 def _demo(ns):
@@ -75,6 +107,30 @@ def main(argv=None):
     lo.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     lo.add_argument("--no-progress", action="store_true")
     lo.set_defaults(run=_study_latent)
+    t = sub.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
+    m = t.add_parser("mnist", help="the paper's MNIST classifier (Sec. 6.1)")
+    m.add_argument("--preset", default="small", help="small (about 10 min on 2 cores) or paper (default small)")
+    m.add_argument("--reg", default="none", help="none, r<K> (e.g. r3), kinetic+jacobian (RNODE) (default none)")
+    m.add_argument("--lam", type=float, help="weight λ of the regularizers (required with --reg)")
+    m.add_argument("--solver", help="training solver (default dopri5)")
+    m.add_argument("--activation", help="sigmoid (default) or softplus")
+    m.add_argument("--seed", type=int, help="seed (default 0)")
+    m.add_argument("--epochs", type=int, help="override the preset's epochs")
+    m.add_argument("--batch", type=int, help="override the preset's batch size")
+    m.add_argument("--train-examples", type=int, help="use the first N training images")
+    m.add_argument("--train-tol", type=float, help="rtol = atol of the training solves")
+    m.add_argument("--out", help="run folder (default runs/mnist-<preset>-<reg>-lam<λ>-seed<seed>)")
+    m.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    m.add_argument("--no-progress", action="store_true")
+    for q in (m, e := sub.add_parser("eval", help="evaluate an MNIST checkpoint: test/train accuracy, NFE, R_K")):
+        q.add_argument("--data", help="MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)")
+        q.add_argument("--eval-test-examples", type=int, help="test images evaluated (default all)")
+        q.add_argument("--eval-train-examples", type=int, help="training images evaluated")
+        q.add_argument("--eval-reg-examples", type=int, help="images on which R_K is evaluated")
+    m.add_argument("--epoch-eval-examples", type=int, help="test images evaluated after each epoch")
+    m.set_defaults(run=_train_mnist)
+    e.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
+    e.set_defaults(run=_eval)
     ns = p.parse_args(argv)
     ns.run(ns)
     return 0

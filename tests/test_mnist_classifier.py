@@ -1,0 +1,124 @@
+"""MNIST classifier: the loss against an independent SciPy solve, bad input, the CLI end to end."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import simpson, solve_ivp
+
+from taynode.cli import main
+from taynode.models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers
+from taynode.regularizers import RK, JacobianFrobenius, Kinetic
+from taynode.solve import solve
+from taynode.studies import mnist
+from taynode.taylor import derivatives
+
+from test_mnist_data import tiny, write_idx_set
+
+
+def small_model(activation="sigmoid"):
+    return ODEClassifier(dim=6, hidden=5, classes=3, activation=activation, key=jax.random.PRNGKey(0), dtype=jnp.float64)
+
+
+def scipy_z1(model, x):
+    """z(1) of dz/dt = W2 σ(W1 [z, t] + b1) + b2 (time appended again), by SciPy at tight tolerance."""
+    (l1, l2), act = model.dynamics.layers, jax.nn.sigmoid
+    w1, b1, w2, b2 = (np.asarray(a) for a in (l1.weight, l1.bias, l2.weight, l2.bias))
+
+    def f(t, z):
+        h = np.asarray(act(w1 @ np.append(z, t) + b1))
+        return w2 @ np.append(h, t) + b2
+
+    return np.stack([solve_ivp(f, (0, 1), xi, rtol=1e-12, atol=1e-12, method="DOP853").y[:, -1] for xi in x])
+
+
+@pytest.mark.parametrize("reg", ["none", "r2"])
+def test_loss_is_cross_entropy_plus_lambda_times_mean_integral(reg):
+    model = small_model()
+    x = jax.random.uniform(jax.random.PRNGKey(1), (4, 6), jnp.float64)
+    y = jnp.array([0, 2, 1, 2])
+    regs = parse_regularizers(reg)
+    lam = 0.0 if reg == "none" else 0.7
+    loss, aux = classifier_loss(model, x, y, regularizers=regs, lam=lam, rtol=1e-10, atol=1e-10)
+    logits = scipy_z1(model, np.asarray(x)) @ np.asarray(model.head.weight).T + np.asarray(model.head.bias)
+    logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    ce = -np.mean(logp[np.arange(4), np.asarray(y)])
+    np.testing.assert_allclose(aux["ce"], ce, rtol=1e-8)
+    np.testing.assert_allclose(aux["acc"], np.mean(np.argmax(logits, 1) == np.asarray(y)))
+    if reg == "none":
+        assert float(loss) == float(aux["ce"]) and set(aux) == {"ce", "acc", "nfe"}
+    else:
+        # R2 = ∫ mean_i (d²z_i/dt²)² dt: the trajectory on a grid, d²z/dt² by nested JVPs, Simpson's rule.
+        ts = np.linspace(0, 1, 401)
+        zs = solve(model.dynamics, x, ts, rtol=1e-11, atol=1e-11).ys
+        d2 = jax.vmap(lambda t, z: derivatives(model.dynamics, t, z, None, 2, method="nested")[-1])(jnp.asarray(ts), zs)
+        r2 = np.mean(simpson(np.mean(np.asarray(d2) ** 2, axis=2), x=ts, axis=0))
+        np.testing.assert_allclose(aux["R2"], r2, rtol=1e-6)
+        np.testing.assert_allclose(loss, aux["ce"] + lam * aux["R2"], rtol=1e-12)
+
+
+def test_regularizer_names_and_lambda():
+    assert parse_regularizers("none") == ()
+    (r,) = parse_regularizers("R3")
+    assert isinstance(r, RK) and r.order == 3 and r.method == "nested"
+    assert parse_regularizers("r5")[0].order == 5
+    for spec in ("rnode", "kinetic+jacobian"):
+        assert [type(r) for r in parse_regularizers(spec)] == [Kinetic, JacobianFrobenius]
+    with pytest.raises(ValueError, match="unknown regularizer 'bogus'"):
+        parse_regularizers("bogus")
+    with pytest.raises(ValueError, match="twice"):
+        parse_regularizers("r2+r2")
+    with pytest.raises(ValueError, match="λ must be >= 0, got -1"):
+        check_lam(-1.0, parse_regularizers("r2"))
+    with pytest.raises(ValueError, match="λ must be >= 0, got nan"):
+        check_lam(float("nan"), parse_regularizers("r2"))
+    with pytest.raises(ValueError, match="no regularizer"):
+        check_lam(0.1, ())
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; valid: \['paper', 'small'\]"):
+        mnist.config("huge")
+    with pytest.raises(ValueError, match="λ must be >= 0"):
+        mnist.config("small", reg="r3", lam=-6e-5)
+    with pytest.raises(ValueError, match="unknown regularizer"):
+        mnist.config("small", reg="r3x", lam=1.0)
+    with pytest.raises(ValueError, match="unknown MNIST settings"):
+        mnist.config("small", colour="blue")
+    with pytest.raises(ValueError, match="activation"):
+        ODEClassifier(dim=4, hidden=3, activation="relu", key=jax.random.PRNGKey(0))
+    assert mnist.config("paper").epochs == 160 and mnist.config("paper").dtype == "float64"
+
+
+def test_rnode_loss_runs_with_key():
+    model = small_model("softplus")
+    x = jax.random.uniform(jax.random.PRNGKey(1), (3, 6), jnp.float64)
+    regs = parse_regularizers("rnode")
+    loss, aux = classifier_loss(model, x, jnp.array([0, 1, 2]), regularizers=regs, lam=0.5, key=jax.random.PRNGKey(2))
+    assert aux["kinetic"] > 0 and aux["jacobian"] > 0
+    np.testing.assert_allclose(loss, aux["ce"] + 0.5 * (aux["kinetic"] + aux["jacobian"]), rtol=1e-12)
+
+
+def test_cli_train_eval_resume_on_tiny_data(tmp_path, capsys):
+    data = tmp_path / "idx"
+    write_idx_set(data, tiny(0, n_train=40, n_test=20), gz=True)
+    out = tmp_path / "run"
+    args = ["train", "mnist", "--reg", "r2", "--lam", "0.1", "--epochs", "1", "--batch", "20", "--train-examples", "40",
+            "--train-tol", "1e-3", "--data", str(data), "--eval-train-examples", "20", "--eval-reg-examples", "5",
+            "--epoch-eval-examples", "10", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "test" in printed and "NFE" in printed and "R2" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert res["steps"] == 2 and res["test_examples"] == 20 and res["train_examples"] == 20
+    assert res["test_nfe"] >= 9 and (res["test_nfe"] - 3) % 6 == 0  # dopri5: 3 + 6 per attempted step (one batch)
+    epochs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if '"epoch"' in line]
+    assert any(r["kind"] == "epoch" and "test_nfe_subset" in r for r in epochs)
+    # eval of the saved checkpoint reproduces the run's final numbers
+    assert main(["eval", str(out), "--data", str(data), "--eval-train-examples", "20", "--eval-reg-examples", "5"]) == 0
+    ev = json.loads((out / "eval.json").read_text())
+    for k in ("test_acc", "test_nfe", "train_acc", "test_R2", "train_R3"):
+        assert ev[k] == res[k], k
+    with pytest.raises(FileExistsError):
+        main(args)
+    with pytest.raises(ValueError, match="unknown preset"):
+        main(args[:2] + ["--preset", "medium", "--data", str(data), "--out", str(tmp_path / "x")])
