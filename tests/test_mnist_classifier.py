@@ -122,3 +122,25 @@ def test_cli_train_eval_resume_on_tiny_data(tmp_path, capsys):
         main(args)
     with pytest.raises(ValueError, match="unknown preset"):
         main(args[:2] + ["--preset", "medium", "--data", str(data), "--out", str(tmp_path / "x")])
+
+
+def test_fig3_reuses_finished_runs_and_plots(tmp_path, capsys):
+    """Finished runs (results.json with the same config) are reused, not retrained; the figure is drawn."""
+    from dataclasses import asdict
+
+    for reg, lam, name, nfes in (("none", 0.0, "none", [21, 27]), ("r3", 5.0, "r3-lam5", [15, 15])):
+        d = tmp_path / name
+        d.mkdir()
+        cfg = mnist.config("small", reg=reg, lam=lam, epochs=2)
+        res = dict(config=asdict(cfg) | {"data": None}, test_acc=0.9, test_nfe=float(nfes[-1]), train_seconds=60.0)
+        (d / "results.json").write_text(json.dumps(res))
+        recs = [dict(kind="epoch", step=100 * (e + 1), epoch=e + 1.0, time=30.0 * (e + 1), train_acc=0.8 + 0.05 * e,
+                     test_nfe_subset=n) for e, n in enumerate(nfes)]
+        (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(["study", "mnist-fig3", "--out", str(tmp_path), "--lam", "5", "--epochs", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "R3, λ=5" in printed and "figure:" in printed
+    assert (tmp_path / "fig3.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "fig3.json").read_text())
+    assert summary["curves"]["unregularized"]["test_nfe"] == [21, 27]
+    np.testing.assert_allclose(summary["curves"]["R3, λ=5"]["train_error"], [0.2, 0.15])

@@ -38,6 +38,17 @@ def _eval(ns):
     _print_mnist(s)
 
 
+def _study_mnist_fig3(ns):
+    from .studies import mnist
+
+    over = dict(seed=ns.seed, epochs=ns.epochs, batch=ns.batch, train_examples=ns.train_examples, data=ns.data)
+    s = mnist.fig3(ns.out, lam=ns.lam, preset=ns.preset, progress=not ns.no_progress, **over)
+    print(f"{'model':<20}{'test acc':>10}{'test NFE':>10}{'train min':>11}")
+    for name, r in s["results"].items():
+        print(f"{name:<20}{r['test_acc']:>10.4f}{r['test_nfe']:>10.1f}{r['train_seconds'] / 60:>11.1f}")
+    print(f"figure: {s['figure']}")
+
+
 def _demo(ns):
     from .studies import toy
 
@@ -76,6 +87,17 @@ def _study_latent(ns):
     print(f"figure: {summary['figure']}")
 
 
+def _compare_solvers(ns):
+    from . import compare
+
+    given = dict(problems=ns.problems, tols=ns.tols, implementations=ns.implementations)
+    cfg = compare.CompareConfig(**{k: tuple(v) for k, v in given.items() if v is not None}, repeats=ns.repeats, model=ns.model)
+    summary = compare.run(cfg, ns.out)
+    print()
+    print(compare.markdown(summary))
+    print(f"table: {ns.out}/compare.md, {ns.out}/compare.csv; figure: {summary.get('figure', '(no rows)')}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="taynode", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,6 +118,17 @@ def main(argv=None):
     o.add_argument("--trajectories", type=int, help="random trajectories per degree (default 8)")
     o.add_argument("--seed", type=int, help="seed of the random coefficients (default 0)")
     o.set_defaults(run=_study_order)
+    f3 = study.add_parser("mnist-fig3", help="Fig. 3: NFE and training error during MNIST training, with and without R3")
+    f3.add_argument("--out", default="runs/mnist-small", help="folder of the runs and fig3.png (reuses finished runs)")
+    f3.add_argument("--lam", type=float, default=100.0, help="weight λ of R3 (default 100)")
+    f3.add_argument("--preset", default="small", help="small or paper (default small)")
+    f3.add_argument("--seed", type=int, help="seed (default 0)")
+    f3.add_argument("--epochs", type=int, help="override the preset's epochs")
+    f3.add_argument("--train-examples", type=int, help="use the first N training images")
+    f3.add_argument("--batch", type=int, help="override the preset's batch size")
+    f3.add_argument("--data", help="MNIST file or folder")
+    f3.add_argument("--no-progress", action="store_true")
+    f3.set_defaults(run=_study_mnist_fig3)
     lo = study.add_parser("latent-ode", help="Fig. 4: Latent ODE on PhysioNet 2012, unregularized vs R3")
     lo.add_argument("--preset", default="cpu", help="cpu (about 20 min on 2 cores) or paper (default cpu)")
     lo.add_argument("--out", default="runs/latent_ode", help="output folder (fig4.png, table.md, results.json, run folders)")
@@ -131,6 +164,14 @@ def main(argv=None):
     m.set_defaults(run=_train_mnist)
     e.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     e.set_defaults(run=_eval)
+    c = sub.add_parser("compare-solvers", help="the same problems solved by taynode, SciPy, torchdiffeq and Julia")
+    c.add_argument("--problems", nargs="+", help="lotka_volterra van_der_pol two_body neural_ode (default: all)")
+    c.add_argument("--tols", type=float, nargs="+", help="rtol = atol values swept (default 1e-4 1e-6 1e-8 1e-10)")
+    c.add_argument("--implementations", nargs="+", help="taynode scipy torchdiffeq julia (default: all; unavailable ones are skipped with the reason)")
+    c.add_argument("--repeats", type=int, default=3, help="timed solves after the warm-up one (median reported)")
+    c.add_argument("--model", help="portable .npz of the neural ODE (default: OUT/neural_ode.npz, trained when absent)")
+    c.add_argument("--out", default="runs/compare", help="output folder (compare.md, compare.csv, work_precision.png, results.json)")
+    c.set_defaults(run=_compare_solvers)
     ns = p.parse_args(argv)
     ns.run(ns)
     return 0
