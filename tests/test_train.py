@@ -192,3 +192,19 @@ def test_equinox_model_and_log_file(tmp_path):
     assert recs[0]["nan_metric"] is None and "mean_out" in recs[0]
     np.testing.assert_allclose(recs[-1]["w_norm"], float(jnp.linalg.norm(res.model.weight)))
     assert isinstance(res.model, eqx.nn.Linear) and res.step == 4
+
+
+def test_nan_gradient_with_finite_loss_is_caught(tmp_path):
+    model = {"w": jnp.ones(3)}
+
+    def loss_fn(m, batch, key):
+        # sqrt at 0 has an infinite derivative: a finite loss with a non-finite gradient at step 3
+        return jnp.sum(jnp.sqrt(jnp.abs(m["w"] * batch))), {}
+
+    def batches(step):
+        return jnp.full(3, 0.0 if step == 2 else 1.0)
+
+    with pytest.raises(NonFiniteLossError, match=r"update has NaN or inf \(loss 0.0\) at step 3.*\(step 2\) is kept"):
+        train(model, optax.sgd(1e-3), loss_fn, batches, tmp_path, steps=5, checkpoint_every=1, progress=False)
+    restored, _, meta = load_checkpoint(tmp_path / CHECKPOINT, model)
+    assert meta["step"] == 2 and np.all(np.isfinite(restored["w"]))

@@ -14,7 +14,8 @@ Files in the run folder:
   <aux>...}`` every ``log_every`` steps, ``{"kind": "epoch", ...}`` at each epoch's end with the
   epoch's mean of every step metric (``train_<name>``) and the ``evaluate`` results, and
   ``{"kind": "eval", ...}`` for evaluations off epoch boundaries. ``time`` is the cumulative
-  training wall time in seconds (evaluation excluded, resumed runs included). Non-finite values
+  training wall time in seconds (compilation included, evaluation excluded, resumed runs
+  included). Non-finite values
   are written as ``null``. On resume, lines after the checkpoint's step are dropped first.
 """
 
@@ -29,6 +30,7 @@ from typing import Callable
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -145,7 +147,8 @@ def train(
         desc: the progress bar's label.
 
     Raises:
-        NonFiniteLossError: the loss became NaN/inf (the last checkpoint is left as it was).
+        NonFiniteLossError: the loss or the parameter update became NaN/inf (the step is
+            discarded and the last checkpoint is left as it was).
         CheckpointError: the checkpoint is unreadable or does not fit this model/config.
     """
     for name, v, lo in (("steps", steps, 0), ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
@@ -189,7 +192,8 @@ def train(
     def step_fn(model, opt_state, batch, key):
         (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key)
         updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), opt_state, loss, aux
+        finite_updates = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
+        return eqx.apply_updates(model, updates), opt_state, loss, aux, finite_updates
 
     def checkpoint(step):
         extra = dict(seed=seed, train_time=train_time, epoch_sums=sums, epoch_count=count)
@@ -210,11 +214,12 @@ def train(
     try:
         for step in range(start, steps):
             t0 = time.perf_counter()
-            new_model, new_opt_state, loss, aux = step_fn(model, opt_state, batches(step), jax.random.fold_in(base_key, step))
+            new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, batches(step), jax.random.fold_in(base_key, step))
             loss = float(loss)  # waits for the step to finish
-            if not math.isfinite(loss):
+            if not (math.isfinite(loss) and bool(finite)):
+                what = f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})"
                 kept = f"the last good checkpoint {ckpt} (step {read_meta(ckpt)['step']}) is kept" if os.path.exists(ckpt) else "no checkpoint had been written yet"
-                raise NonFiniteLossError(f"loss is {loss} at step {step + 1}; training stopped; {kept}. Lower the learning rate or check the data.")
+                raise NonFiniteLossError(f"{what} at step {step + 1}; training stopped; {kept}. Lower the learning rate or check the data.")
             model, opt_state = new_model, new_opt_state
             train_time += time.perf_counter() - t0
             done = step + 1
@@ -231,8 +236,10 @@ def train(
             if epoch_end:
                 means = {f"train_{k}": v / count for k, v in sums.items()}
                 sums, count = {}, 0
-                run_eval(done, "epoch", means) if eval_every is None else write(
-                    dict(kind="epoch", step=done, epoch=done / spe, time=train_time) | means)
+                if eval_every is None:
+                    run_eval(done, "epoch", means)
+                else:
+                    write(dict(kind="epoch", step=done, epoch=done / spe, time=train_time) | means)
             if evaluate is not None and ((eval_every and done % eval_every == 0) or (done == steps and not (epoch_end and eval_every is None))):
                 run_eval(done, "eval", {})
             if done % checkpoint_every == 0 or done == steps:
