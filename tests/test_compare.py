@@ -69,6 +69,7 @@ def test_harness_one_problem_one_tolerance(tmp_path, capsys):
         assert abs(r["nfe"] - rows[("taynode", "dopri5")]["nfe"]) <= 0.1 * r["nfe"]
     with open(tmp_path / "compare.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(s["rows"])
+    assert "taynode taylor | " in (tmp_path / "summary.md").read_text()
     assert "p=8" in md and (tmp_path / "work_precision.png").stat().st_size > 10_000
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 

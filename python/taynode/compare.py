@@ -12,6 +12,10 @@ For each problem, implementation, method and tolerance (rtol = atol = tol) it re
 * ``time_s``: the median wall time of ``repeats`` solves after a first, warm-up one;
   ``compile_s``: the first solve's extra time (JAX tracing and XLA compilation, Julia's JIT).
 
+Outputs: ``compare.md`` (every row, the skipped implementations with reasons, failures, the
+measured Taylor-step cost), ``summary.md`` (one table per tolerance: error / NFE / time per
+problem), ``compare.csv``, ``work_precision.png``, ``results.json``.
+
 Implementations: ``taynode`` (diffrax solvers and the Taylor solver), ``scipy`` (``solve_ivp``:
 RK45, DOP853, LSODA), ``torchdiffeq`` (optional: ``pip install 'taynode[torch]'``) and ``julia``
 (DifferentialEquations.jl through :mod:`taynode.backends`, when Julia is available). Those that
@@ -246,7 +250,12 @@ def run_torchdiffeq(problem: Problem, method: str, tol: float, repeats: int) -> 
             ys = odeint(f, z0, ts, rtol=tol, atol=tol, method=method)
         return ys[-1].numpy().copy(), counter[0]
 
-    (z1, nfe), med, comp = _timed(call, repeats)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small tensors: intra-op threads only add overhead and contention
+    try:
+        (z1, nfe), med, comp = _timed(call, repeats)
+    finally:
+        torch.set_num_threads(threads)
     return dict(z1=z1, nfe=nfe, steps=None, nfe_unit="f evals", time_s=med, compile_s=comp)
 
 
@@ -430,6 +439,7 @@ def run(cfg: CompareConfig = CompareConfig(), out_dir: str = "runs/compare", log
                    rows=rows, skipped=skipped, failures=failures, taylor_cost_ratio=cost)
     _write(os.path.join(out_dir, "compare.md"), markdown(summary))
     _write(os.path.join(out_dir, "compare.csv"), csv_text(rows))
+    _write(os.path.join(out_dir, "summary.md"), "\n".join(summary_table(summary, t) for t in cfg.tols))
     png = os.path.join(out_dir, "work_precision.png")
     if rows:
         plot(summary, png)
@@ -498,6 +508,24 @@ def markdown(summary: dict, tols=None) -> str:
         out.append("Failed:\n")
         out.extend(f"- {f['problem']} {f['implementation']} {f['method']} tol={f['tol']:g}: {f['error'][:300]}" for f in summary["failures"])
         out.append("")
+    return "\n".join(out) + "\n"
+
+
+def summary_table(summary: dict, tol: float) -> str:
+    """One row per implementation and method, one column per problem: error at t1 / NFE at one
+    tolerance (the README's table)."""
+    pnames = list(summary["problems"])
+    keys = list(dict.fromkeys((r["implementation"], r["method"]) for r in summary["rows"]))
+    out = [f"| rtol = atol = {tol:g} | " + " | ".join(f"{p}: error / NFE / ms" for p in pnames) + " |",
+           "|---|" + "---|" * len(pnames)]
+    for key in keys:
+        cells = []
+        for p in pnames:
+            r = next((r for r in summary["rows"] if r["problem"] == p and r["tol"] == tol
+                      and (r["implementation"], r["method"]) == key), None)
+            dag = " †" if r is not None and r["nfe_unit"] != "f evals" else ""
+            cells.append("—" if r is None else f"{r['error']:.1e} / {r['nfe']}{dag} / {r['time_s'] * 1e3:.2f}")
+        out.append(f"| {key[0]} {key[1]} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
