@@ -143,7 +143,8 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
     batches = _Batches(split.train.values.astype(dtype), split.train.mask.astype(dtype), cfg, dtype)
     steps = cfg.epochs * batches.steps_per_epoch
     schedule = optax.exponential_decay(cfg.lr, 1, cfg.lr_decay, end_value=cfg.lr / 10)
-    config = asdict(cfg) | {"lam_run": lam}
+    # the run's own λ (and no regularizer when λ = 0), so one unregularized run serves every λ
+    config = asdict(replace(cfg, lam=lam)) | ({"reg": "none"} if lam == 0 else {})
     result = train(
         model, optax.adamax(schedule), loss_fn, batches, run_dir, steps=steps, seed=cfg.seed,
         checkpoint_every=max(1, batches.steps_per_epoch), resume=resume, progress=progress,
