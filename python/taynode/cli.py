@@ -98,6 +98,22 @@ def _compare_solvers(ns):
     print(f"table: {ns.out}/compare.md, {ns.out}/compare.csv; figure: {summary.get('figure', '(no rows)')}")
 
 
+def _study_ffjord(ns):
+    from .studies import ffjord
+
+    given = dict(iters=ns.iters, lam_r2=ns.lam_r2, lam_rnode=ns.lam_rnode, seed=ns.seed, dataset=ns.dataset, data=ns.data)
+    if ns.fixed_steps is not None:
+        given["fixed_steps"] = tuple(ns.fixed_steps)
+    if ns.regs is not None:
+        given["regs"] = tuple(ns.regs)
+    cfg = ffjord.preset(ns.preset, **given)
+    summary = ffjord.run_table(cfg, ns.out, progress=not ns.no_progress, resume=ns.resume)
+    print(f"\nTable 2 at CPU scale: FFJORD on {cfg.dataset} ({summary['train_examples']} train / {summary['test_examples']} test points); "
+          f"evaluation: dopri5 at rtol=atol={cfg.eval_tol:g} (float64)")
+    print(ffjord.markdown_table(summary))
+    print(f"table: {ns.out}/table.md, {ns.out}/table.csv" + (f"; figure: {summary['figure']}" if "figure" in summary else ""))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="taynode", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -140,6 +156,20 @@ def main(argv=None):
     lo.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     lo.add_argument("--no-progress", action="store_true")
     lo.set_defaults(run=_study_latent)
+    ff = study.add_parser("ffjord-table2", help="Table 2 at CPU scale: FFJORD unregularized vs RNODE vs TayNODE (R2), adaptive and fixed-grid training")
+    ff.add_argument("--preset", default="cpu", help="cpu (a 2-D toy, ~10 min on 2 cores), tiny (smoke test) or miniboone (needs MAF's data.npy and a GPU) (default cpu)")
+    ff.add_argument("--out", default="runs/ffjord", help="output folder (table.md, table.csv, results.json, densities.png, runs/)")
+    ff.add_argument("--dataset", help="2-D toy: moons, 8gaussians, pinwheel, checkerboard, rings (default: the preset's)")
+    ff.add_argument("--data", help="MINIBOONE data.npy or its folder (default: $TAYNODE_MINIBOONE or ../shared/data/miniboone)")
+    ff.add_argument("--iters", type=int, help="training steps per model (default: the preset's)")
+    ff.add_argument("--lam-r2", type=float, help="TayNODE's weight of R2")
+    ff.add_argument("--lam-rnode", type=float, help="RNODE's weight of each of K and B")
+    ff.add_argument("--fixed-steps", type=int, nargs="*", help="fixed-grid (rk4) step counts to train with (default: the preset's; none: adaptive only)")
+    ff.add_argument("--regs", nargs="+", choices=["none", "rnode", "r2"], help="models to train (default all three)")
+    ff.add_argument("--seed", type=int, help="seed for data, initialization, batches and noise (default 0)")
+    ff.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
+    ff.add_argument("--no-progress", action="store_true")
+    ff.set_defaults(run=_study_ffjord)
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
     m = t.add_parser("mnist", help="the paper's MNIST classifier (Sec. 6.1)")
     m.add_argument("--preset", default="small", help="small (about 10 min on 2 cores) or paper (default small)")

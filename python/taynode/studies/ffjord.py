@@ -1,0 +1,353 @@
+r"""Table 2 of Kelly et al. (2020) at CPU scale: FFJORD density estimation, unregularized vs RNODE
+(𝒦 + ℬ) vs TayNODE (R₂), each trained with an adaptive solver and with fixed grids.
+
+One run (:func:`train_one`) trains a :class:`~taynode.models.cnf.CNF` with the shared loop
+(:func:`taynode.train.train`) on the loss
+
+.. math:: \mathcal L = -\frac1B\sum_b \log p(x_b) + \lambda \sum_{r} \frac1B\sum_b \int_0^1 r\,dt,
+
+with r ∈ {} (unregularized), {𝒦, ℬ} (RNODE: one λ for both) or {R₂} (TayNODE), all integrated in
+the flow's own solve (ℬ reuses the Hutchinson vjp). Training solves are ``dopri5`` (adaptive) or
+``rk4`` on a fixed grid of ``steps`` steps (the paper's fixed-grid rows). A run whose loss or
+update becomes NaN/inf, or whose solve fails (an adaptive solve past ``max_steps``), is reported
+as *diverged*: training stops, the last good checkpoint stays in its folder, and the table shows
+NaN, as Table 2's NaN rows.
+
+Evaluation (:func:`evaluate`, every run the same way): the trained weights are cast to float64
+and the flow is solved with adaptive ``dopri5`` at rtol = atol = ``eval_tol`` on the held-out
+points: NLL (nats, mean of −log p), NFE (exact count, mean over batches) of the plain flow
+(z, Δlogp); R₂, ℬ and 𝒦 (means of the per-example integrals) from a second solve with them in
+the state. In 2-D the trace (and so ℬ) is exact in evaluation; Hutchinson's estimator is used in
+training, as FFJORD does.
+
+Presets (:data:`PRESETS`): ``cpu`` — 2-D ``8gaussians``, a small MLP (2 → 64 → 64 → 2, tanh,
+time concatenated), 20,000 training points, batch 256, Adam 1e-3, float32 training at
+rtol = atol = 1e-5 (dopri5) or rk4 with 5 and 8 steps; see :data:`PRESETS` for the numbers.
+``miniboone`` — the paper's tabular setting (ConcatSquash 43 → 860 → 860 → 43, softplus, batch
+1000, Adam 1e-3); needs MAF's ``data.npy`` (:mod:`taynode.data.miniboone`) and a GPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..data import toy2d
+from ..models.cnf import CNF, ConcatSquashMLP
+from ..models.mlp import MLPDynamics
+from ..regularizers import RK
+from ..solvers import get as get_solver
+from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, read_meta, train
+
+__all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "run_table", "train_one"]
+
+REGS = ("none", "rnode", "r2")
+EVAL_REGS = ("R2", "jacobian", "kinetic")
+MAX_EXACT_EVAL_DIM = 16
+
+
+@dataclass(frozen=True)
+class FFJORDConfig:
+    dataset: str = "8gaussians"  # a toy2d name, or "miniboone"
+    arch: str = "mlp"  # "mlp" (time concatenated) or "concatsquash"
+    hidden: tuple = (64, 64)
+    activation: str = "tanh"
+    train_examples: int = 20000  # toys: points drawn for training (test: eval_examples more)
+    batch: int = 256
+    iters: int = 600
+    lr: float = 1e-3
+    dtype: str = "float32"
+    train_tol: float = 1e-5
+    trace: str = "hutchinson"
+    noise: str = "gaussian"
+    taylor_method: str = "incremental"
+    lam_r2: float = 0.05  # TayNODE's λ for R₂
+    lam_rnode: float = 0.05  # RNODE's λ for each of 𝒦 and ℬ
+    regs: tuple = REGS  # which of "none", "rnode", "r2" to run
+    fixed_solver: str = "rk4"
+    fixed_steps: tuple = (5, 8)
+    eval_tol: float = 1.4e-8
+    eval_examples: int = 2000
+    eval_reg_examples: int = 500
+    eval_batch: int = 1000
+    max_steps: int = 4096
+    checkpoint_every: int = 100
+    seed: int = 0
+    data: str | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if self.dataset not in toy2d.NAMES + ("miniboone",):
+            raise ValueError(f"unknown dataset {self.dataset!r}; valid: {list(toy2d.NAMES) + ['miniboone']}")
+        if self.arch not in ("mlp", "concatsquash"):
+            raise ValueError(f"arch must be 'mlp' or 'concatsquash', got {self.arch!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        get_solver(self.fixed_solver)
+        for name in ("batch", "iters", "eval_examples", "eval_reg_examples", "eval_batch", "train_examples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lam_r2", "lam_rnode"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.regs or any(r not in REGS for r in self.regs):
+            raise ValueError(f"regs must be a non-empty subset of {list(REGS)}, got {self.regs}")
+        if any(s < 1 for s in self.fixed_steps):
+            raise ValueError(f"fixed_steps must be positive integers, got {self.fixed_steps}")
+
+
+PRESETS = {
+    "cpu": FFJORDConfig(),
+    "tiny": FFJORDConfig(hidden=(16,), train_examples=512, batch=64, iters=4, eval_examples=128, eval_reg_examples=32,
+                         eval_batch=128, eval_tol=1e-6, fixed_steps=(2,), checkpoint_every=2),
+    "miniboone": FFJORDConfig(dataset="miniboone", arch="concatsquash", hidden=(860, 860), activation="softplus", batch=1000,
+                              iters=20000, eval_examples=3648, eval_reg_examples=1000, fixed_steps=(5, 6, 8), checkpoint_every=500),
+}
+
+
+def preset(name: str, **overrides) -> FFJORDConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
+    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _np_dtype(cfg):
+    return np.float64 if cfg.dtype == "float64" else np.float32
+
+
+def load_data(cfg: FFJORDConfig):
+    """``(train, test)`` arrays: toys drawn with seeds ``seed`` and ``seed + 1``; MINIBOONE's
+    MAF train and test splits (the first ``eval_examples`` test rows)."""
+    if cfg.dataset == "miniboone":
+        from ..data import miniboone
+
+        d = miniboone.load(cfg.data)
+        return d.train.astype(_np_dtype(cfg)), d.test[: cfg.eval_examples]
+    train_x = toy2d.sample(cfg.dataset, cfg.train_examples, seed=cfg.seed).astype(_np_dtype(cfg))
+    test_x = toy2d.sample(cfg.dataset, cfg.eval_examples, seed=cfg.seed + 1)
+    return train_x, test_x
+
+
+def make_cnf(cfg: FFJORDConfig, dim: int, trace: str | None = None) -> CNF:
+    key = jax.random.PRNGKey(cfg.seed)
+    dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
+    sizes = (dim, *cfg.hidden, dim)
+    cls = MLPDynamics if cfg.arch == "mlp" else ConcatSquashMLP
+    return CNF(cls(sizes, cfg.activation, key=key, dtype=dtype), trace=trace or cfg.trace, noise=cfg.noise)
+
+
+def regularizers(cfg: FFJORDConfig, reg: str):
+    """``(regularizers, λ)`` of ``reg`` ∈ :data:`REGS`."""
+    if reg == "none":
+        return (), 0.0
+    if reg == "rnode":
+        return ("kinetic", "jacobian"), cfg.lam_rnode
+    if reg == "r2":
+        return (RK(2, cfg.taylor_method),), cfg.lam_r2
+    raise ValueError(f"unknown regularization {reg!r}; valid: {list(REGS)}")
+
+
+def solver_label(steps) -> str:
+    return "adaptive (dopri5)" if steps is None else f"fixed grid ({steps} steps)"
+
+
+def _to64(tree):
+    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, tree)
+
+
+def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=True, resume=False) -> dict:
+    """Train one model; returns ``{"model", "train_seconds", "status", "steps_done", "error"}``.
+
+    ``steps=None`` trains with adaptive dopri5 at ``train_tol``; an integer, with
+    ``fixed_solver`` on that many steps. Divergence (see the module docstring) gives
+    ``status="diverged"``, ``steps_done`` = the step of the last good checkpoint (kept in
+    ``run_dir``), and no model (its metrics are reported as NaN). ``train_seconds`` is the shared
+    loop's training time (compilation included); ``step_seconds`` the mean time of a step after
+    the first logged one.
+    """
+    regs, lam = regularizers(cfg, reg)
+    solve_kw = dict(solver="dopri5", rtol=cfg.train_tol, atol=cfg.train_tol) if steps is None else dict(solver=cfg.fixed_solver, steps=steps)
+    model = make_cnf(cfg, train_x.shape[1])
+
+    def loss_fn(cnf, x, key):
+        r = cnf.forward(x, key=key, regularizers=regs, max_steps=cfg.max_steps, **solve_kw)
+        nll = -jnp.mean(r.log_prob)
+        means = {k: jnp.mean(v) for k, v in r.integrals.items()}
+        loss = nll + lam * sum(means.values()) if means else nll
+        return loss, {"nll": nll, "nfe": r.stats["nfe"]} | means
+
+    batches = ShuffledBatches(train_x, cfg.batch, seed=cfg.seed)
+    conf = asdict(cfg) | {"data": None, "reg": reg, "train_steps": steps}
+    try:
+        res = train(model, optax.adam(cfg.lr), loss_fn, batches, run_dir, steps=cfg.iters, seed=cfg.seed,
+                    checkpoint_every=cfg.checkpoint_every, log_every=10, resume=resume, progress=progress, config=conf,
+                    desc=f"{reg} {solver_label(steps)}")
+    except (NonFiniteLossError, eqx.EquinoxRuntimeError) as e:
+        ckpt = os.path.join(run_dir, CHECKPOINT)
+        done = read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0
+        log = read_log(run_dir, "step")
+        return dict(model=None, train_seconds=log[-1]["time"] if log else float("nan"), step_seconds=_step_seconds(log),
+                    status="diverged", steps_done=done, error=str(e).strip().splitlines()[0][:300])
+    return dict(model=res.model, train_seconds=res.train_time, step_seconds=_step_seconds(read_log(run_dir, "step")),
+                status="ok", steps_done=res.step, error=None)
+
+
+def _step_seconds(log) -> float:
+    """Mean wall time of a training step after the first logged one (which includes compilation)."""
+    if len(log) < 2 or log[-1]["step"] == log[0]["step"]:
+        return float("nan")
+    return (log[-1]["time"] - log[0]["time"]) / (log[-1]["step"] - log[0]["step"])
+
+
+@functools.lru_cache(maxsize=None)
+def _eval_fns(tol, max_steps, taylor_method):
+    plain = eqx.filter_jit(lambda cnf, x, key: cnf.forward(x, key=key, rtol=tol, atol=tol, max_steps=max_steps))
+    regs = (RK(2, taylor_method), "jacobian", "kinetic")
+    with_regs = eqx.filter_jit(lambda cnf, x, key: cnf.forward(x, key=key, regularizers=regs, rtol=tol, atol=tol, max_steps=max_steps).integrals)
+    return plain, with_regs
+
+
+def evaluate(cnf: CNF, cfg: FFJORDConfig, test_x) -> dict:
+    """NLL, NFE, R₂, ℬ, 𝒦 with dopri5 at ``eval_tol`` in float64 (module docstring)."""
+    jax.config.update("jax_enable_x64", True)
+    dim = test_x.shape[1]
+    cnf = _to64(replace_trace(cnf, "exact" if dim <= MAX_EXACT_EVAL_DIM else "hutchinson"))
+    plain, with_regs = _eval_fns(cfg.eval_tol, cfg.max_steps, cfg.taylor_method)
+    key = jax.random.PRNGKey(cfg.seed + 12345)
+    lps, nfes = [], []
+    for i in range(0, len(test_x), cfg.eval_batch):
+        r = plain(cnf, jnp.asarray(test_x[i : i + cfg.eval_batch], jnp.float64), jax.random.fold_in(key, i))
+        lps.append(np.asarray(r.log_prob))
+        nfes.append(int(r.stats["nfe"]))
+    out = {"nll": float(-np.mean(np.concatenate(lps))), "nfe": float(np.mean(nfes))}
+    xr = test_x[: cfg.eval_reg_examples]
+    sums = {k: 0.0 for k in EVAL_REGS}
+    for i in range(0, len(xr), cfg.eval_batch):
+        ints = with_regs(cnf, jnp.asarray(xr[i : i + cfg.eval_batch], jnp.float64), jax.random.fold_in(key, 10**9 + i))
+        for k in EVAL_REGS:
+            sums[k] += float(jnp.sum(ints[k]))
+    return out | {k: v / len(xr) for k, v in sums.items()}
+
+
+def replace_trace(cnf: CNF, trace: str) -> CNF:
+    return CNF(cnf.dynamics, t1=cnf.t1, trace=trace, noise=cnf.noise)
+
+
+def _density_grid(cnf: CNF, lim: float, n: int, tol: float):
+    g = np.linspace(-lim, lim, n)
+    pts = np.stack(np.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
+    lp = eqx.filter_jit(lambda c, x: c.log_prob(x, rtol=tol, atol=tol))(_to64(replace_trace(cnf, "exact")), jnp.asarray(pts))
+    return np.exp(np.asarray(lp)).reshape(n, n)
+
+
+def plot_densities(models: dict, results: dict, train_x, path: str, *, lim: float = 4.5, n: int = 120, tol: float = 1e-6):
+    """Density heat maps: the data (histogram) and each run's p(x) on a grid (dopri5, exact trace)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted({k[0] for k in models}, key=lambda s: (s != "adaptive (dopri5)", s))
+    cols = [r for r in REGS if any(k[1] == r for k in models)]
+    fig, axes = plt.subplots(len(rows), len(cols) + 1, figsize=(3.0 * (len(cols) + 1), 3.0 * len(rows)), squeeze=False)
+    for i, row in enumerate(rows):
+        ax = axes[i, 0]
+        ax.hist2d(train_x[:, 0], train_x[:, 1], bins=n // 2, range=[[-lim, lim], [-lim, lim]], cmap="magma")
+        ax.set_title("data" if i == 0 else "")
+        ax.set_ylabel(f"trained: {row}")
+        for j, reg in enumerate(cols, 1):
+            ax = axes[i, j]
+            m, r = models.get((row, reg)), results.get(f"{row} | {reg}")
+            if m is None:
+                ax.text(0.5, 0.5, "diverged (NaN)" if r and r["status"] == "diverged" else "not run", ha="center", va="center", transform=ax.transAxes)
+                ax.set_facecolor("black")
+            else:
+                ax.imshow(_density_grid(m, lim, n, tol), origin="lower", extent=(-lim, lim, -lim, lim), cmap="magma")
+            name = {"none": "unregularized", "rnode": "RNODE (K+B)", "r2": "TayNODE (R2)"}[reg]
+            ax.set_title(f"{name}\nNLL {r['nll']:.3f}, NFE {r['nfe']:.0f}" if r and r["status"] == "ok" else name, fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+COLUMNS = ("training", "regularization", "status", "train_seconds", "step_seconds", "nll", "nfe", "R2", "jacobian", "kinetic")
+
+
+def _fmt(v, spec):
+    return "NaN" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def markdown_table(summary) -> str:
+    c = summary["config"]
+    rows = [
+        "| training solver | model | λ | training time (s) | s / step | test NLL (nats) | eval NFE | R₂ | ℬ | 𝒦 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    names = {"none": "unregularized", "rnode": "RNODE (𝒦+ℬ)", "r2": "TayNODE (R₂)"}
+    for r in summary["rows"]:
+        lam = {"none": "–", "rnode": f"{c['lam_rnode']:g}", "r2": f"{c['lam_r2']:g}"}[r["regularization"]]
+        status = "" if r["status"] == "ok" else f" — diverged (NaN); last good checkpoint: step {r['steps_done']}"
+        rows.append(
+            f"| {r['training']} | {names[r['regularization']]}{status} | {lam} | {_fmt(r['train_seconds'], '.0f')} | {_fmt(r['step_seconds'], '.3f')} | {_fmt(r['nll'], '.4f')} | "
+            f"{_fmt(r['nfe'], '.1f')} | {_fmt(r['R2'], '.4g')} | {_fmt(r['jacobian'], '.4g')} | {_fmt(r['kinetic'], '.4g')} |"
+        )
+    return "\n".join(rows)
+
+
+def _write(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume: bool = False) -> dict:
+    """Train and evaluate unregularized, RNODE and TayNODE with adaptive and each fixed grid;
+    write ``table.md``, ``table.csv``, ``results.json`` and ``densities.png`` (2-D data) into
+    ``out_dir`` (one run folder per row under ``runs/``)."""
+    jax.config.update("jax_enable_x64", True)  # float64 evaluation; training arrays are typed explicitly
+    os.makedirs(out_dir, exist_ok=True)
+    train_x, test_x = load_data(cfg)
+    rows, models, results = [], {}, {}
+    nan = {k: float("nan") for k in ("nll", "nfe") + EVAL_REGS}
+    for steps in (None, *cfg.fixed_steps):
+        label = solver_label(steps)
+        for reg in cfg.regs:
+            sub = os.path.join(out_dir, "runs", f"{'adaptive' if steps is None else f'fixed{steps}'}_{reg}")
+            t = train_one(cfg, reg, steps, train_x, sub, progress=progress, resume=resume)
+            metrics = evaluate(t["model"], cfg, test_x) if t["status"] == "ok" else nan
+            row = dict(training=label, regularization=reg, status=t["status"], train_seconds=t["train_seconds"], step_seconds=t["step_seconds"],
+                       steps_done=t["steps_done"], error=t["error"], run_dir=sub) | metrics
+            rows.append(row)
+            results[f"{label} | {reg}"] = row
+            if t["model"] is not None:
+                models[(label, reg)] = t["model"]
+    summary = {"config": asdict(cfg) | {"data": None}, "train_examples": len(train_x), "test_examples": len(test_x), "rows": rows}
+    if train_x.shape[1] == 2:
+        png = os.path.join(out_dir, "densities.png")
+        plot_densities(models, results, train_x, png)
+        summary["figure"] = png
+    table = markdown_table(summary)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + ["steps_done"], extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    _write(os.path.join(out_dir, "table.csv"), buf.getvalue())
+    _write(os.path.join(out_dir, "table.md"), table + "\n")
+    _write(os.path.join(out_dir, "results.json"), json.dumps(summary, indent=2, default=float))
+    return summary
