@@ -17,6 +17,7 @@ from taynode.models.latent_ode import (
     masked_gaussian_loglik,
     masked_mse,
 )
+from taynode.models import MLPDynamics
 from taynode.regularizers import RK, Kinetic
 
 D, LATENT, T, B = 5, 3, 7, 4
@@ -148,3 +149,14 @@ def test_regularizers_integrate_over_the_whole_trajectory(model):
     # the trajectory at the observation times is the same as without regularizers
     plain = tn.solve(model.dynamics, z0, ts, **tol)
     np.testing.assert_allclose(sol.ys, plain.ys, rtol=1e-8, atol=1e-10)
+
+
+def test_per_sample_nfe_under_vmap_matches_separate_solves():
+    # the study's per-sample NFE vmaps batch-1 solves; each element must keep its own count
+    f = MLPDynamics((3, 16, 3), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    z0 = jax.random.normal(jax.random.PRNGKey(1), (5, 3)) * jnp.array([[0.1], [1.0], [3.0], [6.0], [10.0]])
+    ts = jnp.linspace(0.0, 1.0, 5)
+    nfe = eqx.filter_jit(jax.vmap(lambda z: tn.solve(f, z[None], ts).stats["nfe"]))(z0)
+    one = eqx.filter_jit(lambda z: tn.solve(f, z, ts).stats["nfe"])
+    alone = [int(one(z0[i : i + 1])) for i in range(5)]
+    assert nfe.tolist() == alone and len(set(alone)) > 1
