@@ -2,6 +2,7 @@
 ODE rebuilt in NumPy, torch and JAX."""
 
 import csv
+import json
 import os
 
 import jax
@@ -70,6 +71,8 @@ def test_harness_one_problem_one_tolerance(tmp_path, capsys):
     with open(tmp_path / "compare.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(s["rows"])
     assert "taynode taylor | " in (tmp_path / "summary.md").read_text()
+    with open(tmp_path / "results.json") as fh:  # the tables can be rebuilt from the JSON
+        assert compare.markdown(json.load(fh)) == md
     assert "p=8" in md and (tmp_path / "work_precision.png").stat().st_size > 10_000
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 

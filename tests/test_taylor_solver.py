@@ -134,3 +134,23 @@ def test_bad_input_is_named():
         taylor_solve(lotka_volterra, Z0, jnp.array([0.0, 1.0]), rtol=1e-6, atol=1e-6, method="fast")
     with pytest.raises(Exception, match="max_steps"):
         tn.solve(lotka_volterra, Z0, (0.0, 10.0), solver="taylor4", rtol=1e-10, atol=1e-10, max_steps=5)
+
+
+def test_default_method_falls_back_when_it_lacks_a_rule(monkeypatch):
+    from taynode import taylor_solver
+    from taynode.taylor import UnsupportedPrimitiveError, derivatives
+
+    def strict_default(f, t, z, args, order, **kw):
+        if "method" not in kw:  # a default method without a rule for something in f
+            raise UnsupportedPrimitiveError("stack", "incremental", "nested")
+        return derivatives(f, t, z, args, order=order, **kw)
+
+    monkeypatch.setattr(taylor_solver, "derivatives", strict_default)
+    z = jnp.array([[1.0, 1.0]])
+    got = taylor_solver.taylor_coefficients(lotka_volterra, 0.0, z, None, 4)
+    want = [z] + [d / math.factorial(k) for k, d in enumerate(derivatives(lotka_volterra, 0.0, z, None, 4, method="jet"), 1)]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+    with pytest.raises(UnsupportedPrimitiveError):  # a named method is not replaced
+        monkeypatch.setattr(taylor_solver, "derivatives", lambda *a, **k: (_ for _ in ()).throw(UnsupportedPrimitiveError("stack", "jet", "nested")))
+        taylor_solver.taylor_coefficients(lotka_volterra, 0.0, z, None, 4, method="jet")

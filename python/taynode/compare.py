@@ -433,8 +433,14 @@ def run(cfg: CompareConfig = CompareConfig(), out_dir: str = "runs/compare", log
         for pname, problem in problems.items():
             if cfg.cost_orders:
                 cost[pname] = taylor_cost_ratio(problem, cfg.cost_orders)
+    import inspect
+
+    from .taylor import derivatives
+
+    taylor_method = inspect.signature(derivatives).parameters["method"].default  # what solver="taylor" uses
     summary = dict(config=dict(problems=list(cfg.problems), tols=list(cfg.tols), implementations=list(cfg.implementations),
-                               repeats=cfg.repeats, reference=f"SciPy DOP853, rtol=atol={REFERENCE_TOL:g}"),
+                               repeats=cfg.repeats, reference=f"SciPy DOP853, rtol=atol={REFERENCE_TOL:g}",
+                               taylor_method=taylor_method),
                    problems={n: dict(z0_shape=list(p.z0.shape), t1=p.t1, note=p.note) for n, p in problems.items()},
                    rows=rows, skipped=skipped, failures=failures, taylor_cost_ratio=cost)
     _write(os.path.join(out_dir, "compare.md"), markdown(summary))
@@ -489,7 +495,8 @@ def markdown(summary: dict, tols=None) -> str:
         out.append("")
     out.append(f"Error: max |z(t1) − reference| over the state; reference: {summary['config']['reference']}. "
                f"Time: median of {summary['config']['repeats']} solves after a warm-up one; compile: the warm-up's extra time. "
-               "† Taylor solver: Taylor coefficient orders (a step of order p counts p), not f evaluations.\n")
+               "† Taylor solver: Taylor coefficient orders (a step of order p counts p), not f evaluations; "
+               f"Taylor core method: {summary['config'].get('taylor_method', '?')!r}.\n")
     cost = summary.get("taylor_cost_ratio") or {}
     if cost:
         orders = sorted({int(p) for c in cost.values() for p in c})
@@ -498,6 +505,7 @@ def markdown(summary: dict, tols=None) -> str:
         out.append("| problem | " + " | ".join(f"p={p}" for p in orders) + " |")
         out.append("|---|" + "---|" * len(orders))
         for pname, c in cost.items():
+            c = {int(k): v for k, v in c.items()}  # JSON turns the keys into strings
             out.append(f"| {pname} | " + " | ".join(f"{c[p]:.1f}" for p in orders) + " |")
         out.append("")
     if summary["skipped"]:

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .taylor import check_method, derivatives
+from .taylor import UnsupportedPrimitiveError, check_method, derivatives
 
 __all__ = ["jorba_zou_order", "jorba_zou_step", "taylor_coefficients", "horner", "taylor_solve"]
 
@@ -64,9 +64,25 @@ def jorba_zou_order(rel_tol: float) -> int:
 
 
 def taylor_coefficients(f, t, z, args, order: int, method: str | None = None) -> list:
-    """``[z_0, z_1, …, z_p]`` with ``z_k = z⁽ᵏ⁾/k!`` (pytrees shaped like z)."""
-    kw = {} if method is None else {"method": method}
-    ds = derivatives(f, t, z, args, order=order, **kw)
+    """``[z_0, z_1, …, z_p]`` with ``z_k = z⁽ᵏ⁾/k!`` (pytrees shaped like z).
+
+    ``method=None`` uses the Taylor core's default method; if that has no rule for an operation
+    in f (:class:`~taynode.taylor.UnsupportedPrimitiveError`, raised while tracing), ``"jet"``,
+    then ``"nested"`` (which differentiates any JAX operation) is used instead. A named method is
+    used as given.
+    """
+    if method is None:
+        ds = None
+        for fallback in (None, "jet"):  # jet compiles much faster than nested at high order
+            try:
+                ds = derivatives(f, t, z, args, order=order, **({} if fallback is None else {"method": fallback}))
+                break
+            except (UnsupportedPrimitiveError, NotImplementedError):
+                continue
+        if ds is None:
+            ds = derivatives(f, t, z, args, order=order, method="nested")
+    else:
+        ds = derivatives(f, t, z, args, order=order, method=method)
     return [z] + [jax.tree_util.tree_map(lambda d, k=k: d / math.factorial(k), d) for k, d in enumerate(ds, 1)]
 
 
