@@ -2,6 +2,7 @@
 
 import json
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,7 @@ def test_loss_is_cross_entropy_plus_lambda_times_mean_integral(reg):
     y = jnp.array([0, 2, 1, 2])
     regs = parse_regularizers(reg)
     lam = 0.0 if reg == "none" else 0.7
-    loss, aux = classifier_loss(model, x, y, regularizers=regs, lam=lam, rtol=1e-10, atol=1e-10)
+    loss, aux = eqx.filter_jit(lambda m, x, y: classifier_loss(m, x, y, regularizers=regs, lam=lam, rtol=1e-10, atol=1e-10))(model, x, y)
     logits = scipy_z1(model, np.asarray(x)) @ np.asarray(model.head.weight).T + np.asarray(model.head.bias)
     logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
     ce = -np.mean(logp[np.arange(4), np.asarray(y)])
@@ -52,7 +53,7 @@ def test_loss_is_cross_entropy_plus_lambda_times_mean_integral(reg):
     else:
         # R2 = ∫ mean_i (d²z_i/dt²)² dt: the trajectory on a grid, d²z/dt² by nested JVPs, Simpson's rule.
         ts = np.linspace(0, 1, 401)
-        zs = solve(model.dynamics, x, ts, rtol=1e-11, atol=1e-11).ys
+        zs = eqx.filter_jit(lambda f, x: solve(f, x, ts, rtol=1e-11, atol=1e-11).ys)(model.dynamics, x)
         d2 = jax.vmap(lambda t, z: derivatives(model.dynamics, t, z, None, 2, method="nested")[-1])(jnp.asarray(ts), zs)
         r2 = np.mean(simpson(np.mean(np.asarray(d2) ** 2, axis=2), x=ts, axis=0))
         np.testing.assert_allclose(aux["R2"], r2, rtol=1e-6)
@@ -93,7 +94,8 @@ def test_rnode_loss_runs_with_key():
     model = small_model("softplus")
     x = jax.random.uniform(jax.random.PRNGKey(1), (3, 6), jnp.float64)
     regs = parse_regularizers("rnode")
-    loss, aux = classifier_loss(model, x, jnp.array([0, 1, 2]), regularizers=regs, lam=0.5, key=jax.random.PRNGKey(2))
+    loss, aux = eqx.filter_jit(lambda m, x, y, k: classifier_loss(m, x, y, regularizers=regs, lam=0.5, key=k))(
+        model, x, jnp.array([0, 1, 2]), jax.random.PRNGKey(2))
     assert aux["kinetic"] > 0 and aux["jacobian"] > 0
     np.testing.assert_allclose(loss, aux["ce"] + 0.5 * (aux["kinetic"] + aux["jacobian"]), rtol=1e-12)
 

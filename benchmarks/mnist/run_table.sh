@@ -14,6 +14,6 @@ run() {  # name reg lam
 run none none 0
 run r2-lam10 r2 10
 run r3-lam100 r3 100
-run r2-lam1 r2 1
-run r3-lam10 r3 10
+run r2-lam1000 r2 1000
+run r3-lam10000 r3 10000
 python benchmarks/mnist/table.py "$out"

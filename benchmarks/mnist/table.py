@@ -12,12 +12,12 @@ def main(folder):
         rows.append((r["config"]["reg"], r["config"]["lam"], r))
     rows.sort(key=lambda t: (t[0] != "none", t[0], t[1]))
     base = next((r for reg, _, r in rows if reg == "none"), None)
-    print("| regularizer | λ | test acc. | train acc. | test NFE | NFE vs unreg. | test R2 | test R3 | training time |")
+    print("| regularizer | λ | test acc. | train acc. | test NFE | NFE ratio (unreg. / this) | test R2 | test R3 | training time |")
     print("|---|---|---|---|---|---|---|---|---|")
     for reg, lam, r in rows:
-        ratio = f"{base['test_nfe'] / r['test_nfe']:.2f}× fewer" if base else "–"
+        ratio = f"{base['test_nfe'] / r['test_nfe']:.2f}" if base else "–"
         print(f"| {reg} | {lam:g} | {100 * r['test_acc']:.2f} % | {100 * r['train_acc']:.2f} % | {r['test_nfe']:.1f} | "
-              f"{ratio if reg != 'none' else '1'} | {r['test_R2']:.3g} | {r['test_R3']:.3g} | {r['train_seconds'] / 60:.1f} min |")
+              f"{ratio} | {r['test_R2']:.3g} | {r['test_R3']:.3g} | {r['train_seconds'] / 60:.1f} min |")
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def main(argv=None):
     o.set_defaults(run=_study_order)
     f3 = study.add_parser("mnist-fig3", help="Fig. 3: NFE and training error during MNIST training, with and without R3")
     f3.add_argument("--out", default="runs/mnist-small", help="folder of the runs and fig3.png (reuses finished runs)")
-    f3.add_argument("--lam", type=float, default=100.0, help="weight λ of R3 (default 100)")
+    f3.add_argument("--lam", type=float, default=10000.0, help="weight λ of R3 (default 10000)")
     f3.add_argument("--preset", default="small", help="small or paper (default small)")
     f3.add_argument("--seed", type=int, help="seed (default 0)")
     f3.add_argument("--epochs", type=int, help="override the preset's epochs")

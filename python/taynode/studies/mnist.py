@@ -280,7 +280,7 @@ def _run_or_reuse(cfg: MNISTConfig, run_dir: str, progress: bool) -> dict:
     return run(cfg, run_dir, resume=True, progress=progress)
 
 
-def fig3(out_dir: str, *, lam: float = 100.0, preset: str = "small", progress: bool = True, **overrides) -> dict:
+def fig3(out_dir: str, *, lam: float = 10000.0, preset: str = "small", progress: bool = True, **overrides) -> dict:
     """Fig. 3: NFE and training error during training, unregularized and with λ·R₃.
 
     The runs go to ``out_dir/none`` and ``out_dir/r3-lam<λ>`` (the names of
@@ -314,7 +314,7 @@ def plot_fig3(curves: dict, path: str, results: dict) -> None:
         a2.plot(c["epoch"], [100 * e for e in c["train_error"]], "o-", color=line.get_color(),
                 label=f"{label} (test acc. {100 * results[label]['test_acc']:.1f} %)")
     a1.set(xlabel="epoch", ylabel="NFE (dopri5, tol 1.4e-8)", title="Function evaluations during training")
-    a2.set(xlabel="epoch", ylabel="training error (%)", title="Training error", yscale="log")
+    a2.set(xlabel="epoch", ylabel="training error (%)", title="Training error")
     a1.legend()
     a2.legend()
     tmp = path + ".tmp.png"
