@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The small-preset table of benchmarks/mnist/README.md: unregularized, R2 and R3 at two λ each,
+# The small-preset table of benchmarks/mnist/README.md: unregularized, R2 and R3 at two λ each, RNODE at one,
 # one run after another (each about 5-10 min on 2 CPU cores), then the table.
 # Usage: benchmarks/mnist/run_table.sh [RUNS_DIR]   (default runs/mnist-small)
 set -euo pipefail
@@ -16,4 +16,5 @@ run r2-lam10 r2 10
 run r3-lam100 r3 100
 run r2-lam1000 r2 1000
 run r3-lam10000 r3 10000
+run rnode-lam0.01 kinetic+jacobian 0.01
 python benchmarks/mnist/table.py "$out"
