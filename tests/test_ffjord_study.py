@@ -41,7 +41,7 @@ def test_a_diverging_fixed_grid_run_is_reported_and_keeps_its_last_checkpoint(tm
     t = ffjord.train_one(cfg, "r2", 2, train_x, tmp_path / "run", progress=False)
     assert t["status"] == "diverged" and t["model"] is None
     assert t["steps_done"] == 1 and read_meta(str(tmp_path / "run" / CHECKPOINT))["step"] == 1
-    s = {"config": vars(cfg) | {}, "rows": [dict(training="fixed grid (2 steps)", regularization="r2", status="diverged",
+    s = {"config": vars(cfg) | {}, "rows": [dict(training="fixed grid (rk4, 2 steps)", regularization="r2", status="diverged",
                                                  steps_done=1, train_seconds=1.0, step_seconds=float("nan"),
                                                  nll=float("nan"), nfe=float("nan"), R2=float("nan"), jacobian=float("nan"), kinetic=float("nan"))]}
     assert "diverged (NaN)" in ffjord.markdown_table(s) and "| NaN |" in ffjord.markdown_table(s)

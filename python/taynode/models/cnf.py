@@ -141,13 +141,17 @@ class ConcatSquashMLP(eqx.Module):
         self.activation = activation
 
     def __call__(self, t, z, args=None):
-        act = _activation(self.activation)
-        h = z
-        for i, layer in enumerate(self.layers):
-            h = layer(t, h)
-            if i < len(self.layers) - 1:
-                h = act(h)
-        return h
+        return _apply_layers(self.layers, self.activation, t, z)
+
+
+def _apply_layers(layers, activation, t, h):
+    """``layer(t, h)`` in turn, with the activation between layers (not after the last)."""
+    act = _activation(activation)
+    for i, layer in enumerate(layers):
+        h = layer(t, h)
+        if i < len(layers) - 1:
+            h = act(h)
+    return h
 
 
 class ConcatConv2d(eqx.Module):
@@ -186,13 +190,7 @@ class ConvDynamics(eqx.Module):
     def __call__(self, t, z, args=None):
         if z.ndim != 4:
             raise ValueError(f"ConvDynamics expects images of shape (batch, channels, height, width), got {z.shape}")
-        act = _activation(self.activation)
-        h = z
-        for i, layer in enumerate(self.layers):
-            h = layer(t, h)
-            if i < len(self.layers) - 1:
-                h = act(h)
-        return h
+        return _apply_layers(self.layers, self.activation, t, z)
 
 
 # --------------------------------------------------------------------------------------------
