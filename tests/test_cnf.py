@@ -173,6 +173,8 @@ def test_dequantize_logit_logdet_and_bits_per_dim():
         np.testing.assert_allclose(y, logit(v), rtol=1e-12)
         slope = jax.vmap(jax.grad(logit))(v.ravel()).reshape(v.shape)
         np.testing.assert_allclose(logdet, np.log(np.asarray(slope)).reshape(3, -1).sum(1), rtol=1e-10)
+    y32, logdet32 = dequantize_logit(key, x, 1e-6, dtype=jnp.float32)
+    assert y32.dtype == logdet32.dtype == jnp.float32
     # α = 0 and a logistic density in logit space: v is uniform, so exactly 8 bits/dim
     y, logdet = dequantize_logit(key, x, 0.0)
     logistic = jnp.sum(jax.nn.log_sigmoid(y) + jax.nn.log_sigmoid(-y), axis=(1, 2, 3))

@@ -349,7 +349,7 @@ class CNF(eqx.Module):
 # Images
 
 
-def dequantize_logit(key, x, alpha: float = 1e-6, levels: int = 256):
+def dequantize_logit(key, x, alpha: float = 1e-6, levels: int = 256, dtype=None):
     r"""Uniform dequantization and the logit transform of integer images ``x`` in
     {0, …, levels−1} (batch, ...).
 
@@ -361,12 +361,12 @@ def dequantize_logit(key, x, alpha: float = 1e-6, levels: int = 256):
     (MNIST) and α = 0.05 (CIFAR-10).
 
     Returns:
-        ``(y, logdet)``.
+        ``(y, logdet)`` in ``dtype`` (default: JAX's default float).
     """
     if not 0 <= alpha < 0.5:
         raise ValueError(f"alpha must be in [0, 0.5), got {alpha}")
     x = jnp.asarray(x)
-    dtype = jnp.result_type(float)
+    dtype = dtype or jnp.result_type(float)
     xf = x.astype(dtype)
     u = jax.random.uniform(key, x.shape, dtype)
     v = (xf + u) / levels

@@ -93,6 +93,7 @@ class FFJORDConfig:
     eval_batch: int = 1000
     max_steps: int = 4096
     checkpoint_every: int = 100
+    plot_grid: int = 120  # density plot resolution (points per axis)
     seed: int = 0
     data: str | None = field(default=None, compare=False)
 
@@ -119,7 +120,7 @@ class FFJORDConfig:
 PRESETS = {
     "cpu": FFJORDConfig(),
     "tiny": FFJORDConfig(hidden=(16,), train_examples=512, batch=64, iters=4, eval_examples=128, eval_reg_examples=32,
-                         eval_batch=128, eval_tol=1e-6, fixed_steps=(2,), checkpoint_every=2),
+                         eval_batch=128, eval_tol=1e-6, fixed_steps=(2,), checkpoint_every=2, plot_grid=40),
     "miniboone": FFJORDConfig(dataset="miniboone", arch="concatsquash", hidden=(860, 860), activation="softplus", batch=1000,
                               iters=20000, eval_examples=3648, eval_reg_examples=1000, fixed_steps=(5, 6, 8), checkpoint_every=500),
 }
@@ -350,7 +351,7 @@ def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume:
     summary = {"config": asdict(cfg) | {"data": None}, "train_examples": len(train_x), "test_examples": len(test_x), "rows": rows}
     if train_x.shape[1] == 2:
         png = os.path.join(out_dir, "densities.png")
-        plot_densities(models, results, train_x, png)
+        plot_densities(models, results, train_x, png, n=cfg.plot_grid)
         summary["figure"] = png
     table = markdown_table(summary)
     buf = io.StringIO()
