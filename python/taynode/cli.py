@@ -157,7 +157,7 @@ def main(argv=None):
     lo.add_argument("--no-progress", action="store_true")
     lo.set_defaults(run=_study_latent)
     ff = study.add_parser("ffjord-table2", help="Table 2 at CPU scale: FFJORD unregularized vs RNODE vs TayNODE (R2), adaptive and fixed-grid training")
-    ff.add_argument("--preset", default="cpu", help="cpu (a 2-D toy, ~10 min on 2 cores), tiny (smoke test) or miniboone (needs MAF's data.npy and a GPU) (default cpu)")
+    ff.add_argument("--preset", default="cpu", help="cpu (a 2-D toy, 6-13 min on 2 shared cores), tiny (smoke test) or miniboone (needs MAF's data.npy and a GPU) (default cpu)")
     ff.add_argument("--out", default="runs/ffjord", help="output folder (table.md, table.csv, results.json, densities.png, runs/)")
     ff.add_argument("--dataset", help="2-D toy: moons, 8gaussians, pinwheel, checkerboard, rings (default: the preset's)")
     ff.add_argument("--data", help="MINIBOONE data.npy or its folder (default: $TAYNODE_MINIBOONE or ../shared/data/miniboone)")

@@ -28,7 +28,7 @@ Presets (:data:`PRESETS`):
     rtol = atol = 1e-5, or rk4 on 5 and 8 steps; λ = 0.5 for R₂ (the mean over the 2 features)
     and λ = 0.05 for each of 𝒦 and ℬ (sums, as Finlay et al. define them), both chosen so that
     the NLL costs under 1 %; evaluation at 1.4e-8 on the 2,000 test points (R₂, ℬ, 𝒦 on 500).
-    About 12 minutes for the 9 runs on 2 shared CPU cores.
+    6.4 min for the 9 runs on 2 shared CPU cores (12.5 min under heavier load).
 ``tiny``
     A smoke test of the whole command (seconds of training).
 ``miniboone``
