@@ -79,7 +79,7 @@ def check_output_matches(f, t, z, args):
             )
 
 
-def derivatives(f, t, z, args=None, order: int = 1, method: str = "jet"):
+def derivatives(f, t, z, args=None, order: int = 1, method: str = "incremental"):
     """The total derivatives d¹z/dt¹ … dᴷz/dtᴷ of the solution of dz/dt = f(t, z, args)
     through the point (t, z).
 
@@ -89,7 +89,9 @@ def derivatives(f, t, z, args=None, order: int = 1, method: str = "jet"):
         z: the state: an array (its leading axis is usually a batch) or a pytree of arrays.
         args: passed to ``f``; parameters here (or closed over by ``f``) can be differentiated.
         order: K >= 1.
-        method: one of :data:`METHODS` (``"jet"``, ``"nested"`` or ``"incremental"``).
+        method: one of :data:`METHODS`: ``"incremental"`` (the default: its parameter gradient
+            is the fastest, see ``benchmarks/taylor_methods.py``), ``"jet"`` or ``"nested"``
+            (the fallback for operations without a Taylor rule, e.g. control flow).
 
     Returns:
         A tuple of K pytrees shaped like ``z``: raw derivatives (no 1/k! factors).
