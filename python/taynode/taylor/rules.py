@@ -373,6 +373,7 @@ CONSTANT = {"sign", "floor", "ceil", "round", "stop_gradient"}
 # primal value, and a constant floating-point operand contributes zeros past order 0.
 LINEAR = {
     "concatenate",
+    "stack",
     "reshape",
     "broadcast_in_dim",
     "transpose",
