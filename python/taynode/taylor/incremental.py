@@ -52,7 +52,7 @@ class _Tape:
 
     def order0(self):
         """Evaluate f (coefficient 0 of everything); values without a series become constants."""
-        for i, eqn in enumerate(self.jaxpr.eqns):
+        for eqn in self.jaxpr.eqns:
             xs = [self.read(v) for v in eqn.invars]
             name = eqn.primitive.name
             outs = eqn.primitive.bind(*[x[0] for x in xs], **eqn.params)

@@ -43,10 +43,6 @@ class Coeffs:
             return self.c if j == 0 else None
         return self.c[j] if j < len(self.c) else None
 
-    @property
-    def primal(self):
-        return self[0]
-
 
 # -- sums that skip structural zeros ----------------------------------------------------------
 
@@ -159,6 +155,9 @@ def _log_from(x0):
     return rule
 
 
+_log_rule = _log_from(lambda x0: x0)
+
+
 def _power(p, k, x, ys):
     # y = x^p:  x y' = p y x'  ⇒  y_k = (1/(k x_0)) Σ_{j=0}^{k−1} (p(k−j) − j) x_{k−j} y_j
     s = _total((p * (k - j) - j) * x[k - j] * ys[j] for j in range(k) if x[k - j] is not None)
@@ -188,7 +187,7 @@ def _pow_rule(k, xs, ys, aux, eqn):
         return _power(p[0], k, x, ys)
     # x^p with a varying exponent: y = exp(p log x), so y' = y (p log x)'.
     logx = _series(aux, "log", jnp.log(x[0]))
-    logx.append(_log_from(lambda x0: x0)(k, [x], logx, aux, eqn))
+    logx.append(_log_rule(k, [x], logx, aux, eqn))
     m = _series(aux, "m", p[0] * logx[0])
     m.append(cauchy(p, Coeffs(logx), k))
     return chain(Coeffs(m), Coeffs(ys), k)
@@ -342,7 +341,7 @@ RULES: dict[str, Callable] = {
     "conv_general_dilated": _bilinear(lax.conv_general_dilated_p),
     "exp": _exp_rule,
     "expm1": _expm1_rule,
-    "log": _log_from(lambda x0: x0),
+    "log": _log_rule,
     "log1p": _log_from(lambda x0: 1 + x0),
     "sqrt": _sqrt_rule,
     "rsqrt": _rsqrt_rule,
