@@ -79,7 +79,7 @@ def _study_order(ns):
 def _study_latent(ns):
     from .studies import latent
 
-    cfg = latent.preset(ns.preset, epochs=ns.epochs, lam=ns.lam, seed=ns.seed, max_records=ns.max_records)
+    cfg = latent.preset(ns.preset, epochs=ns.epochs, lam=ns.lam, seed=ns.seed, max_records=ns.max_records, batch=ns.batch)
     summary = latent.run(cfg, ns.out, root=ns.data, progress=not ns.no_progress, resume=ns.resume)
     print(f"\nFig. 4 Latent ODE on PhysioNet 2012 ({summary['data']['train']} train / {summary['data']['test']} test records), "
           f"dopri5 at rtol=atol={cfg.eval_tol} (float64)")
@@ -152,6 +152,7 @@ def main(argv=None):
     lo.add_argument("--epochs", type=int, help="training epochs per model (default: the preset's)")
     lo.add_argument("--lam", type=float, help="weight λ of R3 (default 1e-2)")
     lo.add_argument("--max-records", type=int, help="use a random subset of this many records")
+    lo.add_argument("--batch", type=int, help="records per training batch (default 50; at most the training records)")
     lo.add_argument("--seed", type=int, help="seed for the split, initialization and batches (default 0)")
     lo.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     lo.add_argument("--no-progress", action="store_true")
