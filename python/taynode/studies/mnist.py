@@ -152,7 +152,7 @@ def _plain_fn(tol, max_steps):
 
 @functools.lru_cache(maxsize=None)
 def _reg_fn(tol, max_steps, orders):
-    regs = [RK(k, "nested") for k in orders]
+    regs = [RK(k) for k in orders]  # the default Taylor method ("incremental")
     return eqx.filter_jit(lambda m, xb: m.flow(xb, regularizers=regs, rtol=tol, atol=tol, max_steps=max_steps).integrals)
 
 
