@@ -113,6 +113,41 @@ def test_integer_pow_at_zero_is_exact():
         assert np.all(np.isfinite(x)) and rel_err(x, y) <= 1e-12
 
 
+@pytest.mark.parametrize("act", ["softplus", "logaddexp"])
+def test_smooth_functions_built_from_max_and_abs_are_exact_at_their_seam(act):
+    # jax.nn.softplus(x) = max(x, 0) + log1p(exp(-|x|)): at x = 0 exactly (zero inputs) a branch
+    # fixed by the primal alone loses σ(0)·z'' from the second derivative on. nested JVPs use
+    # the custom_jvp rule, which is smooth, so they are the reference here.
+    f = {
+        "softplus": lambda t, z, a: jax.nn.softplus(z),
+        "logaddexp": lambda t, z, a: jnp.logaddexp(z, -z) + jnp.logaddexp(0.5 * z * t, 0.0),
+    }[act]
+    z0 = jnp.zeros((1, 2))
+    got = derivatives(f, 0.0, z0, order=6, method="incremental")
+    want = derivatives(f, 0.0, z0, order=6, method="nested")
+    for k, (g, w) in enumerate(zip(got, want), 1):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12, err_msg=f"order {k}")
+    if act == "softplus":  # closed form: z' = ln 2, z'' = σ(0)·z' = ln2/2
+        np.testing.assert_allclose(got[1], np.log(2) / 2, rtol=1e-14)
+
+
+def test_ties_take_the_branch_the_trajectory_takes():
+    # dz/dt = g(t - 1/2) at t = 1/2: a tie in the primal, decided by the first coefficient that
+    # differs (the right-sided expansion, t > 1/2).
+    def check(g, want):
+        got = derivatives(lambda t, z, a: g(t - 0.5) + 0 * z, 0.5, jnp.zeros((1, 1)), order=4, method="incremental")
+        np.testing.assert_allclose([float(d[0, 0]) for d in got], want, atol=1e-14)
+
+    check(jnp.abs, [0, 1, 0, 0])  # |s| = s for s > 0
+    check(lambda s: -jnp.abs(-s), [0, -1, 0, 0])
+    check(lambda s: jnp.maximum(s, 0.0), [0, 1, 0, 0])
+    check(lambda s: jnp.minimum(s, 0.0), [0, 0, 0, 0])
+    # tied at orders 0 and 1, decided at order 2
+    check(lambda s: jnp.maximum(s**3, -(s**2)), [0, 0, 0, 6])  # s³ > -s²
+    check(lambda s: jnp.maximum(s**3, s**2), [0, 0, 2, 0])  # s² > s³ for small s > 0
+    check(lambda s: jnp.minimum(s**3, s**2), [0, 0, 0, 6])
+
+
 def test_coefficients_are_normalized_and_sum_to_the_solution():
     # dz/dt = z², z(0) = z0: z(h) = z0 / (1 − z0 h) = Σ z0^{k+1} h^k, so z_k = z0^{k+1}.
     z0 = jnp.array([[0.4, -0.3]])

@@ -289,24 +289,42 @@ def _erf(sign: float):
     return rule
 
 
-# -- piecewise-smooth: the branch is fixed by the primal values ----------------------------------
+# -- piecewise-smooth: the branch the trajectory takes for t > t0 ------------------------------
+#
+# At a tie (a₀ = b₀ in max/min, x₀ = 0 in abs) the branch is decided by the first coefficient
+# where the operands differ, i.e. by the side the trajectory actually moves to for t > t0, so
+# the series is the right-sided expansion of the piecewise-smooth function. That also keeps
+# smooth functions built from these pieces exact at their seams: jax.nn.softplus(x) =
+# max(x, 0) + log1p(exp(-|x|)) at x = 0. ``side`` (+1, -1, or 0 while still tied) is fixed
+# order by order; while tied the operands' coefficients so far agree, so either is right.
+
+
+def _side(aux, first, diff_k):
+    if "side" not in aux:
+        aux["side"] = jnp.sign(first)
+    aux["side"] = jnp.where(aux["side"] == 0, jnp.sign(diff_k), aux["side"])
+    return aux["side"]
 
 
 def _max_min(greater):
     def rule(k, xs, ys, aux, eqn):
         a, b = xs
-        if a[k] is None and b[k] is None:
+        if a[k] is None and b[k] is None and "side" in aux:
             return None
-        like = a[k] if a[k] is not None else b[k]
-        pick_a = a[0] >= b[0] if greater else a[0] <= b[0]
-        return jnp.where(pick_a, _zero_to(a[k], like), _zero_to(b[k], like))
+        like = a[k] if a[k] is not None else (b[k] if b[k] is not None else ys[0])
+        ak, bk = _zero_to(a[k], like), _zero_to(b[k], like)
+        side = _side(aux, a[0] - b[0], ak - bk)  # +1: a is the larger for t > t0
+        return jnp.where(side >= 0 if greater else side <= 0, ak, bk)
 
     return rule
 
 
 def _abs_rule(k, xs, ys, aux, eqn):
     x = xs[0]
-    return None if x[k] is None else jnp.sign(x[0]) * x[k]
+    if x[k] is None and "side" in aux:
+        return None
+    xk = _zero_to(x[k], x[0])
+    return _side(aux, x[0], xk) * xk
 
 
 def _reduce_extremum(arg):
