@@ -3,7 +3,11 @@
 Dynamics everywhere have diffrax's signature ``f(t, z, args)``.
 """
 
-from . import regularizers, solvers, taylor
+from ._xla import disable_ynn_fusion
+
+disable_ynn_fusion()  # before anything below can start JAX's CPU client
+
+from . import regularizers, solvers, taylor  # noqa: E402
 from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
 from .solve import Solution, solve
 from .taylor import UnsupportedPrimitiveError, derivatives
