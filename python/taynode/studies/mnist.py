@@ -18,6 +18,13 @@ Presets (:data:`PRESETS`):
     after epochs 3 and 4; float32 training with dopri5 at rtol = atol = 1e-5 (float32 cannot
     resolve the paper's 1.4e-8). The evaluation is the paper's (below) on all 10,000 test
     images, training accuracy on 2,000 training images, R_K on 500 of each.
+``fig``
+    For the figure studies (Figs. 5–8, :mod:`taynode.studies.mnist_figs`), which need many runs:
+    about 1–2 minutes per run on this project's shared 2-core machine (the unregularized
+    dopri5 run: 45 s of training, 65 s in all). The first 10,000 training images, batch 100,
+    2 epochs (200 steps), learning rate 0.1 divided by 10 after epoch 1, float32 training at
+    rtol = atol = 1e-4 (so that Heun, order 2, needs ~40 NFE rather than ~120 at 1e-5);
+    evaluated on the first 2,000 test and 2,000 training images, R₁…R₄ on 200 of each.
 
 Evaluation (:func:`evaluate`, both presets): the trained weights are cast to float64 and the
 *plain* dynamics (no regularizer in the ODE state) are solved with dopri5 at rtol = atol =
@@ -91,6 +98,17 @@ class MNISTConfig:
 
 PRESETS = {
     "small": {},
+    "fig": dict(
+        train_examples=10000,
+        epochs=2,
+        lr_drops=(1,),
+        train_tol=1e-4,
+        eval_test_examples=2000,
+        eval_train_examples=2000,
+        eval_reg_examples=200,
+        eval_orders=(1, 2, 3, 4),
+        epoch_eval_examples=500,
+    ),
     "paper": dict(
         train_examples=None,
         epochs=160,
@@ -156,15 +174,18 @@ def _reg_fn(tol, max_steps, orders):
     return eqx.filter_jit(lambda m, xb: m.flow(xb, regularizers=regs, rtol=tol, atol=tol, max_steps=max_steps).integrals)
 
 
-def _plain_eval(model, cfg, x, y):
-    """Accuracy and mean NFE of dopri5 at the evaluation tolerance, float64, in batches."""
+def _plain_eval(model, cfg, x, y, with_loss=False):
+    """Accuracy and mean NFE (and, ``with_loss``, mean cross-entropy) of dopri5 at the evaluation
+    tolerance, float64, in batches."""
     run = _plain_fn(cfg.eval_tol, cfg.max_steps)
-    correct, nfes = 0, []
+    correct, nfes, ce = 0, [], 0.0
     for i in range(0, len(x), cfg.eval_batch):
+        yb = jnp.asarray(y[i : i + cfg.eval_batch])
         logits, sol = run(model, jnp.asarray(x[i : i + cfg.eval_batch], jnp.float64))
-        correct += int(jnp.sum(jnp.argmax(logits, 1) == jnp.asarray(y[i : i + cfg.eval_batch])))
+        correct += int(jnp.sum(jnp.argmax(logits, 1) == yb))
+        ce -= float(jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits), yb[:, None], axis=1)))
         nfes.append(int(sol.stats["nfe"]))
-    return correct / len(x), float(np.mean(nfes))
+    return (correct / len(x), float(np.mean(nfes))) + ((ce / len(x),) if with_loss else ())
 
 
 def _reg_eval(model, cfg, x, orders):
@@ -195,8 +216,8 @@ def evaluate(model, cfg: MNISTConfig, train_data, test_data) -> dict:
     for split, data, n in (("test", test_data, cfg.eval_test_examples), ("train", train_data, cfg.eval_train_examples)):
         x, y = _subset(data, n)
         t0 = time.perf_counter()
-        acc, nfe = _plain_eval(m, cfg, x, y)
-        out |= {f"{split}_acc": acc, f"{split}_nfe": nfe, f"{split}_examples": len(x)}
+        acc, nfe, ce = _plain_eval(m, cfg, x, y, with_loss=True)
+        out |= {f"{split}_acc": acc, f"{split}_nfe": nfe, f"{split}_loss": ce, f"{split}_examples": len(x)}
         xr = x[: cfg.eval_reg_examples]
         out |= {f"{split}_{k}": v for k, v in _reg_eval(m, cfg, xr, _orders(cfg)).items()}
         out[f"{split}_eval_seconds"] = time.perf_counter() - t0

@@ -43,7 +43,9 @@ LOG = "log.jsonl"
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or inf; the run stopped and the last good checkpoint was kept."""
+    """Training diverged: the loss or update became NaN or inf, or the step failed at run time
+    (e.g. an adaptive solve hit ``max_steps``); the run stopped and the last good checkpoint was
+    kept."""
 
 
 @dataclass
@@ -97,6 +99,19 @@ def _truncate_log(run_dir, step: int) -> None:
     os.replace(tmp, path)
 
 
+def _equinox_message(e) -> str:
+    """The runtime check's own message (e.g. diffrax's max_steps), without equinox's debugging help."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    msgs = [ln.split("EquinoxRuntimeError:", 1)[1].strip() for ln in lines if "EquinoxRuntimeError:" in ln]
+    return (msgs or lines or [type(e).__name__])[-1 if msgs else 0]
+
+
+def _diverged(what: str, step: int, ckpt: str):
+    kept = f"the last good checkpoint {ckpt} (step {read_meta(ckpt)['step']}) is kept" if os.path.exists(ckpt) else "no checkpoint had been written yet"
+    raise NonFiniteLossError(f"training diverged: {what} at step {step + 1}; training stopped; {kept}. "
+                             "Lower the learning rate or λ, or check the data.") from None
+
+
 def _json_config(config):
     try:
         return json.loads(json.dumps(config))
@@ -147,8 +162,10 @@ def train(
         desc: the progress bar's label.
 
     Raises:
-        NonFiniteLossError: the loss or the parameter update became NaN/inf (the step is
-            discarded and the last checkpoint is left as it was).
+        NonFiniteLossError: training diverged: the loss or the parameter update became NaN/inf,
+            or the step raised an ``equinox.EquinoxRuntimeError`` (e.g. an adaptive solve hit
+            ``max_steps``); the message starts with "training diverged". The step is discarded
+            and the last checkpoint is left as it was.
         CheckpointError: the checkpoint is unreadable or does not fit this model/config.
     """
     for name, v, lo in (("steps", steps, 0), ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
@@ -214,12 +231,13 @@ def train(
     try:
         for step in range(start, steps):
             t0 = time.perf_counter()
-            new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, batches(step), jax.random.fold_in(base_key, step))
-            loss = float(loss)  # waits for the step to finish
-            if not (math.isfinite(loss) and bool(finite)):
-                what = f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})"
-                kept = f"the last good checkpoint {ckpt} (step {read_meta(ckpt)['step']}) is kept" if os.path.exists(ckpt) else "no checkpoint had been written yet"
-                raise NonFiniteLossError(f"{what} at step {step + 1}; training stopped; {kept}. Lower the learning rate or check the data.")
+            try:
+                new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, batches(step), jax.random.fold_in(base_key, step))
+                loss, finite = float(loss), bool(finite)  # waits for the step to finish
+            except eqx.EquinoxRuntimeError as e:  # e.g. an adaptive solve past max_steps: the dynamics blew up
+                _diverged(f"the step failed ({_equinox_message(e)})", step, ckpt)
+            if not (math.isfinite(loss) and finite):
+                _diverged(f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})", step, ckpt)
             model, opt_state = new_model, new_opt_state
             train_time += time.perf_counter() - t0
             done = step + 1
