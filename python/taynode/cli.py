@@ -16,7 +16,12 @@ def _train_mnist(ns):
         eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples,
     )
     out = ns.out or f"runs/mnist-{cfg.preset}-{cfg.reg}-lam{cfg.lam:g}-seed{cfg.seed}"
-    s = mnist.run(cfg, out, resume=ns.resume, progress=not ns.no_progress)
+    from .train import NonFiniteLossError
+
+    try:
+        s = mnist.run(cfg, out, resume=ns.resume, progress=not ns.no_progress)
+    except NonFiniteLossError as e:
+        raise SystemExit(f"taynode train mnist: {e}") from None
     _print_mnist(s)
     print(f"training time {s['train_seconds']:.0f} s; results: {out}/results.json")
 
@@ -47,6 +52,23 @@ def _study_mnist_fig3(ns):
     for name, r in s["results"].items():
         print(f"{name:<20}{r['test_acc']:>10.4f}{r['test_nfe']:>10.1f}{r['train_seconds'] / 60:>11.1f}")
     print(f"figure: {s['figure']}")
+
+
+def _study_mnist_figs(ns):
+    from .studies import mnist_figs
+
+    over = dict(seed=ns.seed, epochs=ns.epochs, batch=ns.batch, train_examples=ns.train_examples, train_tol=ns.train_tol, data=ns.data,
+                eval_test_examples=ns.eval_test_examples, eval_train_examples=ns.eval_train_examples,
+                eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples)
+    over = {k: v for k, v in over.items() if v is not None}
+    f5 = {} if ns.lams is None else dict(lams=tuple(ns.lams))
+    f6 = {k: tuple(v) for k, v in dict(solvers=ns.solvers, orders=ns.orders).items() if v is not None}
+    fig = ns.study.removeprefix("mnist-")
+    kw = dict(fig5=f5, fig6=f6, fig7=dict(fig5_kw=f5, fig6_kw=f6), fig8=dict(fig5_kw=f5, fig6_kw=f6))[fig]
+    s = getattr(mnist_figs, fig)(ns.out, preset=ns.preset, progress=not ns.no_progress, **kw, **over)
+    with open(s["figure"][: -len(".png")] + ".md") as fh:
+        print(fh.read())
+    print(f"figure: {s['figure']}; tables: {s['figure'][:-4]}.md, .csv, .json")
 
 
 def _demo(ns):
@@ -145,6 +167,28 @@ def main(argv=None):
     f3.add_argument("--data", help="MNIST file or folder")
     f3.add_argument("--no-progress", action="store_true")
     f3.set_defaults(run=_study_mnist_fig3)
+    for n, what in (("5", "λ sweep of R2: test NFE against unregularized training loss"),
+                    ("6", "loss/NFE trade-off of heun, bosh3, dopri5 when regularizing R1..R4"),
+                    ("7", "R_K against NFE across the runs of Figs. 5 and 6 (rank correlation)"),
+                    ("8", "(a) solver error vs tolerance, (b) train vs test NFE, (c) train/test error vs λ")):
+        fq = study.add_parser(f"mnist-fig{n}", help=f"Fig. {n}: {what} (runs cached in OUT/runs, shared by Figs. 5-8)")
+        fq.add_argument("--out", default="runs/mnist-figs", help="output folder (figN.png, figN.md/.csv/.json, runs/)")
+        fq.add_argument("--preset", default="fig", help="fig (1-2 min per run), small or paper (default fig)")
+        fq.add_argument("--lams", type=float, nargs="+", help="Fig. 5's λ values of R2, 0 = unregularized (default 0 100 300 1000 3000 10000)")
+        fq.add_argument("--solvers", nargs="+", help="Fig. 6's solvers (default heun bosh3 dopri5)")
+        fq.add_argument("--orders", type=int, nargs="+", help="Fig. 6's orders K of R_K (default 1 2 3 4)")
+        fq.add_argument("--seed", type=int, help="seed (default 0)")
+        fq.add_argument("--epochs", type=int, help="override the preset's epochs")
+        fq.add_argument("--train-examples", type=int, help="use the first N training images")
+        fq.add_argument("--batch", type=int, help="override the preset's batch size")
+        fq.add_argument("--train-tol", type=float, help="rtol = atol of the training solves")
+        fq.add_argument("--eval-test-examples", type=int, help="test images evaluated")
+        fq.add_argument("--eval-train-examples", type=int, help="training images evaluated")
+        fq.add_argument("--eval-reg-examples", type=int, help="images on which R_K is evaluated")
+        fq.add_argument("--epoch-eval-examples", type=int, help="test images evaluated after each epoch")
+        fq.add_argument("--data", help="MNIST file or folder")
+        fq.add_argument("--no-progress", action="store_true")
+        fq.set_defaults(run=_study_mnist_figs)
     lo = study.add_parser("latent-ode", help="Fig. 4: Latent ODE on PhysioNet 2012, unregularized vs R3")
     lo.add_argument("--preset", default="cpu", help="cpu (about 20 min on 2 cores) or paper (default cpu)")
     lo.add_argument("--out", default="runs/latent_ode", help="output folder (fig4.png, table.md, results.json, run folders)")
@@ -173,7 +217,7 @@ def main(argv=None):
     ff.set_defaults(run=_study_ffjord)
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
     m = t.add_parser("mnist", help="the paper's MNIST classifier (Sec. 6.1)")
-    m.add_argument("--preset", default="small", help="small (about 10 min on 2 cores) or paper (default small)")
+    m.add_argument("--preset", default="small", help="small (about 10 min on 2 cores), fig (1-2 min, for the figure studies) or paper (default small)")
     m.add_argument("--reg", default="none", help="none, r<K> (e.g. r3), kinetic+jacobian (RNODE) (default none)")
     m.add_argument("--lam", type=float, help="weight λ of the regularizers (required with --reg)")
     m.add_argument("--solver", help="training solver (default dopri5)")
