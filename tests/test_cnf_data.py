@@ -70,7 +70,7 @@ def test_miniboone_maf_split_and_normalization(tmp_path, monkeypatch):
 def test_miniboone_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("TAYNODE_DATA", str(tmp_path))
     monkeypatch.delenv(miniboone.ENV, raising=False)
-    with pytest.raises(DataError, match="does not exist.*Zenodo"):
+    with pytest.raises(DataError, match="MINIBOONE not found.*Zenodo"):
         miniboone.load()
     with pytest.raises(DataError, match="no data.npy"):
         miniboone.load(tmp_path)

@@ -13,7 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["DATA_ENV", "DataError", "data_root", "sha256", "verify_sha256"]
+__all__ = ["DATA_ENV", "DataError", "data_root", "locate", "sha256", "verify_sha256"]
 
 DATA_ENV = "TAYNODE_DATA"
 
@@ -51,6 +51,20 @@ def data_root(required: bool = True) -> Path | None:
             f"or place them in ../shared/data next to the repository"
         )
     return None
+
+
+def locate(path, env: str, sub: str, missing: str) -> tuple[Path, str]:
+    """Where a loader looks, and how to name that source in an error: ``path`` ("the given
+    path"), else ``$env``, else ``sub`` inside :func:`data_root` ("the data folder"); raises
+    :class:`DataError` with ``missing`` when there is none of them."""
+    if path is not None:
+        return Path(path).expanduser(), "the given path"
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser(), f"${env}"
+    root = data_root(required=False)
+    if root is None or not (root / sub).exists():
+        raise DataError(missing)
+    return root / sub, "the data folder"
 
 
 def sha256(path, chunk: int = 1 << 20) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DataError, data_root, verify_sha256
+from . import DataError, locate, verify_sha256
 
 __all__ = ["ENV", "MiniBoone", "find", "load", "split"]
 
@@ -42,19 +42,11 @@ class MiniBoone:
 
 def find(path=None) -> Path:
     """The ``data.npy`` to read (see the module docstring for the search order)."""
-    what = "the given path"
-    if path is None:
-        path = os.environ.get(ENV) or None
-        what = f"${ENV}"
-        if path is None:
-            root = data_root(required=False)
-            if root is None:
-                raise DataError(
-                    f"MINIBOONE not found: pass the path of MAF's miniboone/data.npy, set ${ENV}, or put it in "
-                    f"../shared/data/miniboone/data.npy (it comes from MAF's data archive, Zenodo record 1161203)"
-                )
-            path, what = root / "miniboone" / "data.npy", "the data folder"
-    p = Path(path).expanduser()
+    p, what = locate(
+        path, ENV, "miniboone",
+        f"MINIBOONE not found: pass the path of MAF's miniboone/data.npy, set ${ENV}, or put it in "
+        f"../shared/data/miniboone/data.npy (it comes from MAF's data archive, Zenodo record 1161203)",
+    )
     if p.is_dir():
         for cand in (p / "data.npy", p / "miniboone" / "data.npy"):
             if cand.is_file():

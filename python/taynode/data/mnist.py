@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DataError, data_root, verify_sha256
+from . import DataError, locate, verify_sha256
 
 __all__ = ["ENV", "IDX_FILES", "MNIST", "NPZ_SHA256", "as_float", "find", "load", "read_idx"]
 
@@ -71,22 +71,12 @@ def _idx_path(folder: Path, stem: str) -> Path | None:
 
 def find(path=None) -> Path:
     """The npz file or IDX folder to read (see the module docstring for the search order)."""
-    if path is None:
-        path = os.environ.get(ENV) or None
-        what = f"${ENV}" if path else None
-        if path is None:
-            root = data_root(required=False)
-            if root is None:
-                raise DataError(
-                    f"MNIST not found: pass a path, set ${ENV} (the npz file or a folder with it or the "
-                    f"IDX files) or $TAYNODE_DATA (a folder with mnist/{NPZ_NAME}), or put it in "
-                    f"../shared/data/mnist next to the repository"
-                )
-            path = root / "mnist"
-            what = "the data folder"
-    else:
-        what = "the given path"
-    p = Path(path).expanduser()
+    p, what = locate(
+        path, ENV, "mnist",
+        f"MNIST not found: pass a path, set ${ENV} (the npz file or a folder with it or the "
+        f"IDX files) or $TAYNODE_DATA (a folder with mnist/{NPZ_NAME}), or put it in "
+        f"../shared/data/mnist next to the repository",
+    )
     if p.is_file():
         return p
     if p.is_dir():

@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import DataError, data_root, verify_sha256
+from . import DataError, locate, verify_sha256
 
 __all__ = [
     "ENV_VAR",
@@ -112,18 +112,12 @@ _N_EXAMPLES = 5
 def find_root(root=None) -> Path:
     """The data folder: ``root``, else ``$TAYNODE_PHYSIONET``, else ``physionet2012`` in the
     project's data folder (:func:`taynode.data.data_root`: ``$TAYNODE_DATA`` or ../shared/data)."""
-    if root is not None:
-        return Path(root).expanduser()
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser()
-    base = data_root(required=False)
-    if base is None or not (base / "physionet2012").is_dir():
-        raise DataError(
-            f"PhysioNet 2012 data folder not found: pass root=..., or set ${ENV_VAR}, or put the "
-            f"official files (set-a.tar.gz, Outcomes-a.txt, ...) in ../shared/data/physionet2012 "
-            f"next to the repository"
-        )
-    return base / "physionet2012"
+    return locate(
+        root, ENV_VAR, "physionet2012",
+        f"PhysioNet 2012 data folder not found: pass root=..., or set ${ENV_VAR}, or put the "
+        f"official files (set-a.tar.gz, Outcomes-a.txt, ...) in ../shared/data/physionet2012 "
+        f"next to the repository",
+    )[0]
 
 
 def _file(root: Path, name: str) -> Path:
