@@ -31,6 +31,18 @@ Presets (:data:`PRESETS`):
     6.4 min for the 9 runs on 2 shared CPU cores (12.5 min under heavier load).
 ``tiny``
     A smoke test of the whole command (seconds of training).
+``mnist``
+    A reduced MNIST setting (see :func:`mnist_images`): the official images downsampled by
+    2×2 block means (rounded) to 14×14, so still 256 grey levels; uniform dequantization and the
+    logit transform (α = 1e-6, :func:`~taynode.models.cnf.dequantize_logit`), a fresh
+    dequantization noise every step; the paper's single-scale conv dynamics with fewer channels
+    (:class:`~taynode.models.cnf.ConvDynamics`, 1 → 16 → 16 → 1, 3×3, softplus, time as a
+    channel, the last layer initialized to zero as in the TayNODE code, so training starts from
+    the identity flow); batch 64, few hundred Adam steps at 1e-3 on the 60,000 training images;
+    the loss is bits/dim + λ·(regularizers), as the TayNODE code's; dopri5 at 1e-5 (float32)
+    or rk4 on a fixed grid; evaluation on the first test images in bits/dim (dequantization
+    noise fixed by the seed), Hutchinson trace, dopri5 at 1e-5 in float64. See
+    ``benchmarks/ffjord/README.md`` for the measured run time.
 ``miniboone``
     The paper's tabular setting (ConcatSquash 43 → 860 → 860 → 43, softplus, batch 1,000,
     rk4 grids of 5, 6, 8 steps); needs MAF's ``data.npy`` (:mod:`taynode.data.miniboone`) and
@@ -54,24 +66,26 @@ import numpy as np
 import optax
 
 from ..data import toy2d
-from ..models.cnf import CNF, ConcatSquashMLP
+from ..models.cnf import CNF, ConcatSquashMLP, ConvDynamics, bits_per_dim, dequantize_logit
 from ..models.mlp import MLPDynamics
 from ..regularizers import RK
 from ..solvers import get as get_solver
 from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, read_meta, train
 
-__all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "run_table", "train_one"]
+__all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "mnist_images", "run_table", "train_one"]
 
 REGS = ("none", "rnode", "r2")
+DATASETS = toy2d.NAMES + ("miniboone", "mnist")
+ARCHS = ("mlp", "concatsquash", "conv")
 EVAL_REGS = ("R2", "jacobian", "kinetic")
 MAX_EXACT_EVAL_DIM = 16
 
 
 @dataclass(frozen=True)
 class FFJORDConfig:
-    dataset: str = "8gaussians"  # a toy2d name, or "miniboone"
-    arch: str = "mlp"  # "mlp" (time concatenated) or "concatsquash"
-    hidden: tuple = (64, 64)
+    dataset: str = "8gaussians"  # a toy2d name, "miniboone" or "mnist"
+    arch: str = "mlp"  # "mlp" (time concatenated), "concatsquash" or "conv" (images)
+    hidden: tuple = (64, 64)  # hidden widths (conv: channels of each hidden layer, all equal)
     activation: str = "tanh"
     train_examples: int = 20000  # toys: points drawn for training (test: eval_examples more)
     batch: int = 256
@@ -95,13 +109,22 @@ class FFJORDConfig:
     checkpoint_every: int = 100
     plot_grid: int = 120  # density plot resolution (points per axis)
     seed: int = 0
+    image_size: int = 14  # mnist: side after downsampling 28 by block means (28, 14, 7 or 4)
+    alpha: float = 1e-6  # mnist: the logit transform's α
+    zero_last: bool = False  # initialize the dynamics' last layer to zero (identity flow)
     data: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        if self.dataset not in toy2d.NAMES + ("miniboone",):
-            raise ValueError(f"unknown dataset {self.dataset!r}; valid: {list(toy2d.NAMES) + ['miniboone']}")
-        if self.arch not in ("mlp", "concatsquash"):
-            raise ValueError(f"arch must be 'mlp' or 'concatsquash', got {self.arch!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; valid: {list(DATASETS)}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {list(ARCHS)}, got {self.arch!r}")
+        if (self.arch == "conv") != (self.dataset == "mnist"):
+            raise ValueError(f"the conv architecture is for images (dataset 'mnist') and images need it; got arch {self.arch!r} with dataset {self.dataset!r}")
+        if self.arch == "conv" and (not self.hidden or len(set(self.hidden)) != 1):
+            raise ValueError(f"conv dynamics have hidden layers of equal channels, got hidden={self.hidden}")
+        if self.image_size not in (28, 14, 7, 4):
+            raise ValueError(f"image_size must be 28, 14, 7 or 4 (28 divided by a block size), got {self.image_size}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         get_solver(self.fixed_solver)
@@ -117,10 +140,16 @@ class FFJORDConfig:
             raise ValueError(f"fixed_steps must be positive integers, got {self.fixed_steps}")
 
 
+MNIST_LAM_R2 = 1e-2  # λ·R₂ ≈ 0.28 bits/dim at the unregularized model (200 steps: R₂ 27.6)
+MNIST_LAM_RNODE = 2e-4  # λ·(𝒦+ℬ) ≈ 0.27 bits/dim there (𝒦 1329, ℬ 38.4): the same initial weight
+
 PRESETS = {
     "cpu": FFJORDConfig(),
     "tiny": FFJORDConfig(hidden=(16,), train_examples=512, batch=64, iters=4, eval_examples=128, eval_reg_examples=32,
                          eval_batch=128, eval_tol=1e-6, fixed_steps=(2,), checkpoint_every=2, plot_grid=40),
+    "mnist": FFJORDConfig(dataset="mnist", arch="conv", hidden=(8, 8), activation="softplus", zero_last=True, image_size=14, alpha=0.05,
+                          train_examples=60000, batch=32, iters=300, lam_r2=MNIST_LAM_R2, lam_rnode=MNIST_LAM_RNODE, fixed_steps=(5,),
+                          eval_tol=1e-5, eval_examples=500, eval_reg_examples=100, eval_batch=250, checkpoint_every=50),
     "miniboone": FFJORDConfig(dataset="miniboone", arch="concatsquash", hidden=(860, 860), activation="softplus", batch=1000,
                               iters=20000, eval_examples=3648, eval_reg_examples=1000, fixed_steps=(5, 6, 8), checkpoint_every=500),
 }
@@ -136,9 +165,29 @@ def _np_dtype(cfg):
     return np.float64 if cfg.dtype == "float64" else np.float32
 
 
+def mnist_images(images, size: int) -> np.ndarray:
+    """uint8 images (n, 28, 28) → uint8 (n, 1, size, size): means over (28/size)² blocks,
+    rounded to the nearest integer, so they stay in {0, …, 255} for the dequantization."""
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"expected MNIST images of shape (n, 28, 28), got {images.shape}")
+    if 28 % size:
+        raise ValueError(f"size must divide 28, got {size}")
+    k = 28 // size
+    blocks = images.reshape(images.shape[0], size, k, size, k).astype(np.float64).mean(axis=(2, 4))
+    return np.rint(blocks).astype(np.uint8)[:, None]
+
+
 def load_data(cfg: FFJORDConfig):
     """``(train, test)`` arrays: toys drawn with seeds ``seed`` and ``seed + 1``; MINIBOONE's
-    MAF train and test splits (the first ``eval_examples`` test rows)."""
+    MAF train and test splits (the first ``eval_examples`` test rows); MNIST's first
+    ``train_examples`` training and first ``eval_examples`` test images, downsampled
+    (:func:`mnist_images`), uint8 (n, 1, s, s)."""
+    if cfg.dataset == "mnist":
+        from ..data import mnist
+
+        d = mnist.load(cfg.data)
+        return mnist_images(d.x_train[: cfg.train_examples], cfg.image_size), mnist_images(d.x_test[: cfg.eval_examples], cfg.image_size)
     if cfg.dataset == "miniboone":
         from ..data import miniboone
 
@@ -149,12 +198,40 @@ def load_data(cfg: FFJORDConfig):
     return train_x, test_x
 
 
-def make_cnf(cfg: FFJORDConfig, dim: int, trace: str | None = None) -> CNF:
+def make_cnf(cfg: FFJORDConfig, shape, trace: str | None = None) -> CNF:
+    """The flow for examples of ``shape`` (an int d for vectors, or (C, H, W) for images)."""
     key = jax.random.PRNGKey(cfg.seed)
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
-    sizes = (dim, *cfg.hidden, dim)
-    cls = MLPDynamics if cfg.arch == "mlp" else ConcatSquashMLP
-    return CNF(cls(sizes, cfg.activation, key=key, dtype=dtype), trace=trace or cfg.trace, noise=cfg.noise)
+    if cfg.arch == "conv":
+        if len(tuple(np.atleast_1d(shape))) != 3:
+            raise ValueError(f"the conv architecture needs image shape (C, H, W), got {shape}")
+        dyn = ConvDynamics(int(shape[0]), cfg.hidden[0], len(cfg.hidden) + 1, cfg.activation, key=key, dtype=dtype)
+    else:
+        dim = int(np.prod(shape))
+        cls = MLPDynamics if cfg.arch == "mlp" else ConcatSquashMLP
+        dyn = cls((dim, *cfg.hidden, dim), cfg.activation, key=key, dtype=dtype)
+    if cfg.zero_last:  # f ≡ 0 at initialization: the flow starts as the identity (TayNODE's MNIST code)
+        dyn = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), dyn,
+                          (jnp.zeros_like(dyn.layers[-1].weight), jnp.zeros_like(dyn.layers[-1].bias)))
+    return CNF(dyn, trace=trace or cfg.trace, noise=cfg.noise)
+
+
+def _is_images(cfg: FFJORDConfig) -> bool:
+    return cfg.dataset == "mnist"
+
+
+def _flow_input(cfg: FFJORDConfig, x, key, dtype):
+    """``(y, logdet)``: images dequantized and logit-transformed (with the log-determinant);
+    other data as they are (logdet 0)."""
+    if _is_images(cfg):
+        return dequantize_logit(key, x, cfg.alpha, dtype=dtype)
+    x = jnp.asarray(x, dtype)
+    return x, jnp.zeros(x.shape[:1], dtype)
+
+
+def _data_loss(cfg: FFJORDConfig, log_prob, logdet, dims: int):
+    """Per-example loss of the data term: bits/dim for images, −log p (nats) otherwise."""
+    return bits_per_dim(log_prob, logdet, dims) if _is_images(cfg) else -log_prob
 
 
 def regularizers(cfg: FFJORDConfig, reg: str):
@@ -188,11 +265,15 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
     """
     regs, lam = regularizers(cfg, reg)
     solve_kw = dict(solver="dopri5", rtol=cfg.train_tol, atol=cfg.train_tol) if steps is None else dict(solver=cfg.fixed_solver, steps=steps)
-    model = make_cnf(cfg, train_x.shape[1])
+    model = make_cnf(cfg, train_x.shape[1:])
+    dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
+    dims = math.prod(train_x.shape[1:])
 
     def loss_fn(cnf, x, key):
-        r = cnf.forward(x, key=key, regularizers=regs, max_steps=cfg.max_steps, **solve_kw)
-        nll = -jnp.mean(r.log_prob)
+        k_data, k_noise = jax.random.split(key)
+        y, logdet = _flow_input(cfg, x, k_data, dtype)
+        r = cnf.forward(y, key=k_noise, regularizers=regs, max_steps=cfg.max_steps, **solve_kw)
+        nll = jnp.mean(_data_loss(cfg, r.log_prob, logdet, dims))
         means = {k: jnp.mean(v) for k, v in r.integrals.items()}
         loss = nll + lam * sum(means.values()) if means else nll
         return loss, {"nll": nll, "nfe": r.stats["nfe"]} | means
@@ -229,22 +310,29 @@ def _eval_fns(tol, max_steps, taylor_method):
 
 
 def evaluate(cnf: CNF, cfg: FFJORDConfig, test_x) -> dict:
-    """NLL, NFE, R₂, ℬ, 𝒦 with dopri5 at ``eval_tol`` in float64 (module docstring)."""
+    """NLL (nats; bits/dim for images), NFE, R₂, ℬ, 𝒦 with dopri5 at ``eval_tol`` in float64
+    (module docstring). Images are dequantized with noise fixed by the seed (the same noise for
+    a given image in every run)."""
     jax.config.update("jax_enable_x64", True)
-    dim = test_x.shape[1]
-    cnf = _to64(replace_trace(cnf, "exact" if dim <= MAX_EXACT_EVAL_DIM else "hutchinson"))
+    dims = math.prod(test_x.shape[1:])
+    cnf = _to64(replace_trace(cnf, "exact" if dims <= MAX_EXACT_EVAL_DIM else "hutchinson"))
     plain, with_regs = _eval_fns(cfg.eval_tol, cfg.max_steps, cfg.taylor_method)
     key = jax.random.PRNGKey(cfg.seed + 12345)
-    lps, nfes = [], []
+
+    def batch(xs, i):
+        return _flow_input(cfg, xs[i : i + cfg.eval_batch], jax.random.fold_in(key, 2 * 10**9 + i), jnp.float64)
+
+    losses, nfes = [], []
     for i in range(0, len(test_x), cfg.eval_batch):
-        r = plain(cnf, jnp.asarray(test_x[i : i + cfg.eval_batch], jnp.float64), jax.random.fold_in(key, i))
-        lps.append(np.asarray(r.log_prob))
+        y, logdet = batch(test_x, i)
+        r = plain(cnf, y, jax.random.fold_in(key, i))
+        losses.append(np.asarray(_data_loss(cfg, r.log_prob, logdet, dims)))
         nfes.append(int(r.stats["nfe"]))
-    out = {"nll": float(-np.mean(np.concatenate(lps))), "nfe": float(np.mean(nfes))}
+    out = {"nll": float(np.mean(np.concatenate(losses))), "nfe": float(np.mean(nfes))}
     xr = test_x[: cfg.eval_reg_examples]
     sums = {k: 0.0 for k in EVAL_REGS}
     for i in range(0, len(xr), cfg.eval_batch):
-        ints = with_regs(cnf, jnp.asarray(xr[i : i + cfg.eval_batch], jnp.float64), jax.random.fold_in(key, 10**9 + i))
+        ints = with_regs(cnf, batch(xr, i)[0], jax.random.fold_in(key, 10**9 + i))
         for k in EVAL_REGS:
             sums[k] += float(jnp.sum(ints[k]))
     return out | {k: v / len(xr) for k, v in sums.items()}
@@ -306,7 +394,7 @@ def _fmt(v, spec):
 def markdown_table(summary) -> str:
     c = summary["config"]
     rows = [
-        "| training solver | model | λ | training time (s) | s / step | test NLL (nats) | eval NFE | R₂ | ℬ | 𝒦 |",
+        f"| training solver | model | λ | training time (s) | s / step | test {'bits/dim' if summary.get('nll_unit') == 'bits/dim' else 'NLL (nats)'} | eval NFE | R₂ | ℬ | 𝒦 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     names = {"none": "unregularized", "rnode": "RNODE (𝒦+ℬ)", "r2": "TayNODE (R₂)"}
@@ -348,8 +436,9 @@ def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume:
             results[f"{label} | {reg}"] = row
             if t["model"] is not None:
                 models[(label, reg)] = t["model"]
-    summary = {"config": asdict(cfg) | {"data": None}, "train_examples": len(train_x), "test_examples": len(test_x), "rows": rows}
-    if train_x.shape[1] == 2:
+    summary = {"config": asdict(cfg) | {"data": None}, "train_examples": len(train_x), "test_examples": len(test_x),
+               "nll_unit": "bits/dim" if _is_images(cfg) else "nats", "rows": rows}
+    if train_x.ndim == 2 and train_x.shape[1] == 2:
         png = os.path.join(out_dir, "densities.png")
         plot_densities(models, results, train_x, png, n=cfg.plot_grid)
         summary["figure"] = png
