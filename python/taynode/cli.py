@@ -13,7 +13,8 @@ def _train_mnist(ns):
         ns.preset, reg=ns.reg, lam=ns.lam, solver=ns.solver, seed=ns.seed, epochs=ns.epochs, batch=ns.batch,
         train_examples=ns.train_examples, train_tol=ns.train_tol, activation=ns.activation, data=ns.data,
         eval_test_examples=ns.eval_test_examples, eval_train_examples=ns.eval_train_examples,
-        eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples,
+        eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples, max_steps=ns.max_steps,
+        checkpoint_every=ns.checkpoint_every,
     )
     out = ns.out or f"runs/mnist-{cfg.preset}-{cfg.reg}-lam{cfg.lam:g}-seed{cfg.seed}"
     from .train import NonFiniteLossError
@@ -59,12 +60,13 @@ def _study_mnist_figs(ns):
 
     over = dict(seed=ns.seed, epochs=ns.epochs, batch=ns.batch, train_examples=ns.train_examples, train_tol=ns.train_tol, data=ns.data,
                 eval_test_examples=ns.eval_test_examples, eval_train_examples=ns.eval_train_examples,
-                eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples)
+                eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples,
+                eval_orders=None if ns.eval_orders is None else tuple(ns.eval_orders))
     over = {k: v for k, v in over.items() if v is not None}
     f5 = {} if ns.lams is None else dict(lams=tuple(ns.lams))
     f6 = {k: tuple(v) for k, v in dict(solvers=ns.solvers, orders=ns.orders).items() if v is not None}
     fig = ns.study.removeprefix("mnist-")
-    kw = dict(fig5=f5, fig6=f6, fig7=dict(fig5_kw=f5, fig6_kw=f6), fig8=dict(fig5_kw=f5, fig6_kw=f6))[fig]
+    kw = dict(fig5=f5, fig6=f6, fig7=dict(fig5_kw=f5, fig6_kw=f6), fig8=dict(fig5_kw=f5, fig6_kw=f6) | ({} if ns.tols is None else dict(tols=tuple(ns.tols))))[fig]
     s = getattr(mnist_figs, fig)(ns.out, preset=ns.preset, progress=not ns.no_progress, **kw, **over)
     with open(s["figure"][: -len(".png")] + ".md") as fh:
         print(fh.read())
@@ -186,6 +188,11 @@ def main(argv=None):
         fq.add_argument("--eval-train-examples", type=int, help="training images evaluated")
         fq.add_argument("--eval-reg-examples", type=int, help="images on which R_K is evaluated")
         fq.add_argument("--epoch-eval-examples", type=int, help="test images evaluated after each epoch")
+        fq.add_argument("--eval-orders", type=int, nargs="+", help="orders K of R_K evaluated (default 1 2 3 4)")
+        if n == "8":
+            fq.add_argument("--tols", type=float, nargs="+", help="tolerances of panel (a) (default 1e-3 ... 1e-8)")
+        else:
+            fq.set_defaults(tols=None)
         fq.add_argument("--data", help="MNIST file or folder")
         fq.add_argument("--no-progress", action="store_true")
         fq.set_defaults(run=_study_mnist_figs)
@@ -227,6 +234,8 @@ def main(argv=None):
     m.add_argument("--batch", type=int, help="override the preset's batch size")
     m.add_argument("--train-examples", type=int, help="use the first N training images")
     m.add_argument("--train-tol", type=float, help="rtol = atol of the training solves")
+    m.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's)")
+    m.add_argument("--max-steps", type=int, help="most solver steps per solve; a solve needing more ends the run as diverged (default 4096)")
     m.add_argument("--out", help="run folder (default runs/mnist-<preset>-<reg>-lam<λ>-seed<seed>)")
     m.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     m.add_argument("--no-progress", action="store_true")

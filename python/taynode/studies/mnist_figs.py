@@ -7,6 +7,12 @@ asks for the same configuration (Fig. 7 and Fig. 8 reuse the runs of Figs. 5 and
 diverges (the training loop's :class:`~taynode.train.NonFiniteLossError`) is recorded as
 diverged in ``diverged.json`` (the last good checkpoint stays) and not retried.
 
+NFE is measured two ways, both with float64 solves of the plain dynamics: for batches of
+1,000 images (``test_nfe``, ``train_nfe``, as in :func:`taynode.studies.mnist.evaluate`), and
+per image (``test_nfe_image``, ``train_nfe_image``: each of the first
+:data:`PER_IMAGE_EXAMPLES` images solved alone, the mean NFE), which resolves differences
+smaller than one dopri5 step of a batch (6 NFE).
+
 ``fig5`` — λ sweep of R₂ (dopri5 training): the final test-time NFE (dopri5, rtol = atol =
 1.4e-8, float64) against the *unregularized* training loss, the cross-entropy without λ·R on
 the evaluated training images.
@@ -15,11 +21,12 @@ the evaluated training images.
 ``bosh3``, ``dopri5`` of :data:`taynode.solvers.SOLVERS`): training with that solver (adaptive,
 at the preset's ``train_tol``) while regularizing R_K, K = 1…4 (λ_K of :data:`FIG6_LAMS`), and
 the unregularized model; the training loss against the NFE of *the same solver* at
-:data:`SOLVER_EVAL_TOL` (float64, on the first ``SOLVER_EVAL_EXAMPLES`` test images). The
+:data:`SOLVER_EVAL_TOL` (float64, per image, mean over the first :data:`PER_IMAGE_EXAMPLES`
+test images). The
 adaptive-order Taylor solver is not included: it has no gradients, so it could only evaluate
 dopri5-trained models, and its evaluation on the 784-dimensional state was not run here.
 
-``fig7`` — R_K (K = 1…4, on the evaluated test images) against the dopri5 test NFE across all
+``fig7`` — R_K (K = 1…4, on the evaluated test images) against the dopri5 test NFE per image across all
 runs of Figs. 5 and 6, with Spearman's rank correlation per K.
 
 ``fig8`` — (a) the actual error of dopri5 at z(1) (root mean square over images and features,
@@ -59,7 +66,7 @@ FIG6_SOLVERS = ("heun", "bosh3", "dopri5")  # orders 2, 3, 5, each with an embed
 # capped where SGD at learning rate 0.1 diverged in trials (R4 at λ = 1e5 with Heun).
 FIG6_LAMS = {1: 100.0, 2: 1000.0, 3: 10000.0, 4: 10000.0}
 SOLVER_EVAL_TOL = 1e-6
-SOLVER_EVAL_EXAMPLES = 1000
+PER_IMAGE_EXAMPLES = 1000  # test (and training) images of the per-image NFE
 FIG8_TOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 FIG8_REF_TOL = 1e-12
 FIG8_EXAMPLES = 100
@@ -100,14 +107,20 @@ def _read_matching(path: str, conf: dict):
 
 @functools.lru_cache(maxsize=None)
 def _nfe_fn(solver: str, tol: float, max_steps: int):
-    return eqx.filter_jit(lambda m, xb: m.flow(xb, solver=solver, rtol=tol, atol=tol, max_steps=max_steps).stats["nfe"])
+    # one solve per image (vmapped), so each image gets its own steps and NFE
+    one = lambda m, x: m.flow(x[None], solver=solver, rtol=tol, atol=tol, max_steps=max_steps).stats["nfe"]  # noqa: E731
+    return eqx.filter_jit(lambda m, xb: jax.vmap(one, in_axes=(None, 0))(m, xb))
 
 
-def solver_nfe(model, cfg: mnist.MNISTConfig, x) -> float:
-    """Mean NFE of the run's own training solver at :data:`SOLVER_EVAL_TOL` (float64, batches)."""
-    fn = _nfe_fn(cfg.solver, SOLVER_EVAL_TOL, cfg.max_steps)
-    m = mnist._to64(model)
-    return float(np.mean([int(fn(m, jnp.asarray(x[i : i + cfg.eval_batch], jnp.float64))) for i in range(0, len(x), cfg.eval_batch)]))
+def per_image_nfe(model, x, *, solver: str, tol: float, batch: int = 1000, max_steps: int = 4096) -> float:
+    """Mean over the images ``x`` of the NFE of solving each image on its own (float64).
+
+    Finer than the NFE of a batch solve (which takes the steps of its hardest image, and moves in
+    whole steps: 6 NFE for dopri5), so small changes between models show.
+    """
+    jax.config.update("jax_enable_x64", True)
+    fn, m = _nfe_fn(solver, tol, max_steps), mnist._to64(model)
+    return float(np.mean(np.concatenate([np.asarray(fn(m, jnp.asarray(x[i : i + batch], jnp.float64))) for i in range(0, len(x), batch)])))
 
 
 def load_model(cfg: mnist.MNISTConfig, folder: str):
@@ -134,14 +147,19 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
             rec = dict(config=conf, status="diverged", error=str(e), steps_done=read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0)
             _write_json(os.path.join(d, "diverged.json"), rec)
             return rec | {"dir": d}
-    extra_key = dict(config=conf, solver_eval_tol=SOLVER_EVAL_TOL, examples=SOLVER_EVAL_EXAMPLES)
-    extra_path = os.path.join(d, "solver_nfe.json")
+    extra_key = dict(config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES)
+    extra_path = os.path.join(d, "per_image_nfe.json")
     extra = _read_matching(extra_path, conf)
     if extra is None or {k: extra.get(k) for k in extra_key} != extra_key:
-        _, test_data, _ = mnist.load_data(cfg)
-        extra = extra_key | {"solver_nfe": solver_nfe(load_model(cfg, d), cfg, test_data[0][:SOLVER_EVAL_EXAMPLES])}
+        (xtr, _), (xte, _), _ = mnist.load_data(cfg)
+        model, n = load_model(cfg, d), PER_IMAGE_EXAMPLES
+        extra = extra_key | dict(
+            solver_nfe=per_image_nfe(model, xte[:n], solver=cfg.solver, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps),
+            test_nfe_image=per_image_nfe(model, xte[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps),
+            train_nfe_image=per_image_nfe(model, xtr[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps),
+        )
         _write_json(extra_path, extra)
-    return res | {"status": "ok", "solver_nfe": extra["solver_nfe"], "dir": d}
+    return res | {"status": "ok", "dir": d} | {k: extra[k] for k in ("solver_nfe", "test_nfe_image", "train_nfe_image")}
 
 
 def run_all(cfgs, root: str, *, progress: bool = True, desc: str = "runs") -> list[dict]:
@@ -172,7 +190,7 @@ def _row(r: dict) -> dict:
     c = r["config"]
     row = dict(solver=c["solver"], reg=c["reg"], lam=c["lam"], status=r["status"])
     if r["status"] == "ok":
-        row |= {k: r.get(k) for k in ("train_loss", "test_loss", "train_acc", "test_acc", "train_nfe", "test_nfe", "solver_nfe",
+        row |= {k: r.get(k) for k in ("train_loss", "test_loss", "train_acc", "test_acc", "train_nfe", "test_nfe", "train_nfe_image", "test_nfe_image", "solver_nfe",
                                      "test_R1", "test_R2", "test_R3", "test_R4", "train_seconds")}
     else:
         row |= dict(steps_done=r["steps_done"])
@@ -245,10 +263,14 @@ def fig5(out_dir: str, *, preset: str = "fig", lams=FIG5_LAMS, progress: bool = 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
     ok = _ok(recs)
-    sc = ax.scatter([r["train_loss"] for r in ok], [r["test_nfe"] for r in ok], c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok], cmap="viridis", zorder=3)
+    loss = [r["train_loss"] for r in ok]
+    ax.scatter(loss, [r["test_nfe"] for r in ok], facecolors="none", edgecolors="gray", zorder=2, label="batches of 1,000 images")
+    sc = ax.scatter(loss, [r["test_nfe_image"] for r in ok], c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok], cmap="viridis", zorder=3,
+                    label="mean over images, each solved alone")
     for r in ok:
-        ax.annotate(f"λ={r['config']['lam']:g}", (r["train_loss"], r["test_nfe"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(f"λ={r['config']['lam']:g}", (r["train_loss"], r["test_nfe_image"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
     fig.colorbar(sc, ax=ax, label="log10 λ (λ=0 shown as -1)")
+    ax.legend(fontsize=8)
     note = _diverged_note(recs)
     ax.set(xlabel="unregularized training loss (cross-entropy)", ylabel="test NFE (dopri5, tol 1.4e-8)",
            title="Fig. 5: R2 λ sweep" + (f"\n{note}" if note else ""))
@@ -276,7 +298,8 @@ def fig6(out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 
         ax.set(xlabel="unregularized training loss", ylabel=f"NFE of {s} (tol {SOLVER_EVAL_TOL:g}, float64)",
                title=f"trained and evaluated with {s} (order {get_solver(s).order})"
                + ("".join(f"\n{r['config']['reg']} λ={r['config']['lam']:g}: diverged" for r in bad)))
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.suptitle("Fig. 6: loss/NFE trade-off per solver and regularization order K")
     return _finish(out_dir, "fig6", recs, fig, notes=_diverged_note(recs))
 
@@ -300,13 +323,14 @@ def fig7(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, progr
     rho = {}
     markers = {"heun": "^", "bosh3": "s", "dopri5": "o"}
     for k, ax in zip(range(1, 5), axes):
-        pts = [(r[f"test_R{k}"], r["test_nfe"], r["config"]["solver"]) for r in ok if r.get(f"test_R{k}") is not None]
+        pts = [(r[f"test_R{k}"], r["test_nfe_image"], r["config"]["solver"]) for r in ok if r.get(f"test_R{k}") is not None]
         rho[f"R{k}"] = spearman([p[0] for p in pts], [p[1] for p in pts])
         for s in dict.fromkeys(p[2] for p in pts):
             ax.scatter([p[0] for p in pts if p[2] == s], [p[1] for p in pts if p[2] == s], marker=markers.get(s, "o"), label=f"trained with {s}", alpha=0.8)
-        ax.set(xscale="log", xlabel=f"R{k} (test images)", ylabel="test NFE (dopri5, tol 1.4e-8)",
+        ax.set(xscale="log", xlabel=f"R{k} (test images)", ylabel="test NFE per image (dopri5, tol 1.4e-8)",
                title=f"R{k}: Spearman ρ = {rho[f'R{k}']:.2f} ({len(pts)} runs)")
-        ax.legend(fontsize=8)
+        if pts:
+            ax.legend(fontsize=8)
     fig.suptitle("Fig. 7: regularization value against NFE across all runs of Figs. 5 and 6")
     notes = "Spearman rank correlation of R_K with test NFE: " + ", ".join(f"{k}: {v:.3f}" for k, v in rho.items())
     return _finish(out_dir, "fig7", recs, fig, extra=dict(spearman=rho), notes=notes)
@@ -354,8 +378,10 @@ def fig8(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, tols=
     a.set(xlabel="rtol = atol (dopri5)", ylabel=f"RMS error of z(1) vs dopri8 at {FIG8_REF_TOL:g}", title=f"(a) solver error ({len(x)} test images)")
     a.legend(fontsize=8)
     ok = _ok(recs)
-    tr, te = [r["train_nfe"] for r in ok], [r["test_nfe"] for r in ok]
-    b.scatter(tr, te, alpha=0.7)
+    tr, te = [r["train_nfe_image"] for r in ok], [r["test_nfe_image"] for r in ok]
+    b.scatter(tr, te, alpha=0.7, label="mean over 1,000 images, each solved alone")
+    b.scatter([r["train_nfe"] for r in ok], [r["test_nfe"] for r in ok], facecolors="none", edgecolors="gray", label="batches of 1,000 images")
+    tr, te = tr + [r["train_nfe"] for r in ok], te + [r["test_nfe"] for r in ok]
     if ok:
         lo, hi = min(tr + te) - 3, max(tr + te) + 3
         b.plot([lo, hi], [lo, hi], "k--", label="train = test")

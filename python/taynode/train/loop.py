@@ -224,7 +224,11 @@ def train(
 
     def run_eval(step, kind, rec):
         if evaluate is not None:
-            rec = rec | {k: (_scalar(v) if _is_number(v) else v) for k, v in evaluate(model).items()}
+            try:
+                results = evaluate(model)
+            except eqx.EquinoxRuntimeError as e:  # the model's solve fails (e.g. max_steps): it blew up
+                _diverged(f"the evaluation after the step failed ({_equinox_message(e)})", step - 1, ckpt)
+            rec = rec | {k: (_scalar(v) if _is_number(v) else v) for k, v in results.items()}
         write(dict(kind=kind, step=step, epoch=step / spe if spe else None, time=train_time) | rec)
 
     bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
