@@ -22,6 +22,15 @@ TINY_ARGS = ["--epochs", "1", "--batch", "20", "--train-examples", "40", "--trai
              "--lams", "0", "1", "--solvers", "heun", "--orders", "2", "--no-progress"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_taylor_evaluation():
+    """Skip the taylor-adaptive evaluation of dopri5 runs here (its compilation alone takes ~10 s;
+    the solver is tested in test_taylor_solver.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mnist_figs, "TAYLOR_SOLVER", None)
+        yield
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("mnist_idx")
@@ -52,7 +61,7 @@ def fake_run(root, cfg, solver_nfe, checkpoint=False, **metrics):
     with open(os.path.join(d, "results.json"), "w") as fh:
         json.dump(dict(config=conf) | metrics, fh)
     extra = dict(config=conf, solver_eval_tol=mnist_figs.SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=mnist_figs.PER_IMAGE_EXAMPLES,
-                 solver_nfe=solver_nfe, test_nfe_image=metrics["test_nfe"], train_nfe_image=metrics["train_nfe"])
+                 taylor_solver=None, taylor_nfe=None, solver_nfe=solver_nfe, test_nfe_image=metrics["test_nfe"], train_nfe_image=metrics["train_nfe"])
     with open(os.path.join(d, "per_image_nfe.json"), "w") as fh:
         json.dump(extra, fh)
 

@@ -22,9 +22,11 @@ the evaluated training images.
 at the preset's ``train_tol``) while regularizing R_K, K = 1…4 (λ_K of :data:`FIG6_LAMS`), and
 the unregularized model; the training loss against the NFE of *the same solver* at
 :data:`SOLVER_EVAL_TOL` (float64, per image, mean over the first :data:`PER_IMAGE_EXAMPLES`
-test images). The
-adaptive-order Taylor solver is not included: it has no gradients, so it could only evaluate
-dopri5-trained models, and its evaluation on the 784-dimensional state was not run here.
+test images). The adaptive-order Taylor solver (``solve(solver="taylor-adaptive")``) has no
+reverse-mode gradients, so nothing is trained with it: a fourth panel evaluates the
+*dopri5-trained* models with it at the same tolerance; its cost unit is Taylor coefficient
+orders (see :mod:`taynode.taylor_solver`), each costlier than one f evaluation, so its numbers
+are not comparable with the RK solvers' NFE, only across models.
 
 ``fig7`` — R_K (K = 1…4, on the evaluated test images) against the dopri5 test NFE per image across all
 runs of Figs. 5 and 6, with Spearman's rank correlation per K.
@@ -67,6 +69,7 @@ FIG6_SOLVERS = ("heun", "bosh3", "dopri5")  # orders 2, 3, 5, each with an embed
 FIG6_LAMS = {1: 100.0, 2: 1000.0, 3: 10000.0, 4: 10000.0}
 SOLVER_EVAL_TOL = 1e-6
 PER_IMAGE_EXAMPLES = 1000  # test (and training) images of the per-image NFE
+TAYLOR_SOLVER = "taylor-adaptive"  # evaluation only (no reverse-mode gradients), of the dopri5-trained runs
 FIG8_TOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 FIG8_REF_TOL = 1e-12
 FIG8_EXAMPLES = 100
@@ -147,7 +150,8 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
             rec = dict(config=conf, status="diverged", error=str(e), steps_done=read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0)
             _write_json(os.path.join(d, "diverged.json"), rec)
             return rec | {"dir": d}
-    extra_key = dict(config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES)
+    taylor = TAYLOR_SOLVER if cfg.solver == "dopri5" else None
+    extra_key = dict(config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES, taylor_solver=taylor)
     extra_path = os.path.join(d, "per_image_nfe.json")
     extra = _read_matching(extra_path, conf)
     if extra is None or {k: extra.get(k) for k in extra_key} != extra_key:
@@ -157,9 +161,10 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
             solver_nfe=per_image_nfe(model, xte[:n], solver=cfg.solver, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps),
             test_nfe_image=per_image_nfe(model, xte[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps),
             train_nfe_image=per_image_nfe(model, xtr[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps),
+            taylor_nfe=None if taylor is None else per_image_nfe(model, xte[:n], solver=taylor, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps),
         )
         _write_json(extra_path, extra)
-    return res | {"status": "ok", "dir": d} | {k: extra[k] for k in ("solver_nfe", "test_nfe_image", "train_nfe_image")}
+    return res | {"status": "ok", "dir": d} | {k: extra[k] for k in ("solver_nfe", "test_nfe_image", "train_nfe_image", "taylor_nfe")}
 
 
 def run_all(cfgs, root: str, *, progress: bool = True, desc: str = "runs") -> list[dict]:
@@ -190,7 +195,7 @@ def _row(r: dict) -> dict:
     c = r["config"]
     row = dict(solver=c["solver"], reg=c["reg"], lam=c["lam"], status=r["status"])
     if r["status"] == "ok":
-        row |= {k: r.get(k) for k in ("train_loss", "test_loss", "train_acc", "test_acc", "train_nfe", "test_nfe", "train_nfe_image", "test_nfe_image", "solver_nfe",
+        row |= {k: r.get(k) for k in ("train_loss", "test_loss", "train_acc", "test_acc", "train_nfe", "test_nfe", "train_nfe_image", "test_nfe_image", "solver_nfe", "taylor_nfe",
                                      "test_R1", "test_R2", "test_R3", "test_R4", "train_seconds")}
     else:
         row |= dict(steps_done=r["steps_done"])
@@ -284,19 +289,24 @@ def fig6(out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 
     from ..solvers import get as get_solver
 
     plt = _plt()
-    fig, axes = plt.subplots(1, len(solvers), figsize=(4.5 * len(solvers), 4.2), layout="constrained", squeeze=False)
+    panels = [(s, s, "solver_nfe") for s in solvers] + ([("dopri5", TAYLOR_SOLVER, "taylor_nfe")] if "dopri5" in solvers else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.4), layout="constrained", squeeze=False)
     colors = {0: "black"} | {k: plt.cm.viridis((k - 1) / 3) for k in range(1, 5)}
-    for ax, s in zip(axes[0], solvers):
+    for ax, (s, evaluator, key) in zip(axes[0], panels):
         for r in _ok(recs):
             c = r["config"]
-            if c["solver"] != s:
+            if c["solver"] != s or r.get(key) is None:
                 continue
             k = int(c["reg"][1:]) if c["reg"].startswith("r") else 0
-            ax.scatter(r["train_loss"], r["solver_nfe"], color=colors[k], s=50, zorder=3,
+            ax.scatter(r["train_loss"], r[key], color=colors[k], s=50, zorder=3,
                        label="unregularized" if k == 0 else f"R{k}, λ={c['lam']:g}")
         bad = [r for r in recs if r["status"] != "ok" and r["config"]["solver"] == s]
-        ax.set(xlabel="unregularized training loss", ylabel=f"NFE of {s} (tol {SOLVER_EVAL_TOL:g}, float64)",
-               title=f"trained and evaluated with {s} (order {get_solver(s).order})"
+        taylor_panel = evaluator == TAYLOR_SOLVER
+        ax.set(xlabel="unregularized training loss",
+               ylabel=(f"Taylor coefficient orders per image (tol {SOLVER_EVAL_TOL:g})" if taylor_panel
+                       else f"NFE of {s} per image (tol {SOLVER_EVAL_TOL:g}, float64)"),
+               title=(f"dopri5-trained, evaluated with {TAYLOR_SOLVER}\n(evaluation only: it has no gradients)" if taylor_panel
+                      else f"trained and evaluated with {s} (order {get_solver(s).order})")
                + ("".join(f"\n{r['config']['reg']} λ={r['config']['lam']:g}: diverged" for r in bad)))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
