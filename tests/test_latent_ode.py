@@ -104,7 +104,7 @@ def test_shapes_and_loss(model):
         model.encode(x[..., :4], mask[..., :4], ts)
 
 
-def test_iwae_bound_is_at_least_the_elbo(model):
+def test_multi_sample_objective_is_at_least_the_elbo(model):
     x, mask, ts = data()
     kw = dict(n_samples=4, kl_coef=1.0, obs_std=0.1)
     _, plain = loss_fn(model, x, mask, ts, jax.random.PRNGKey(3), **kw)
@@ -128,6 +128,9 @@ def test_encoder_ignores_missing_values_and_empty_times(model):
     # but an observed value does change it
     m4, _ = model.encode(ins(x, 5.0), ins(mask, 1.0), ts3)
     assert not np.allclose(m4, mean)
+    # and so does when the same values were observed (the gaps Δt are an input)
+    m5, _ = model.encode(x, mask, ts * 0.5)
+    assert not np.allclose(m5, mean)
 
 
 def test_regularizers_integrate_over_the_whole_trajectory(model):

@@ -31,3 +31,14 @@ def test_study_command_on_tiny_archives(tmp_path, monkeypatch, capsys):
         assert r["nfe"] >= 9  # dopri5: 3 + 6 per attempted step (a mean over samples), at least one step
         assert f"{r['nfe']:.1f}" in (out / "table.md").read_text()
     assert summary["data"]["parse"]  # the malformed-line report is kept with the results
+
+
+def test_table_names_any_regularizer():
+    from taynode.studies import latent
+
+    res = {
+        "unregularized": dict(loss=1.0, mse=0.1, nfe=20.0, nfe_std=1.0, kinetic=2.0),
+        "KINETIC, λ=0.1": dict(loss=1.1, mse=0.1, nfe=10.0, nfe_std=1.0, kinetic=1.0),
+    }
+    table = latent.markdown_table({"config": {"reg": "kinetic"}, "results": res})
+    assert "test kinetic" in table and "NFE ratio 2.00×" in table and "loss change +10.0 %" in table

@@ -12,9 +12,11 @@ with :math:`f_\theta` a tanh MLP (:class:`~taynode.models.MLPDynamics`), ``dec``
 to the D observed variables, and a fixed observation noise σ (0.01 in Rubanova et al.'s
 PhysioNet runs). Only observed entries (``mask = 1``) enter the likelihood.
 
-Recognition network: a GRU (:class:`equinox.nn.GRUCell`) reads ``[x_i * m_i, m_i]`` backwards
-in time, from the last observation to the first, and keeps its state across times with no
-observation at all; an MLP maps its final state to :math:`q(z_0) = N(\mu, \mathrm{diag}\,s^2)`
+Recognition network: a GRU (:class:`equinox.nn.GRUCell`) reads ``[x_i * m_i, m_i, Δ_i]``
+backwards in time, from the last observation to the first, where Δ_i is the time from t_i to
+the observation read before it (the next one in time; the window's end for the last), as
+Rubanova et al.'s RNN encoder feeds Δt; it keeps its state across times with no observation at
+all, so empty bins change nothing but the gaps stay visible; an MLP maps its final state to :math:`q(z_0) = N(\mu, \mathrm{diag}\,s^2)`
 (returned as mean and log-std).
 
 Decoding: the S samples :math:`z_0 = \mu + s\,\varepsilon` of every record form one batch of
@@ -31,7 +33,11 @@ The training objective follows Rubanova et al.'s code (``compute_masked_likeliho
 * KL term = :math:`\mathrm{KL}(q(z_0)\,\|\,N(0, I))` in closed form, *averaged* over latent
   dimensions, weighted by an annealed coefficient (:func:`kl_coefficient`);
 * ELBO per record = mean over the S samples of the likelihood − coef·KL, or with ``iwae=True``
-  :math:`\log \frac1S \sum_s \exp(\text{likelihood}_s - \text{coef}\cdot\mathrm{KL})`.
+  Rubanova et al.'s multi-sample objective (their "IWAE" loss)
+  :math:`\log \frac1S \sum_s \exp(\text{likelihood}_s - \text{coef}\cdot\mathrm{KL})`. It is
+  not the IWAE bound: the closed-form KL does not depend on the sample, so this is
+  log-mean-exp of the likelihoods minus the KL, which can exceed log p(x); it is kept because
+  the paper's numbers come from it.
 
 The loss is −mean(ELBO) + Σ λ_r · mean(∫ integrand_r dt). These normalizations differ from
 the textbook ELBO by per-record constants, so values compare only within this code.
@@ -115,7 +121,7 @@ class LatentODE(eqx.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         k1, k2, k3, k4 = jax.random.split(key, 4)
-        self.gru = eqx.nn.GRUCell(2 * n_vars, rec_hidden, key=k1, dtype=dtype)
+        self.gru = eqx.nn.GRUCell(2 * n_vars + 1, rec_hidden, key=k1, dtype=dtype)
         self.to_q = eqx.nn.MLP(rec_hidden, 2 * latent, rec_units, 1, activation=jnp.tanh, key=k2, dtype=dtype)
         self.dynamics = MLPDynamics((latent, *dyn_hidden, latent), "tanh", key=k3, dtype=dtype)
         self.decoder = eqx.nn.Linear(latent, n_vars, key=k4, dtype=dtype)
@@ -134,14 +140,19 @@ class LatentODE(eqx.Module):
         self._check(values, mask, ts)
         inputs = jnp.concatenate([values * mask, mask], axis=-1)
         seen = jnp.any(mask > 0, axis=-1)  # (batch, T)
-        h0 = jnp.zeros((values.shape[0], self.gru.hidden_size), values.dtype)
+        batch = values.shape[0]
+        h0 = jnp.zeros((batch, self.gru.hidden_size), values.dtype)
+        later0 = jnp.full((batch,), ts[-1], values.dtype)  # time of the observation read before
 
-        def step(h, xs):
-            x, seen_t = xs
-            h_new = jax.vmap(self.gru)(x, h)
-            return jnp.where(seen_t[:, None], h_new, h), None
+        def step(carry, xs):
+            h, later = carry
+            x, seen_t, t = xs
+            dt = (later - t).astype(x.dtype)
+            h_new = jax.vmap(self.gru)(jnp.concatenate([x, dt[:, None]], axis=-1), h)
+            return (jnp.where(seen_t[:, None], h_new, h), jnp.where(seen_t, t, later)), None
 
-        h, _ = jax.lax.scan(step, h0, (jnp.swapaxes(inputs, 0, 1), seen.T), reverse=True)
+        xs = (jnp.swapaxes(inputs, 0, 1), seen.T, jnp.asarray(ts, values.dtype))
+        (h, _), _ = jax.lax.scan(step, (h0, later0), xs, reverse=True)
         out = jax.vmap(self.to_q)(h)
         return out[:, : self.latent], out[:, self.latent :]
 
