@@ -19,7 +19,7 @@ the evaluated training images.
 
 ``fig6`` — for solvers of order 2, 3 and 5 with an embedded error estimate (``heun``,
 ``bosh3``, ``dopri5`` of :data:`taynode.solvers.SOLVERS`): training with that solver (adaptive,
-at the preset's ``train_tol``) while regularizing R_K, K = 1…4 (λ_K of :data:`FIG6_LAMS`), and
+at the preset's ``train_tol``) while regularizing R_K, K = 1…4 (two λ per K, :data:`FIG6_LAMS`), and
 the unregularized model; the training loss against the NFE of *the same solver* at
 :data:`SOLVER_EVAL_TOL` (float64, per image, mean over the first :data:`PER_IMAGE_EXAMPLES`
 test images). The adaptive-order Taylor solver (``solve(solver="taylor-adaptive")``) has no
@@ -49,6 +49,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from dataclasses import asdict
 
 import equinox as eqx
@@ -64,9 +65,10 @@ __all__ = ["FIG5_LAMS", "FIG6_LAMS", "FIG6_SOLVERS", "cached_run", "fig5", "fig6
 
 FIG5_LAMS = (0.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 FIG6_SOLVERS = ("heun", "bosh3", "dopri5")  # orders 2, 3, 5, each with an embedded error estimate
-# λ_K ≈ a few / R_K of the unregularized model (R1…R4 ≈ 7e-3, 3e-3, 1e-4, 3e-5 at the fig preset),
-# capped where SGD at learning rate 0.1 diverged in trials (R4 at λ = 1e5 with Heun).
-FIG6_LAMS = {1: 100.0, 2: 1000.0, 3: 10000.0, 4: 10000.0}
+# Two λ per K: the larger ≈ a few / R_K of the unregularized model (R1…R4 ≈ 1e-2, 3e-3, 4e-5,
+# 4e-6 at the fig preset) but below where SGD at learning rate 0.1 diverged in trials (R4 at
+# λ = 1e5 with Heun, R2 at λ = 3000 with dopri5); the smaller 10× less.
+FIG6_LAMS = {1: (10.0, 100.0), 2: (100.0, 1000.0), 3: (1000.0, 10000.0), 4: (1000.0, 10000.0)}
 SOLVER_EVAL_TOL = 1e-6
 PER_IMAGE_EXAMPLES = 1000  # test (and training) images of the per-image NFE
 TAYLOR_SOLVER = "taylor-adaptive"  # evaluation only (no reverse-mode gradients), of the dopri5-trained runs
@@ -184,7 +186,7 @@ def fig6_configs(preset="fig", solvers=FIG6_SOLVERS, orders=(1, 2, 3, 4), lams=N
     out = []
     for s in solvers:
         out.append(mnist.config(preset, solver=s, **overrides))
-        out += [mnist.config(preset, reg=f"r{k}", lam=lams[k], solver=s, **overrides) for k in orders]
+        out += [mnist.config(preset, reg=f"r{k}", lam=lam, solver=s, **overrides) for k in orders for lam in np.atleast_1d(lams[k]).tolist()]
     return out
 
 
@@ -198,8 +200,13 @@ def _row(r: dict) -> dict:
         row |= {k: r.get(k) for k in ("train_loss", "test_loss", "train_acc", "test_acc", "train_nfe", "test_nfe", "train_nfe_image", "test_nfe_image", "solver_nfe", "taylor_nfe",
                                      "test_R1", "test_R2", "test_R3", "test_R4", "train_seconds")}
     else:
-        row |= dict(steps_done=r["steps_done"])
+        row |= dict(diverged_at_step=_diverged_step(r), checkpoint_step=r["steps_done"])
     return row
+
+
+def _diverged_step(r: dict):
+    m = re.search(r"at step (\d+)", r.get("error", ""))
+    return int(m.group(1)) if m else None
 
 
 def _fmt(v) -> str:
@@ -255,7 +262,7 @@ def _finish(out_dir: str, name: str, recs, fig, extra: dict | None = None, notes
 
 def _diverged_note(recs) -> str:
     bad = [r for r in recs if r["status"] != "ok"]
-    return "; ".join(f"{r['config']['solver']} {r['config']['reg']} λ={r['config']['lam']:g} diverged (last good step {r['steps_done']})" for r in bad)
+    return "; ".join(f"{r['config']['solver']} {r['config']['reg']} λ={r['config']['lam']:g} diverged at step {_diverged_step(r)}" for r in bad)
 
 
 # ---------------------------------------------------------------- the figures
@@ -266,9 +273,14 @@ def fig5(out_dir: str, *, preset: str = "fig", lams=FIG5_LAMS, progress: bool = 
     os.makedirs(out_dir, exist_ok=True)
     recs = run_all(fig5_configs(preset, lams, **overrides), out_dir, progress=progress, desc="fig5 runs")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
     ok = _ok(recs)
     loss = [r["train_loss"] for r in ok]
+    ax2.scatter(loss, [r["solver_nfe"] for r in ok], c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok], cmap="viridis", zorder=3)
+    for r in ok:
+        ax2.annotate(f"λ={r['config']['lam']:g}", (r["train_loss"], r["solver_nfe"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax2.set(xlabel="unregularized training loss (cross-entropy)", ylabel=f"test NFE per image (dopri5, tol {SOLVER_EVAL_TOL:g})",
+            title=f"the same at tolerance {SOLVER_EVAL_TOL:g}")
     ax.scatter(loss, [r["test_nfe"] for r in ok], facecolors="none", edgecolors="gray", zorder=2, label="batches of 1,000 images")
     sc = ax.scatter(loss, [r["test_nfe_image"] for r in ok], c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok], cmap="viridis", zorder=3,
                     label="mean over images, each solved alone")
@@ -307,7 +319,7 @@ def fig6(out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 
                        else f"NFE of {s} per image (tol {SOLVER_EVAL_TOL:g}, float64)"),
                title=(f"dopri5-trained, evaluated with {TAYLOR_SOLVER}\n(evaluation only: it has no gradients)" if taylor_panel
                       else f"trained and evaluated with {s} (order {get_solver(s).order})")
-               + ("".join(f"\n{r['config']['reg']} λ={r['config']['lam']:g}: diverged" for r in bad)))
+               + ("".join(f"\n{r['config']['reg']} λ={r['config']['lam']:g}: diverged at step {_diverged_step(r)}" for r in bad)))
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.suptitle("Fig. 6: loss/NFE trade-off per solver and regularization order K")
