@@ -139,19 +139,54 @@ def test_bad_input_is_named():
 
 def test_default_method_falls_back_when_it_lacks_a_rule(monkeypatch):
     from taynode import taylor_solver
-    from taynode.taylor import UnsupportedPrimitiveError, derivatives
+    from taynode.taylor import UnsupportedPrimitiveError, coefficients
 
     def strict_default(f, t, z, args, order, **kw):
         if "method" not in kw:  # a default method without a rule for something in f
             raise UnsupportedPrimitiveError("stack", "incremental", "nested")
-        return derivatives(f, t, z, args, order=order, **kw)
+        return coefficients(f, t, z, args, order=order, **kw)
 
-    monkeypatch.setattr(taylor_solver, "derivatives", strict_default)
+    monkeypatch.setattr(taylor_solver, "coefficients", strict_default)
     z = jnp.array([[1.0, 1.0]])
     got = taylor_solver.taylor_coefficients(lotka_volterra, 0.0, z, None, 4)
-    want = [z] + [d / math.factorial(k) for k, d in enumerate(derivatives(lotka_volterra, 0.0, z, None, 4, method="jet"), 1)]
+    want = [z] + [d / math.factorial(k) for k, d in enumerate(tn.derivatives(lotka_volterra, 0.0, z, None, 4, method="jet"), 1)]
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-14)
     with pytest.raises(UnsupportedPrimitiveError):  # a named method is not replaced
-        monkeypatch.setattr(taylor_solver, "derivatives", lambda *a, **k: (_ for _ in ()).throw(UnsupportedPrimitiveError("stack", "jet", "nested")))
+        monkeypatch.setattr(taylor_solver, "coefficients", lambda *a, **k: (_ for _ in ()).throw(UnsupportedPrimitiveError("stack", "jet", "nested")))
         taylor_solver.taylor_coefficients(lotka_volterra, 0.0, z, None, 4, method="jet")
+
+
+def test_vanishing_last_coefficients_look_further():
+    # at t = 0 the coefficients of z' = 1 + t¹¹ (and of z' = 1 + z¹¹ from 0) vanish from order 2 to
+    # 11: the step must come from the first non-zero neglected term, not jump to t1
+    s = tn.solve(lambda t, z, a: 1 + t**11 + 0 * z, jnp.array([[0.0]]), (0.0, 2.0), solver="taylor11", rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(float(s.z1[0, 0]), 2 + 2**12 / 12, rtol=1e-9)
+    ref = solve_ivp(lambda t, y: 1 + y**11, (0, 0.9), [0.0], method="DOP853", rtol=1e-13, atol=1e-13).y[0, -1]
+    s = tn.solve(lambda t, z, a: 1 + z**11, jnp.array([[0.0]]), (0.0, 0.9), solver="taylor11", rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(float(s.z1[0, 0]), ref, rtol=1e-8)
+    s = tn.solve(lambda t, z, a: t**2 + 0 * z, jnp.array([[0.0]]), (0.0, 1.0), solver="taylor2", rtol=1e-4, atol=1e-4)
+    assert abs(float(s.z1[0, 0]) - 1 / 3) < 1e-3 and int(s.stats["steps"]) > 10
+
+
+def test_traced_equal_times_return_the_initial_state():
+    run = jax.jit(lambda ts: tn.solve(lambda t, z, a: -z, jnp.array([[1.0]]), ts, solver="taylor").ys)
+    np.testing.assert_array_equal(np.asarray(run(jnp.array([0.0, 0.0]))).ravel(), [1.0, 1.0])
+
+
+def test_high_orders_in_float32_without_x64():
+    # k! for k >= 13 does not fit int32: the coefficients must never pass through k!
+    code = (
+        "import jax.numpy as jnp, taynode as tn\n"
+        "from taynode.problems import lotka_volterra\n"
+        "s = tn.solve(lotka_volterra, jnp.array([[1.0, 1.0]], jnp.float32), (0.0, 1.0), solver='taylor-adaptive', rtol=1e-7, atol=1e-7)\n"
+        "assert s.z1.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(s.z1)))\n"
+        "s = tn.solve(lambda t, z, a: z**2, jnp.array([[10.0]], jnp.float32), (0.0, 0.05), solver='taylor20', rtol=1e-6, atol=1e-6)\n"
+        "assert abs(float(s.z1[0, 0]) - 20.0) < 1e-3, s.z1\n"
+        "print('ok')\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

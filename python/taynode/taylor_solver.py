@@ -3,16 +3,20 @@ r"""An explicit Taylor-series integrator for dz/dt = f(t, z, args), built on the
 At each step, at the point :math:`(t, z)`:
 
 1. the normalised coefficients :math:`z_k = z^{(k)}/k!`, :math:`k = 0 \dots p`, of the solution
-   through :math:`(t, z)` come from :func:`taynode.taylor.derivatives` (``z_0 = z``, ``z_1 = f``);
+   through :math:`(t, z)` come from :func:`taynode.taylor.coefficients` (``z_0 = z``, ``z_1 = f``);
 2. the step size follows Jorba & Zou (2005), §3.2, as TaylorIntegration.jl's ``stepsize``:
 
    .. math::  h = \min_{k \in \{p-1,\, p\}} \left(\frac{\varepsilon}{\|z_k\|_\infty}\right)^{1/k},
               \qquad \varepsilon = \max(\text{atol},\ \text{rtol}\,\|z\|_\infty)
 
-   (a coefficient that is exactly zero is skipped; if both are zero, J&Z's "second control"
-   :math:`h = \max_{1 \le k \le p-2} \|z_k\|_\infty^{-1/k}`, and if every coefficient is zero the
-   solution is constant and the step goes to t1). The norm is over the whole state, batch
-   included: like the RK solvers, a batch shares its steps. No step is rejected;
+   (a coefficient that is exactly zero is skipped). If both are zero (a polynomial field at a
+   special point, e.g. dz/dt = 1 + t¹¹ at t = 0), the truncation error is set by coefficients
+   beyond p: orders p+1 and p+2 are computed and the same rule is applied to them (the first
+   neglected terms); only if those vanish too does J&Z's "second control"
+   :math:`h = \max_{1 \le k \le p-2} \|z_k\|_\infty^{-1/k}` decide, and if every coefficient up
+   to p+2 is zero the step goes to t1 (exact for a constant solution; a field whose first
+   non-zero coefficient lies beyond p+2 there can still fool it). The norm is over the whole
+   state, batch included: like the RK solvers, a batch shares its steps. No step is rejected;
 3. the Taylor polynomial :math:`z(t + s) \approx \sum_{k=0}^p z_k s^k` (Horner) gives the next
    state, and the states at output times inside the step (dense output).
 
@@ -51,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .taylor import UnsupportedPrimitiveError, check_method, derivatives
+from .taylor import UnsupportedPrimitiveError, check_method, coefficients
 
 __all__ = ["jorba_zou_order", "jorba_zou_step", "taylor_coefficients", "horner", "taylor_solve"]
 
@@ -71,19 +75,14 @@ def taylor_coefficients(f, t, z, args, order: int, method: str | None = None) ->
     then ``"nested"`` (which differentiates any JAX operation) is used instead. A named method is
     used as given.
     """
-    if method is None:
-        ds = None
-        for fallback in (None, "jet"):  # jet compiles much faster than nested at high order
-            try:
-                ds = derivatives(f, t, z, args, order=order, **({} if fallback is None else {"method": fallback}))
-                break
-            except (UnsupportedPrimitiveError, NotImplementedError):
-                continue
-        if ds is None:
-            ds = derivatives(f, t, z, args, order=order, method="nested")
-    else:
-        ds = derivatives(f, t, z, args, order=order, method=method)
-    return [z] + [jax.tree_util.tree_map(lambda d, k=k: d / math.factorial(k), d) for k, d in enumerate(ds, 1)]
+    if method is not None:
+        return coefficients(f, t, z, args, order=order, method=method)
+    for fallback in (None, "jet"):  # jet compiles much faster than nested at high order
+        try:
+            return coefficients(f, t, z, args, order=order, **({} if fallback is None else {"method": fallback}))
+        except (UnsupportedPrimitiveError, NotImplementedError):
+            continue
+    return coefficients(f, t, z, args, order=order, method="nested")
 
 
 def horner(coeffs: Sequence, s):
@@ -106,13 +105,24 @@ def _second_control(norms):
     return jnp.where(h > 0, h, jnp.inf)
 
 
-def jorba_zou_step(norms, eps):
-    """The step of Jorba & Zou's first control from the coefficient norms ``[‖z_0‖, …, ‖z_p‖]``."""
-    p = len(norms) - 1
+def _first_control(norms, eps, ks):
+    """min over k in ``ks`` of (ε/‖z_k‖)^(1/k), skipping zero coefficients; inf if all are zero."""
     h = jnp.inf
-    for k in (p - 1, p):
+    for k in ks:
         safe = jnp.where(norms[k] > 0, norms[k], 1.0)
         h = jnp.where(norms[k] > 0, jnp.minimum(h, (eps / safe) ** (1.0 / k)), h)
+    return h
+
+
+def jorba_zou_step(norms, eps, beyond=None):
+    """Jorba & Zou's step from the coefficient norms ``[‖z_0‖, …, ‖z_p‖]``: the first control on
+    orders p−1 and p; if both vanish, the first control on ``beyond`` (the norms of orders p+1
+    and p+2, when given), then the second control."""
+    p = len(norms) - 1
+    h = _first_control(norms, eps, (p - 1, p))
+    if beyond is not None:
+        ext = list(norms) + list(beyond)
+        h = jnp.where(jnp.isinf(h), _first_control(ext, eps, (p + 1, p + 2)), h)
     return jnp.where(jnp.isinf(h), _second_control(norms), h)
 
 
@@ -125,7 +135,7 @@ def _predicted_steps(norms, eps, orders):
     y = jnp.log(jnp.where(n > 0, n, 1.0))
     sw = jnp.maximum(jnp.sum(w), 1.0)
     km, ym = jnp.sum(w * k) / sw, jnp.sum(w * y) / sw
-    slope = jnp.sum(w * (k - km) * (y - ym)) / jnp.maximum(jnp.sum(w * (k - km) ** 2), 1e-300)
+    slope = jnp.sum(w * (k - km) * (y - ym)) / jnp.maximum(jnp.sum(w * (k - km) ** 2), jnp.finfo(n.dtype).tiny)
     a = ym - slope * km
     out = []
     for q in orders:
@@ -219,7 +229,8 @@ def taylor_solve(
         return jax.lax.switch(i, [branch(q) for q in orders], t, z)
 
     order_arr = jnp.asarray(orders)
-    ys0 = jax.tree_util.tree_map(lambda x: jnp.zeros((n_out,) + x.shape, x.dtype).at[0].set(x), z0)
+    # every row starts as z0, so a traced t0 == t1 (no step at all) returns z0, not zeros
+    ys0 = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_out,) + x.shape), z0)
     if save_steps:
         st0 = jnp.full((max_steps,), jnp.inf, dtype)
         sy0 = jax.tree_util.tree_map(lambda x: jnp.full((max_steps,) + x.shape, jnp.inf, x.dtype), z0)
@@ -240,6 +251,15 @@ def taylor_solve(
         # the chosen order's own last two coefficients set the step (padding beyond q is zero)
         h_all = jnp.stack([jorba_zou_step(norms[: qq + 1], eps) for qq in orders])
         h = h_all[idx]
+        # both last coefficients zero: look two orders further before trusting the second control
+        nrm = jnp.stack(norms)
+        degenerate = (nrm[q - 1] == 0) & (nrm[q] == 0)
+
+        def further(t, z):
+            ext = [_inf_norm(c) for c in taylor_coefficients(f, t, z, args, pmax + 2, method)]
+            return jnp.stack([jorba_zou_step(ext[: qq + 1], eps, ext[qq + 1 : qq + 3]) for qq in orders])[idx]
+
+        h = jax.lax.cond(degenerate, further, lambda t, z: h, t, z)
         remaining = (t1 - t) * direction
         last = h >= remaining
         h = jnp.where(last, remaining, h)

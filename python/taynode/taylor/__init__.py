@@ -117,7 +117,7 @@ def coefficients(f, t, z, args=None, order: int = 1, method: str = "incremental"
         return incremental_coefficients(f, t, z, args, order)
     ds = METHODS[method](f, t, z, args, order)
     return [z] + [
-        jax.tree_util.tree_map(lambda d, k=k: d / math.factorial(k), d) for k, d in enumerate(ds, 1)
+        jax.tree_util.tree_map(lambda d, k=k: d / float(math.factorial(k)), d) for k, d in enumerate(ds, 1)
     ]
 
 

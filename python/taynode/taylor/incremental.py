@@ -128,6 +128,6 @@ def incremental_coefficients(f, t, z, args, order: int):
 def incremental_derivatives(f, t, z, args, order):
     coeffs = incremental_coefficients(f, t, z, args, order)
     return tuple(
-        jax.tree_util.tree_map(lambda c, k=k: c * math.factorial(k), coeffs[k])
+        jax.tree_util.tree_map(lambda c, k=k: c * float(math.factorial(k)), coeffs[k])  # a Python int k! overflows int32 from k = 13
         for k in range(1, order + 1)
     )
