@@ -47,6 +47,11 @@ def fig5_out(tmp_path_factory, data_dir):
     fake_run(out, base, solver_nfe=21.0, checkpoint=True, status="ok", train_loss=2.5, test_loss=2.6, train_acc=0.1, test_acc=0.1,
              train_nfe=21.0, test_nfe=21.0, test_R2=5e-3, train_seconds=1.0)
     summary = mnist_figs.fig5(out, lams=(0.0, 1.0), progress=False, data=data_dir, **TINY)
+    # Fig. 6's runs (--solvers heun --orders 2: unregularized, R2 at λ = 100 and 1000), stored
+    for lam, nfe, r2 in ((0.0, 40.0, 1e-3), (100.0, 35.0, 3e-4), (1000.0, 30.0, 1e-4)):
+        cfg = mnist.config("fig", solver="heun", reg="r2" if lam else "none", lam=lam, data=data_dir, **TINY)
+        fake_run(out, cfg, solver_nfe=nfe, status="ok", train_loss=1.0, test_loss=1.1, train_acc=0.5, test_acc=0.4, train_nfe=15.0,
+                 test_nfe=15.0 + lam / 1000, test_R2=r2, train_seconds=1.0)
     return out, summary
 
 
@@ -73,9 +78,9 @@ def test_run_dir_is_keyed_by_the_whole_config():
     assert mnist_figs.run_dir("R", a) != mnist_figs.run_dir("R", mnist.config("small", reg="r2", lam=10.0))
     assert os.path.basename(mnist_figs.run_dir("R", a)).startswith("dopri5-r2-lam10-")
     fig5, fig6 = mnist_figs.fig5_configs(), mnist_figs.fig6_configs()
-    assert len(fig6) == 15 and {c.solver for c in fig6} == {"heun", "bosh3", "dopri5"}
-    # Fig. 6's dopri5 runs of λ=0 and R2 at its λ are Fig. 5's runs: trained once
-    assert len(set(fig5) | set(fig6)) == len(fig5) + len(fig6) - 2
+    assert len(fig6) == 3 * (1 + 4 * 2) and {c.solver for c in fig6} == {"heun", "bosh3", "dopri5"}  # 2 λ per K
+    # Fig. 6's dopri5 runs of λ=0 and R2 at λ = 100 and 1000 are Fig. 5's runs: trained once
+    assert len(set(fig5) | set(fig6)) == len(fig5) + len(fig6) - 3
     from taynode.solvers import get
     assert [get(s).order for s in mnist_figs.FIG6_SOLVERS] == [2, 3, 5] and all(get(s).embedded for s in mnist_figs.FIG6_SOLVERS)
 
@@ -100,23 +105,21 @@ def test_fig5_trains_evaluates_and_reuses_runs(fig5_out, data_dir, monkeypatch, 
 
 def test_fig6_and_fig7_from_cached_runs(fig5_out, data_dir, monkeypatch, capsys):
     out, _ = fig5_out
-    over = {k: v for k, v in TINY.items()} | {"data": data_dir}
-    for cfg, nfe, r2 in ((mnist.config("fig", solver="heun", **over), 40.0, 1e-3), (mnist.config("fig", solver="heun", reg="r2", lam=1000.0, **over), 30.0, 1e-4)):
-        fake_run(out, cfg, status="ok", train_loss=1.0, test_loss=1.1, train_acc=0.5, test_acc=0.4, train_nfe=15.0, test_nfe=15.0,
-                 solver_nfe=nfe, test_R2=r2, train_seconds=1.0)
     monkeypatch.setattr(mnist, "run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert main(["study", "mnist-fig6", "--out", out, "--data", data_dir] + TINY_ARGS) == 0
     s6 = json.loads(open(os.path.join(out, "fig6.json")).read())
-    assert [(r["solver"], r["reg"], r["solver_nfe"]) for r in s6["rows"]] == [("heun", "none", 40.0), ("heun", "r2", 30.0)]
+    assert [(r["solver"], r["reg"], r["solver_nfe"]) for r in s6["rows"]] == [("heun", "none", 40.0), ("heun", "r2", 35.0), ("heun", "r2", 30.0)]
     assert os.path.getsize(os.path.join(out, "fig6.png")) > 10_000
     assert main(["study", "mnist-fig7", "--out", out, "--data", data_dir] + TINY_ARGS) == 0
     s7 = json.loads(open(os.path.join(out, "fig7.json")).read())
-    assert len(s7["rows"]) == 4  # Fig. 5's two runs and Fig. 6's two, each once
+    assert len(s7["rows"]) == 5  # Fig. 5's two runs and Fig. 6's three, each once
     r2 = [r["test_R2"] for r in s7["rows"]]
     nfe = [r["test_nfe_image"] for r in s7["rows"]]
     from scipy.stats import spearmanr
     expected = spearmanr(r2, nfe).statistic
     assert s7["spearman"]["R2"] == pytest.approx(expected, nan_ok=True) and np.isnan(s7["spearman"]["R1"])
+    # per solver, against its own NFE: the heun runs' R2 and NFE fall together
+    assert s7["spearman_own_solver"]["heun"]["R2"] == pytest.approx(1.0)
     assert "Spearman" in capsys.readouterr().out
 
 
