@@ -6,15 +6,38 @@ import argparse
 import sys
 
 
+# Overrides of an MNIST preset, shared by `train mnist` and `study mnist-fig5..8`: (flag, type, help).
+_MNIST_OPTIONS = (
+    ("--seed", int, "seed (default 0)"),
+    ("--epochs", int, "override the preset's epochs"),
+    ("--batch", int, "override the preset's batch size"),
+    ("--train-examples", int, "use the first N training images"),
+    ("--train-tol", float, "rtol = atol of the training solves"),
+    ("--eval-test-examples", int, "test images evaluated (default: the preset's)"),
+    ("--eval-train-examples", int, "training images evaluated"),
+    ("--eval-reg-examples", int, "images on which R_K is evaluated"),
+    ("--epoch-eval-examples", int, "test images evaluated after each epoch"),
+    ("--data", str, "MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)"),
+)
+
+
+def _add_mnist_options(parser):
+    for flag, typ, text in _MNIST_OPTIONS:
+        parser.add_argument(flag, type=typ, help=text)
+
+
+def _mnist_overrides(ns) -> dict:
+    """The given preset overrides (unset ones left out)."""
+    names = (flag[2:].replace("-", "_") for flag, _, _ in _MNIST_OPTIONS)
+    return {k: v for k in names if (v := getattr(ns, k)) is not None}
+
+
 def _train_mnist(ns):
     from .studies import mnist
 
     cfg = mnist.config(
-        ns.preset, reg=ns.reg, lam=ns.lam, solver=ns.solver, seed=ns.seed, epochs=ns.epochs, batch=ns.batch,
-        train_examples=ns.train_examples, train_tol=ns.train_tol, activation=ns.activation, data=ns.data,
-        eval_test_examples=ns.eval_test_examples, eval_train_examples=ns.eval_train_examples,
-        eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples, max_steps=ns.max_steps,
-        checkpoint_every=ns.checkpoint_every,
+        ns.preset, reg=ns.reg, lam=ns.lam, solver=ns.solver, activation=ns.activation, max_steps=ns.max_steps,
+        checkpoint_every=ns.checkpoint_every, **_mnist_overrides(ns),
     )
     out = ns.out or f"runs/mnist-{cfg.preset}-{cfg.reg}-lam{cfg.lam:g}-seed{cfg.seed}"
     from .train import NonFiniteLossError
@@ -58,11 +81,7 @@ def _study_mnist_fig3(ns):
 def _study_mnist_figs(ns):
     from .studies import mnist_figs
 
-    over = dict(seed=ns.seed, epochs=ns.epochs, batch=ns.batch, train_examples=ns.train_examples, train_tol=ns.train_tol, data=ns.data,
-                eval_test_examples=ns.eval_test_examples, eval_train_examples=ns.eval_train_examples,
-                eval_reg_examples=ns.eval_reg_examples, epoch_eval_examples=ns.epoch_eval_examples,
-                eval_orders=None if ns.eval_orders is None else tuple(ns.eval_orders))
-    over = {k: v for k, v in over.items() if v is not None}
+    over = _mnist_overrides(ns) | ({} if ns.eval_orders is None else dict(eval_orders=tuple(ns.eval_orders)))
     f5 = {} if ns.lams is None else dict(lams=tuple(ns.lams))
     f6 = {k: tuple(v) for k, v in dict(solvers=ns.solvers, orders=ns.orders).items() if v is not None}
     fig = ns.study.removeprefix("mnist-")
@@ -179,21 +198,12 @@ def main(argv=None):
         fq.add_argument("--lams", type=float, nargs="+", help="Fig. 5's λ values of R2, 0 = unregularized (default 0 100 300 1000 3000 10000)")
         fq.add_argument("--solvers", nargs="+", help="Fig. 6's solvers (default heun bosh3 dopri5)")
         fq.add_argument("--orders", type=int, nargs="+", help="Fig. 6's orders K of R_K (default 1 2 3 4)")
-        fq.add_argument("--seed", type=int, help="seed (default 0)")
-        fq.add_argument("--epochs", type=int, help="override the preset's epochs")
-        fq.add_argument("--train-examples", type=int, help="use the first N training images")
-        fq.add_argument("--batch", type=int, help="override the preset's batch size")
-        fq.add_argument("--train-tol", type=float, help="rtol = atol of the training solves")
-        fq.add_argument("--eval-test-examples", type=int, help="test images evaluated")
-        fq.add_argument("--eval-train-examples", type=int, help="training images evaluated")
-        fq.add_argument("--eval-reg-examples", type=int, help="images on which R_K is evaluated")
-        fq.add_argument("--epoch-eval-examples", type=int, help="test images evaluated after each epoch")
+        _add_mnist_options(fq)
         fq.add_argument("--eval-orders", type=int, nargs="+", help="orders K of R_K evaluated (default 1 2 3 4)")
         if n == "8":
             fq.add_argument("--tols", type=float, nargs="+", help="tolerances of panel (a) (default 1e-3 ... 1e-8)")
         else:
             fq.set_defaults(tols=None)
-        fq.add_argument("--data", help="MNIST file or folder")
         fq.add_argument("--no-progress", action="store_true")
         fq.set_defaults(run=_study_mnist_figs)
     lo = study.add_parser("latent-ode", help="Fig. 4: Latent ODE on PhysioNet 2012, unregularized vs R3")
@@ -229,23 +239,18 @@ def main(argv=None):
     m.add_argument("--lam", type=float, help="weight λ of the regularizers (required with --reg)")
     m.add_argument("--solver", help="training solver (default dopri5)")
     m.add_argument("--activation", help="sigmoid (default) or softplus")
-    m.add_argument("--seed", type=int, help="seed (default 0)")
-    m.add_argument("--epochs", type=int, help="override the preset's epochs")
-    m.add_argument("--batch", type=int, help="override the preset's batch size")
-    m.add_argument("--train-examples", type=int, help="use the first N training images")
-    m.add_argument("--train-tol", type=float, help="rtol = atol of the training solves")
+    _add_mnist_options(m)
     m.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's)")
     m.add_argument("--max-steps", type=int, help="most solver steps per solve; a solve needing more ends the run as diverged (default 4096)")
     m.add_argument("--out", help="run folder (default runs/mnist-<preset>-<reg>-lam<λ>-seed<seed>)")
     m.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     m.add_argument("--no-progress", action="store_true")
-    for q in (m, e := sub.add_parser("eval", help="evaluate an MNIST checkpoint: test/train accuracy, NFE, R_K")):
-        q.add_argument("--data", help="MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)")
-        q.add_argument("--eval-test-examples", type=int, help="test images evaluated (default all)")
-        q.add_argument("--eval-train-examples", type=int, help="training images evaluated")
-        q.add_argument("--eval-reg-examples", type=int, help="images on which R_K is evaluated")
-    m.add_argument("--epoch-eval-examples", type=int, help="test images evaluated after each epoch")
     m.set_defaults(run=_train_mnist)
+    e = sub.add_parser("eval", help="evaluate an MNIST checkpoint: test/train accuracy, NFE, R_K")
+    e.add_argument("--data", help="MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)")
+    e.add_argument("--eval-test-examples", type=int, help="test images evaluated (default all)")
+    e.add_argument("--eval-train-examples", type=int, help="training images evaluated")
+    e.add_argument("--eval-reg-examples", type=int, help="images on which R_K is evaluated")
     e.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     e.set_defaults(run=_eval)
     c = sub.add_parser("compare-solvers", help="the same problems solved by taynode, SciPy, torchdiffeq and Julia")
