@@ -204,10 +204,9 @@ class JuliaBackend:
 
     def solve(self, spec, z0, ts, method="dopri5", rtol=1e-8, atol=1e-8):
         ts = np.ascontiguousarray(ts, dtype=np.float64)
+        method = _method(method)
         f = julia_dynamics(self.jl, spec)
-        Y, nf, nacc, nrej = _call(
-            self.jl.solve_ode, f, to_julia_columns(z0), ts, _method(method), reltol=rtol, abstol=atol
-        )
+        Y, nf, nacc, nrej = _call(self.jl.solve_ode, f, to_julia_columns(z0), ts, method, reltol=rtol, abstol=atol)
         return SolveResult(from_julia_columns(Y), int(nf), int(nacc), int(nrej))
 
     def rk_integral(self, spec, z0, t0, t1, order, rtol=1e-8, atol=1e-8):

@@ -224,7 +224,7 @@ function rk_integral(f, Z0::AbstractMatrix, t0::Real, t1::Real, order::Integer;
     d, batch = size(Z0)
     n = d * batch
     direction = sign(t1 - t0)
-    scale = float_factorial(order)^2 / d
+    scale = abs2(float_factorial(order)) / d
     function aug!(du, u, p, t)
         for b in 1:batch
             c = taylor_coefficients(f, view(u, (b-1)*d+1:b*d), t, order)
