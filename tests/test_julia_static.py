@@ -134,7 +134,7 @@ def _python_calls():
             target = call.args[0] if isinstance(call.args[0], ast.Attribute) and on_jl(call.args[0]) else None
         if target is not None:
             keywords.setdefault(target.attr, set()).update(k.arg for k in call.keywords)
-    return names, keywords
+    return names, {k: v for k, v in keywords.items() if k in names}
 
 
 def test_every_function_and_keyword_python_calls_is_defined(tree):
