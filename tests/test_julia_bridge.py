@@ -32,10 +32,14 @@ def _exe(directory, name):
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
-    """A clean slate: no Julia anywhere, no juliacall imported, the fake importable."""
+    """A clean slate: no Julia anywhere, no juliacall imported, the fake importable; all undone
+    afterwards (set-then-delete makes monkeypatch restore the variables and the module entry even
+    when the bridge sets them during the test)."""
     for var in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_PROJECT", "PYTHON_JULIAPKG_EXE", "TAYNODE_JULIA_DOWNLOAD",
                 "TAYNODE_REQUIRE_JULIA", "FAKE_JULIACALL_MODE"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+    monkeypatch.setitem(sys.modules, "juliacall", None)
     bindir = tmp_path / "bin"
     bindir.mkdir()
     monkeypatch.setenv("PATH", str(bindir))
