@@ -1,7 +1,8 @@
 """Conformance: every backend answers the same questions correctly.
 
 Written once, parametrized over backends. The Julia backend runs wherever Julia and juliacall
-are installed; here it skips, printing why (pytest -ra shows the reason).
+are installed; where Julia is absent it skips, printing why (pytest -ra shows the reason), and
+``TAYNODE_REQUIRE_JULIA=1`` makes that a failure (tests/julia_support.py).
 """
 
 import math
@@ -16,16 +17,13 @@ from taynode import portable
 from taynode.backends import BACKENDS, get_backend
 from taynode.models import MLPDynamics
 
+from julia_support import julia_backend_or_skip
+
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request):
     if request.param == "julia":
-        from taynode.backends.julia_backend import JuliaUnavailableError
-
-        try:
-            return get_backend("julia")
-        except JuliaUnavailableError as e:
-            pytest.skip(str(e))
+        return julia_backend_or_skip()  # skips only if Julia is absent; a broken Julia fails
     return get_backend(request.param)
 
 

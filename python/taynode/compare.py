@@ -277,7 +277,8 @@ def availability(implementations) -> tuple[dict, dict]:
     """``(runners, skipped)``: a runner per implementation that can run here, and the reason for
     each that cannot."""
     runners, skipped = {}, {}
-    for name in implementations:
+    # Julia first: juliacall warns that torch imported before it may segfault.
+    for name in sorted(implementations, key=lambda n: n != "julia"):
         if name not in METHODS:
             raise ValueError(f"unknown implementation {name!r}; valid: {', '.join(IMPLEMENTATIONS)}")
         if name == "taynode":
