@@ -269,8 +269,8 @@ def train(
                 loss, finite = float(loss), bool(finite)  # waits for the step to finish
             except eqx.EquinoxRuntimeError as e:  # e.g. an adaptive solve past max_steps: the dynamics blew up
                 _diverged(f"the step failed ({_equinox_message(e)})", step, ckpt)
-            except jax.errors.JaxRuntimeError as e:
-                if jax.process_count() == 1:
+            except (jax.errors.JaxRuntimeError, ValueError) as e:  # gloo's failures arrive as ValueError("UNKNOWN: Gloo ...")
+                if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
                     raise
                 raise DistributedError(f"step {step + 1} failed in process {jax.process_index()} of {jax.process_count()}: a peer "
                                        f"process died or lost its connection ({str(e).splitlines()[0]}); the last checkpoint is "

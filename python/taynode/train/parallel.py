@@ -34,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
+import time
 
 import equinox as eqx
 import jax
@@ -92,21 +94,42 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
             raise DistributedError(f"coordinator must be HOST:PORT (e.g. 10.0.0.1:1234), got {coordinator!r}")
     if num_processes is not None and (num_processes < 1 or process_id is None or not 0 <= process_id < num_processes):
         raise DistributedError(f"need 0 <= process_id < num_processes, got process_id={process_id}, num_processes={num_processes}")
+    if coordinator is not None and num_processes is not None:
+        _check_coordinator(coordinator, process_id, num_processes, timeout)
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(timeout),
                                    heartbeat_timeout_seconds=int(heartbeat_timeout))
-    except Exception as e:  # XlaRuntimeError (DEADLINE_EXCEEDED, UNAVAILABLE, ...), ValueError
-        where = f"coordinator {coordinator}" if coordinator else "the coordinator"
-        hint = ""
-        if coordinator and process_id not in (0, None):
-            h, _, p = coordinator.rpartition(":")
-            if not _reachable(h, int(p), 2.0):
-                hint = " Nothing listens there: is process 0 running, with the same --coordinator?"
+    except Exception as e:  # XlaRuntimeError, ValueError (JAX aborts the process on some failures instead)
         raise DistributedError(
-            f"could not join the multi-process run at {where} as process {process_id} of {num_processes} within {timeout} s "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).{hint} Start every process with the same "
-            "--coordinator HOST:PORT and --num-processes, each with its own --process-id, and check that the port is open."
+            f"could not join the multi-process run at {coordinator} as process {process_id} of {num_processes} within {timeout} s "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Start every process with the same "
+            "--coordinator HOST:PORT and --num-processes, each with its own --process-id."
         ) from None
+
+
+def _check_coordinator(coordinator: str, process_id: int, num_processes: int, timeout: float) -> None:
+    """Fail with a clear message where JAX would abort the process (it ends with a fatal log
+    line, "DEADLINE_EXCEEDED ... RegisterTask", when the coordinator never answers)."""
+    host, _, port = coordinator.rpartition(":")
+    host = host.strip("[]")
+    if process_id == 0:
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("", int(port)))
+        except OSError as e:
+            raise DistributedError(f"process 0 runs the coordinator on port {port}, but cannot listen there ({e}); choose a free "
+                                   "port for --coordinator") from None
+        print(f"taynode: process 0 of {num_processes}: coordinator on {coordinator}; waiting up to {timeout} s for the others "
+              "(JAX ends this process with DEADLINE_EXCEEDED if they do not come)", file=sys.stderr, flush=True)
+        return
+    deadline = time.monotonic() + timeout
+    while not _reachable(host, int(port), 1.0):
+        if time.monotonic() > deadline:
+            raise DistributedError(f"process {process_id}: the coordinator {coordinator} could not be reached within {timeout} s "
+                                   "(nothing accepts connections there). Start process 0 with the same --coordinator HOST:PORT, "
+                                   "check the host name and that the port is open, or raise the timeout.")
+        time.sleep(0.5)
 
 
 @contextlib.contextmanager
