@@ -32,9 +32,33 @@ def _mnist_overrides(ns) -> dict:
     return {k: v for k in names if (v := getattr(ns, k)) is not None}
 
 
+def _add_parallel_options(parser):
+    g = parser.add_argument_group("several devices or hosts (data parallel; README: 'Several devices and hosts')")
+    g.add_argument("--devices", type=int, help="devices to split each batch over (default: all visible; the batch must divide)")
+    g.add_argument("--sharding", default="global", choices=["global", "per-shard"],
+                   help="global: one adaptive step-size sequence for the whole batch (default); per-shard: each device its own solve")
+    g.add_argument("--coordinator", help="HOST:PORT of process 0, for a multi-process run (or $JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--num-processes", type=int, help="processes in the run (or $JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes - 1 (or $JAX_PROCESS_ID)")
+    g.add_argument("--dist-timeout", type=int, default=300, help="seconds to wait for all processes to connect (default 300)")
+    g.add_argument("--heartbeat-timeout", type=int, default=60, help="seconds after which a silent process counts as dead (default 60)")
+
+
+def _start_parallel(ns):
+    """Join the multi-process run when asked (before any JAX computation)."""
+    import os
+
+    if ns.coordinator or ns.num_processes or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        from .train.parallel import init_distributed
+
+        init_distributed(ns.coordinator, ns.num_processes, ns.process_id, timeout=ns.dist_timeout, heartbeat_timeout=ns.heartbeat_timeout)
+    return dict(devices=ns.devices, sharding=ns.sharding)
+
+
 def _train_mnist(ns):
     from .studies import mnist
 
+    parallel = _start_parallel(ns)
     cfg = mnist.config(
         ns.preset, reg=ns.reg, lam=ns.lam, solver=ns.solver, activation=ns.activation, max_steps=ns.max_steps,
         checkpoint_every=ns.checkpoint_every, **_mnist_overrides(ns),
@@ -43,9 +67,13 @@ def _train_mnist(ns):
     from .train import NonFiniteLossError
 
     try:
-        s = mnist.run(cfg, out, resume=ns.resume, progress=not ns.no_progress)
+        s = mnist.run(cfg, out, resume=ns.resume, progress=not ns.no_progress, **parallel)
     except NonFiniteLossError as e:
         raise SystemExit(f"taynode train mnist: {e}") from None
+    import jax
+
+    if jax.process_index() != 0:
+        return
     _print_mnist(s)
     print(f"training time {s['train_seconds']:.0f} s; results: {out}/results.json")
 
@@ -245,6 +273,7 @@ def main(argv=None):
     m.add_argument("--out", help="run folder (default runs/mnist-<preset>-<reg>-lam<λ>-seed<seed>)")
     m.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     m.add_argument("--no-progress", action="store_true")
+    _add_parallel_options(m)
     m.set_defaults(run=_train_mnist)
     e = sub.add_parser("eval", help="evaluate an MNIST checkpoint: test/train accuracy, NFE, R_K")
     e.add_argument("--data", help="MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)")
@@ -262,7 +291,15 @@ def main(argv=None):
     c.add_argument("--out", default="runs/compare", help="output folder (compare.md, compare.csv, work_precision.png, results.json)")
     c.set_defaults(run=_compare_solvers)
     ns = p.parse_args(argv)
-    ns.run(ns)
+    from .train.parallel import DistributedError
+
+    try:
+        ns.run(ns)
+    except DistributedError as e:
+        import os
+
+        print(f"taynode: {e}", file=sys.stderr, flush=True)
+        os._exit(1)  # not JAX's exit-time shutdown, which would wait for the dead peer and then abort
     return 0
 
 

@@ -246,8 +246,12 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
-def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train (or resume) one model, evaluate it, write ``results.json``; returns the summary."""
+def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool = True, devices=None, sharding: str = "global") -> dict:
+    """Train (or resume) one model, evaluate it, write ``results.json``; returns the summary.
+
+    ``devices``, ``sharding``: data parallelism (:func:`taynode.train.train`); they are not part
+    of the configuration, so a run may resume on another device count that divides the batch.
+    In a multi-process run only process 0 writes files."""
     jax.config.update("jax_enable_x64", True)  # float64 evaluation; training arrays are explicitly typed
     regs = parse_regularizers(cfg.reg)
     train_data, test_data, source = load_data(cfg)
@@ -268,10 +272,12 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
 
     conf = asdict(cfg) | {"data": None}
     result = train(model, opt, loss_fn, batches, out_dir, steps=steps, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                   evaluate=epoch_eval, resume=resume, progress=progress, config=conf, desc=f"mnist {cfg.reg} λ={cfg.lam:g}")
+                   evaluate=epoch_eval, resume=resume, progress=progress, config=conf, desc=f"mnist {cfg.reg} λ={cfg.lam:g}",
+                   devices=devices, sharding=sharding)
     final = evaluate(result.model, cfg, train_data, test_data)
     summary = dict(config=conf, data=source, steps=result.step, train_seconds=result.train_time, checkpoint=result.checkpoint, **final)
-    _write_json(os.path.join(out_dir, "results.json"), summary)
+    if jax.process_index() == 0:
+        _write_json(os.path.join(out_dir, "results.json"), summary)
     return summary
 
 

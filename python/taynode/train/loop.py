@@ -35,6 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .parallel import DataParallel, DistributedError, is_writer
 
 __all__ = ["CHECKPOINT", "LOG", "NonFiniteLossError", "TrainResult", "read_log", "train"]
 
@@ -56,6 +57,7 @@ class TrainResult:
     train_time: float
     run_dir: str
     checkpoint: str
+    parallel: DataParallel | None = None
 
 
 def _scalar(x):
@@ -136,6 +138,8 @@ def train(
     progress: bool = True,
     config=None,
     desc: str | None = None,
+    devices=None,
+    sharding: str = "global",
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps, logging and checkpointing into ``run_dir``.
 
@@ -160,6 +164,15 @@ def train(
         config: JSON-serialisable description of the run; stored in checkpoints and compared on
             resume (a resumed run must have the same config).
         desc: the progress bar's label.
+        devices: data parallelism (:mod:`taynode.train.parallel`): ``None`` uses every visible
+            device (of every process in a multi-process run), a number N the first N, or a
+            :class:`~taynode.train.parallel.DataParallel`. The global batch (``batches(step)``)
+            is split along its leading axis and must divide evenly; parameters and optimizer
+            state are replicated. With one device the loop is the plain single-device one.
+            Checkpoints and logs are written by process 0 only; ``evaluate`` gets a
+            process-local copy of the model in every process.
+        sharding: ``"global"`` (one adaptive step-size sequence for the whole global batch, the
+            single-device semantics) or ``"per-shard"`` (each device its own solve).
 
     Raises:
         NonFiniteLossError: training diverged: the loss or the parameter update became NaN/inf,
@@ -173,6 +186,8 @@ def train(
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     if eval_every is not None and (not isinstance(eval_every, (int, np.integer)) or eval_every < 1):
         raise ValueError(f"eval_every must be a positive integer or None, got {eval_every!r}")
+    dp = devices if isinstance(devices, DataParallel) else DataParallel(devices, sharding)
+    writer = is_writer()
     run_dir = os.fspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     ckpt = os.path.join(run_dir, CHECKPOINT)
@@ -199,47 +214,67 @@ def train(
             raise ValueError(f"checkpoint {ckpt} is at step {start}, beyond steps={steps}")
         train_time = meta["extra"].get("train_time", 0.0)
         sums, count = meta["extra"].get("epoch_sums", {}), meta["extra"].get("epoch_count", 0)
-        _truncate_log(run_dir, start)
+        if writer:
+            _truncate_log(run_dir, start)
     elif os.path.exists(os.path.join(run_dir, LOG)) and not resume:
         raise FileExistsError(f"{run_dir} already holds a log ({LOG}); use another folder or resume=True")
-    elif resume:
+    elif resume and writer:
         _truncate_log(run_dir, 0)
 
-    @eqx.filter_jit
-    def step_fn(model, opt_state, batch, key):
-        (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key)
-        updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
-        finite_updates = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
-        return eqx.apply_updates(model, updates), opt_state, loss, aux, finite_updates
+    if dp.single:
+        @eqx.filter_jit
+        def step_fn(model, opt_state, batch, key):
+            (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key)
+            updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+            finite_updates = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
+            return eqx.apply_updates(model, updates), opt_state, loss, aux, finite_updates
+
+        step_inputs = lambda step: (batches(step), jax.random.fold_in(base_key, step))  # noqa: E731
+        local = lambda m: m  # noqa: E731
+    else:
+        step_fn = dp.step(loss_fn, optimizer)
+        model, opt_state = dp.replicate((model, opt_state))
+        step_inputs = lambda step: (dp.put_batch(batches(step)), dp.replicate(jax.random.fold_in(base_key, step)))  # noqa: E731
+        local = dp.local_copy
+        dp.check_batch(batches(start if start < steps else 0))  # a batch that does not split: an error before any work
 
     def checkpoint(step):
+        if not writer:
+            return
         extra = dict(seed=seed, train_time=train_time, epoch_sums=sums, epoch_count=count)
         save_checkpoint(ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra)
 
-    log = open(os.path.join(run_dir, LOG), "a")
+    log = open(os.path.join(run_dir, LOG), "a") if writer else None
 
     def write(rec):
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
+        if log is not None:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
 
     def run_eval(step, kind, rec):
         if evaluate is not None:
             try:
-                results = evaluate(model)
+                results = evaluate(local(model))
             except eqx.EquinoxRuntimeError as e:  # the model's solve fails (e.g. max_steps): it blew up
                 _diverged(f"the evaluation after the step failed ({_equinox_message(e)})", step - 1, ckpt)
             rec = rec | {k: (_scalar(v) if _is_number(v) else v) for k, v in results.items()}
         write(dict(kind=kind, step=step, epoch=step / spe if spe else None, time=train_time) | rec)
 
-    bar = tqdm(total=steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=steps, initial=start, desc=desc, disable=not (progress and writer), dynamic_ncols=True)
     try:
         for step in range(start, steps):
             t0 = time.perf_counter()
             try:
-                new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, batches(step), jax.random.fold_in(base_key, step))
+                new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, *step_inputs(step))
                 loss, finite = float(loss), bool(finite)  # waits for the step to finish
             except eqx.EquinoxRuntimeError as e:  # e.g. an adaptive solve past max_steps: the dynamics blew up
                 _diverged(f"the step failed ({_equinox_message(e)})", step, ckpt)
+            except (jax.errors.JaxRuntimeError, ValueError) as e:  # gloo's failures arrive as ValueError("UNKNOWN: Gloo ...")
+                if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
+                    raise
+                raise DistributedError(f"step {step + 1} failed in process {jax.process_index()} of {jax.process_count()}: a peer "
+                                       f"process died or lost its connection ({str(e).splitlines()[0]}); the last checkpoint is "
+                                       "kept: restart every process with --resume") from None
             if not (math.isfinite(loss) and finite):
                 _diverged(f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})", step, ckpt)
             model, opt_state = new_model, new_opt_state
@@ -270,5 +305,6 @@ def train(
             checkpoint(steps)
     finally:
         bar.close()
-        log.close()
-    return TrainResult(model, opt_state, max(start, steps), train_time, run_dir, ckpt)
+        if log is not None:
+            log.close()
+    return TrainResult(local(model), local(opt_state), max(start, steps), train_time, run_dir, ckpt, dp)
