@@ -7,6 +7,7 @@ example, so one solve returns the trajectory and every regularizer's integral
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import diffrax as dfx
@@ -14,12 +15,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optimistix as optx
 
 from . import regularizers as _reg
 from . import solvers as _solvers
 from .taylor import check_output_matches
 
-__all__ = ["DEFAULT_TOL", "Solution", "solve"]
+__all__ = ["DEFAULT_CHECKPOINTS", "DEFAULT_TOL", "ERROR_CONTROLS", "QUADRATURES", "Solution", "sample_times", "solve"]
+
+QUADRATURES = ("integrated", "sampled")
+ERROR_CONTROLS = ("all", "state")
+DEFAULT_CHECKPOINTS = 32  # see _adjoint
+SAMPLE_STREAM = 0x5A  # the sample times' PRNG stream, independent of the Hutchinson noise drawn from key
 
 # rtol = atol defaults by state dtype: the paper's 1.4e-8 (jax.experimental.ode's default) in
 # float64; float32 cannot resolve 1.4e-8 (its epsilon is 1.2e-7) and would only inflate NFE.
@@ -60,10 +67,12 @@ def _check_finite(tree, what: str):
     """Concrete values are checked now (ValueError); traced ones when the computation runs."""
     out = []
     for path, x in jax.tree_util.tree_leaves_with_path(tree):
+        where = f"{what}{jax.tree_util.keystr(path)}"
+        if isinstance(x, (float, complex, np.floating)) and not np.isfinite(x):
+            raise ValueError(f"{where} is {x}")
         if not eqx.is_inexact_array(x):
             out.append(x)
             continue
-        where = f"{what}{jax.tree_util.keystr(path)}"
         if _is_concrete(x):
             if not np.all(np.isfinite(np.asarray(x))):
                 raise ValueError(f"{where} contains NaN or inf")
@@ -71,6 +80,35 @@ def _check_finite(tree, what: str):
         else:
             out.append(eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"{where} contains NaN or inf"))
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tree), out)
+
+
+_MAX_STEPS_MESSAGE = (
+    "The maximum number of solver steps was reached before t1 (raise max_steps=): the step size "
+    "collapsed. An explicit solver does this on a stiff problem (e.g. Van der Pol with large mu; "
+    "use a looser rtol/atol or an implicit solver) and when the solution blows up or becomes NaN "
+    "(check the dynamics, its parameters and the learning rate)."
+)
+
+
+def _finite_at_start(dz):
+    """f(t0, z0) is finite, or an error: catches NaN/inf in arrays a plain function closes over,
+    which would otherwise only surface as step-size collapse (max_steps)."""
+    msg = ("f(t0, z0, args) contains NaN or inf although z0 and args are finite: check the arrays f "
+           "closes over (e.g. the weights of a plain function) and what f computes at t0")
+    bad = ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(dz)]))
+    if _is_concrete(bad):
+        if bool(bad):
+            raise ValueError(msg)
+        return dz
+    return eqx.error_if(dz, bad, msg)
+
+
+def _check_result(result, zs, max_steps):
+    """diffrax's failure codes as clear errors (raised now for concrete values, at run time under jit)."""
+    msgs = ["", _MAX_STEPS_MESSAGE.replace("max_steps=", f"max_steps={max_steps}"),
+            "the solve failed: " + "diffrax reported an error other than max_steps"]
+    index = jnp.where(result == dfx.RESULTS.successful, 0, jnp.where(result == dfx.RESULTS.max_steps_reached, 1, 2))
+    return eqx.branched_error_if(zs, index != 0, index, msgs)
 
 
 def _check_ts(ts):
@@ -90,12 +128,52 @@ def _check_ts(ts):
         raise ValueError(f"ts must be strictly increasing (or strictly decreasing, to integrate backwards): {t}")
 
 
-def _adjoint(name):
+def _adjoint(name, checkpoints, adaptive, rtol, atol):
     if name == "backprop":
-        return dfx.RecursiveCheckpointAdjoint()
+        # diffrax's default keeps O(sqrt(max_steps)) checkpoints (90 for 4096) and sorts and
+        # copies that whole buffer in the backward pass; a few dozen store every step of a
+        # typical neural-ODE solve at a fraction of the cost (benchmarks/training_cost.py).
+        return dfx.RecursiveCheckpointAdjoint(checkpoints=checkpoints)
     if name == "adjoint":
-        return dfx.BacksolveAdjoint()
+        if not adaptive:
+            return dfx.BacksolveAdjoint()
+        # Kidger, Chen & Lyons (2021): the parameter cotangents need no error control.
+        return dfx.BacksolveAdjoint(stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol, norm=dfx.adjoint_rms_seminorm))
     raise ValueError(f"unknown adjoint {name!r}; valid: 'backprop' (through the solver), 'adjoint' (continuous)")
+
+
+def _as_state(z0):
+    """Array-likes (nested lists of numbers, NumPy arrays) become one array; pytrees of arrays stay."""
+    if isinstance(z0, (list, tuple)) and all(isinstance(x, (int, float, np.number)) for x in jax.tree_util.tree_leaves(z0)):
+        return np.asarray(z0)
+    return z0
+
+
+def _check_int(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _float32_tolerance_warning(dtype, rtol, atol):
+    eps = float(jnp.finfo(dtype).eps)
+    if min(float(rtol), float(atol)) < eps:
+        warnings.warn(
+            f"rtol={rtol:g}, atol={atol:g} are below what {jnp.dtype(dtype).name} resolves (eps = {eps:.2g}): the "
+            f"solver takes many more steps without getting more accurate. Use a tolerance >= {eps:.1g}, or float64 "
+            f"(jax.config.update('jax_enable_x64', True) and float64 arrays).",
+            stacklevel=3,
+        )
+
+
+def sample_times(key, t0, t1, samples: int):
+    r"""Stratified uniform times :math:`\tau_m = t_0 + (t_1 - t_0)(m + u_m)/M`, :math:`u_m \sim U[0, 1)`.
+
+    Each :math:`\tau_m` is uniform on its own M-th of [t0, t1], so
+    :math:`|t_1 - t_0|\,\frac1M\sum_m r(\tau_m)` is an unbiased estimate of
+    :math:`\int r\,|dt|`; the times are monotone in the direction of integration.
+    """
+    u = jax.random.uniform(key, (samples,), dtype=jnp.result_type(t0))
+    return t0 + (t1 - t0) * (jnp.arange(samples, dtype=u.dtype) + u) / samples
 
 
 def solve(
@@ -110,15 +188,20 @@ def solve(
     atol: float | None = None,
     regularizers: Sequence = (),
     key: jax.Array | None = None,
+    quadrature: str = "integrated",
+    samples: int = 1,
+    error_control: str = "all",
     adjoint: str = "backprop",
+    checkpoints: int = DEFAULT_CHECKPOINTS,
     max_steps: int = 4096,
     save_steps: bool = False,
 ) -> Solution:
-    """Solve dz/dt = f(t, z, args) from ``z0`` at ``ts[0]`` and return the state at every ``ts``.
+    r"""Solve dz/dt = f(t, z, args) from ``z0`` at ``ts[0]`` and return the state at every ``ts``.
 
     Args:
         f: dynamics ``f(t, z, args)``, returning the structure and shapes of ``z``.
-        z0: initial state: an array whose leading axis is the batch, or a pytree of them.
+        z0: initial state: an array whose leading axis is the batch, or a pytree of them
+            (a nested list of numbers is read as one array).
         ts: output times, strictly monotone; ``ts[0]`` is t0 and ``ts[-1]`` is t1. ``t1 < t0``
             integrates backwards. ``ts = (t0, t0)`` returns ``z0`` with zero integrals and NFE 0.
         args: passed to ``f``; differentiable.
@@ -130,14 +213,41 @@ def solve(
         steps: ``None`` for an adaptive solve; an integer for a fixed grid of that many steps.
         rtol, atol: tolerances of the adaptive solve (default :data:`DEFAULT_TOL` by dtype).
         regularizers: :class:`~taynode.regularizers.Regularizer` instances or names
-            (``"r3"``, ``"kinetic"``, ``"jacobian"``), integrated in the same solve.
-        key: PRNG key for regularizers that need noise (``"jacobian"``).
-        adjoint: ``"backprop"`` (differentiate through the solver) or ``"adjoint"``
-            (continuous adjoint, diffrax's ``BacksolveAdjoint``). The adjoint differentiates
+            (``"r3"``, ``"kinetic"``, ``"jacobian"``).
+        key: PRNG key for regularizers that need noise (``"jacobian"``) and for the sample
+            times of ``quadrature="sampled"``.
+        quadrature: how each regularizer's :math:`\int r(t, z(t))\,|dt|` is computed.
+            ``"integrated"`` (the paper's): r is appended to the ODE state and integrated by the
+            solver, so it is evaluated at every stage of every step. ``"sampled"``: the unbiased
+            estimate :math:`|t_1 - t_0|\frac1M\sum_m r(\tau_m, z(\tau_m))` at ``samples`` = M
+            stratified uniform times (:func:`sample_times`, drawn from ``key`` per solve), with
+            :math:`z(\tau_m)` from the solve's own dense output (differentiable): M evaluations
+            of r per solve instead of one per stage, and r stays out of the step-size control.
+        samples: M, the number of sample times of ``quadrature="sampled"``.
+        error_control: with ``quadrature="integrated"``, which states the step-size controller
+            looks at: ``"all"`` (the state and the regularizers' integrals, as the paper's code)
+            or ``"state"`` (the state only, so a regularizer cannot add steps; its integral is
+            then as accurate as the steps the state needs make it).
+        adjoint: ``"backprop"`` (differentiate through the solver; diffrax's
+            ``RecursiveCheckpointAdjoint`` with ``checkpoints``) or ``"adjoint"`` (continuous
+            adjoint, diffrax's ``BacksolveAdjoint``; adaptive solves use the adjoint seminorm of
+            Kidger, Chen & Lyons 2021 for the backward solve). The adjoint differentiates
             parameters held in ``args`` or in an equinox module ``f``, not ones a plain
             function closes over.
+        checkpoints: with ``adjoint="backprop"``, how many steps the forward pass stores for the
+            backward pass. A solve of at most this many steps is never recomputed beyond its
+            own step; up to (c+1)(c+2)/2 steps, each step at most once more (Stumm & Walther).
+            Memory: about ``checkpoints`` copies of the solver's state.
         max_steps: an error is raised if the solve needs more steps.
         save_steps: also return the accepted steps' times and states (for plots and studies).
+
+    ``stats`` holds ``nfe`` (evaluations of the vector field by the solver), ``steps``
+    (accepted), ``rejected``, ``attempted``, ``regularizer_evals`` (evaluations of each
+    regularizer's integrand: ``nfe`` when integrated, M when sampled), and with
+    ``adjoint="backprop"`` ``nfe_backward``: the vector field's vector–Jacobian products in
+    the backward pass (one per forward evaluation after the initial-step selection, whose step
+    size is not differentiated); the continuous adjoint's backward solve is adaptive and its
+    count is not known to the forward pass.
     """
     # "taylor", "taylor<p>", "taylor-adaptive": the Taylor-series integrator (taynode.taylor_solver)
     taylor = isinstance(solver, str) and solver.startswith("taylor")
@@ -150,13 +260,25 @@ def solve(
     names = [r.name for r in regs]
     if len(set(names)) != len(names):
         raise ValueError(f"regularizers must have distinct names, got {names}")
+    if quadrature not in QUADRATURES:
+        raise ValueError(f"unknown quadrature {quadrature!r}; valid: {', '.join(QUADRATURES)}")
+    if error_control not in ERROR_CONTROLS:
+        raise ValueError(f"unknown error_control {error_control!r}; valid: {', '.join(ERROR_CONTROLS)}")
+    _check_int("samples", samples, 1)
+    _check_int("max_steps", max_steps, 1)
+    _check_int("checkpoints", checkpoints, 1)
+    sampled = quadrature == "sampled" and bool(regs)
+    if sampled and key is None:
+        raise ValueError("quadrature='sampled' draws the regularizers' sample times at random: pass key=")
+    z0 = _as_state(z0)
     leaves = jax.tree_util.tree_leaves(z0)
     if not leaves or not all(jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves):
-        raise TypeError("z0 must be a floating-point array or a pytree of them")
+        raise TypeError("z0 must be a floating-point array or a pytree of them (e.g. jnp.asarray(z0, jnp.float64))")
     z0 = jax.tree_util.tree_map(jnp.asarray, z0)
-    if any(x.ndim < 1 for x in jax.tree_util.tree_leaves(z0)):
+    leaves = jax.tree_util.tree_leaves(z0)
+    if any(x.ndim < 1 for x in leaves):
         raise ValueError("every leaf of z0 needs a leading batch axis (use shape (1, d) for one example)")
-    dtype = jnp.result_type(*jax.tree_util.tree_leaves(z0))
+    dtype = jnp.result_type(*leaves)
     ts = jnp.asarray(ts, dtype=dtype)
     _check_ts(ts)
     adaptive = steps is None
@@ -171,6 +293,7 @@ def solve(
         atol = default if atol is None else atol
         if not (rtol > 0 and atol > 0):
             raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
+        _float32_tolerance_warning(dtype, rtol, atol)
     else:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"steps must be a positive integer (fixed grid) or None (adaptive), got {steps!r}")
@@ -193,7 +316,8 @@ def solve(
     if _is_concrete(ts) and np.asarray(ts)[0] == np.asarray(ts)[-1]:
         zeros = {n: jnp.zeros((batch,), dtype) for n in names}
         ys = jax.tree_util.tree_map(lambda z: jnp.stack([z, z]), z0)
-        stats = dict(nfe=jnp.array(0), steps=jnp.array(0), rejected=jnp.array(0), attempted=jnp.array(0))
+        stats = dict(nfe=jnp.array(0), steps=jnp.array(0), rejected=jnp.array(0), attempted=jnp.array(0),
+                     regularizer_evals=jnp.array(0))
         return Solution(ts=ts, ys=ys, integrals=zeros, stats=stats)
     if taylor:
         ys, stats, step_ts, step_ys = _taylor_solver.taylor_solve(
@@ -201,6 +325,7 @@ def solve(
         )
         return Solution(ts=ts, ys=ys, integrals={}, stats=stats, step_ts=step_ts, step_ys=step_ys)
     direction = jnp.sign(t1 - t0)
+    integrated = [] if sampled else regs
 
     # Everything differentiable travels in diffrax's args (the continuous adjoint only
     # differentiates explicit inputs); f's static parts are closed over.
@@ -211,27 +336,37 @@ def solve(
         f_ = eqx.combine(f_arrays, f_static)
         z, _ = y
         dz = f_(t, z, args)
-        dr = {r.name: direction * r.integrand(f_, t, z, args, noise) for r in regs}
+        dr = {r.name: direction * r.integrand(f_, t, z, args, noise) for r in integrated}
         return dz, dr
 
     packed = (f_arrays, args, noise, direction)
 
-    y0 = (z0, {n: jnp.zeros((batch,), dtype) for n in names})
+    y0 = (z0, {r.name: jnp.zeros((batch,), dtype) for r in integrated})
     term = dfx.ODETerm(vector_field)
     if adaptive:
         fun = lambda t, y: vector_field(t, y, packed)  # noqa: E731
-        dt0 = _solvers.initial_step_size(fun, t0, y0, direction, spec.order, rtol, atol, fun(t0, y0))
-        controller = dfx.PIDController(rtol=rtol, atol=atol)
+        f0 = fun(t0, y0)
+        f0 = (_finite_at_start(f0[0]), f0[1])
+        dt0 = _solvers.initial_step_size(fun, t0, y0, direction, spec.order, rtol, atol, f0)
+        norm = (lambda err: optx.rms_norm(err[0])) if error_control == "state" else optx.rms_norm
+        controller = dfx.PIDController(rtol=rtol, atol=atol, norm=norm)
     else:
         dt0 = (t1 - t0) / steps
         controller = dfx.ConstantStepSize()
         max_steps = max(max_steps, steps)
+
+    save_ts, n_out = ts, ts.shape[0]
+    if sampled:
+        taus = sample_times(jax.random.fold_in(key, SAMPLE_STREAM), t0, t1, samples)
+        every = jnp.concatenate([ts, taus])
+        order = jnp.argsort(direction * every)
+        save_ts, unsort = every[order], jnp.argsort(order)
     if save_steps:
         if adjoint != "backprop":
             raise ValueError("save_steps=True works with adjoint='backprop' only (a diffrax limitation)")
-        saveat = dfx.SaveAt(subs=[dfx.SubSaveAt(ts=ts), dfx.SubSaveAt(steps=True)])
+        saveat = dfx.SaveAt(subs=[dfx.SubSaveAt(ts=save_ts), dfx.SubSaveAt(steps=True)])
     else:
-        saveat = dfx.SaveAt(ts=ts)
+        saveat = dfx.SaveAt(ts=save_ts)
     sol = dfx.diffeqsolve(
         term,
         spec.make(),
@@ -242,26 +377,33 @@ def solve(
         packed,
         saveat=saveat,
         stepsize_controller=controller,
-        adjoint=_adjoint(adjoint),
+        adjoint=_adjoint(adjoint, min(checkpoints, max_steps), adaptive, rtol, atol),
         max_steps=max_steps,
+        throw=False,
     )
     if save_steps:
         (zs, rs), (step_zs, _) = sol.ys
         step_ts = sol.ts[1]
     else:
         (zs, rs), step_zs, step_ts = sol.ys, None, None
+    zs = _check_result(sol.result, zs, max_steps)
     attempted = sol.stats["num_steps"]
-    stats = dict(
-        nfe=spec.nfe(attempted, adaptive),
-        steps=sol.stats["num_accepted_steps"],
-        rejected=sol.stats["num_rejected_steps"],
-        attempted=attempted,
-    )
-    return Solution(
-        ts=ts,
-        ys=zs,
-        integrals={n: r[-1] for n, r in rs.items()},
-        stats=stats,
-        step_ts=step_ts,
-        step_ys=step_zs,
-    )
+    nfe = spec.nfe(attempted, adaptive)
+    if sampled:
+        zs = jax.tree_util.tree_map(lambda y: y[unsort], zs)
+        z_tau = jax.tree_util.tree_map(lambda y: y[n_out:], zs)
+        zs = jax.tree_util.tree_map(lambda y: y[:n_out], zs)
+        f_ = eqx.combine(f_arrays, f_static)
+        integrals = {
+            r.name: jnp.abs(t1 - t0) * jnp.mean(jax.vmap(lambda t, z: r.integrand(f_, t, z, args, noise))(taus, z_tau), axis=0)
+            for r in regs
+        }
+        reg_evals = jnp.array(samples)
+    else:
+        integrals = {n: r[-1] for n, r in rs.items()}
+        reg_evals = nfe if regs else jnp.array(0)
+    stats = dict(nfe=nfe, steps=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"],
+                 attempted=attempted, regularizer_evals=reg_evals)
+    if adjoint == "backprop":
+        stats["nfe_backward"] = nfe - (_solvers.INITIAL_STEP_EVALS if adaptive else 0)
+    return Solution(ts=ts, ys=zs, integrals=integrals, stats=stats, step_ts=step_ts, step_ys=step_zs)
