@@ -77,11 +77,11 @@ def taylor_coefficients(f, t, z, args, order: int, method: str | None = None) ->
     """
     if method is not None:
         return coefficients(f, t, z, args, order=order, method=method)
-    for fallback in ("incremental", "jet"):  # jet compiles much faster than nested at high order
-        if order > MAX_ORDER[fallback]:
+    for fallback in (None, "jet"):  # jet compiles much faster than nested at high order
+        if order > MAX_ORDER[fallback or "incremental"]:  # None: the Taylor core's default
             continue
         try:
-            return coefficients(f, t, z, args, order=order, method=fallback)
+            return coefficients(f, t, z, args, order=order, **({} if fallback is None else {"method": fallback}))
         except (UnsupportedPrimitiveError, NotImplementedError):
             continue
     if order > MAX_ORDER["nested"]:
@@ -163,7 +163,7 @@ def _check_orders(order, orders, method=None):
     if order is not None:
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 2 <= order <= cap:
             raise ValueError(
-                f"order must be an integer from 2 to {cap} (the largest Taylor order "
+                f"order must be an integer >= 2 and <= {cap} (the largest Taylor order "
                 f"{'method ' + repr(method) if method else 'the Taylor core'} supports: compile time "
                 f"grows like p² or faster), got {order!r}"
             )
@@ -171,7 +171,7 @@ def _check_orders(order, orders, method=None):
         orders = tuple(orders)
         if not orders or any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 2 <= q <= cap
                              for q in orders):
-            raise ValueError(f"orders must be integers from 2 to {cap}, got {orders!r}")
+            raise ValueError(f"orders must be integers >= 2 and <= {cap}, got {orders!r}")
         if list(orders) != sorted(set(orders)):
             raise ValueError(f"orders must be distinct and increasing, got {orders!r}")
     return orders

@@ -141,8 +141,8 @@ def derivatives(f, t, z, args=None, order: int = 1, method: str = "incremental")
     Returns:
         A tuple of K pytrees shaped like ``z``: raw derivatives (no 1/k! factors).
     """
-    check_order(order)
     check_method(method)
+    check_order(order, method)
     t = _check_point(f, t, z, args)
     order = check_order(order, method, t.dtype)
     return METHODS[method](f, t, z, args, order)
@@ -156,8 +156,8 @@ def coefficients(f, t, z, args=None, order: int = 1, method: str = "incremental"
     for :func:`derivatives`; ``"incremental"`` computes these natively, the other methods by
     dividing their derivatives by k!.
     """
-    check_order(order)
     check_method(method)
+    check_order(order, method)
     t = _check_point(f, t, z, args)
     order = check_order(order, method, t.dtype, factorials=method != "incremental")
     if method == "incremental":

@@ -63,6 +63,8 @@ def _link_or_copy(src, dst):
         except OSError:
             shutil.copyfile(src, tmp)
         os.replace(tmp, dst)
+        if os.path.exists(tmp):  # src and dst were already links to one file: rename did nothing
+            os.remove(tmp)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
