@@ -207,6 +207,9 @@ ROWS: list[tuple] = [
      ValueError, r"weight λ of R3 must be > 0"),
     ("silent: second run into a locked folder", _locked_train, RunLockedError,
      rf"run folder .* is in use by process {os.getpid()} \(lock file .*run\.lock\)"),
+    ("Taylor solver: a loop in f needs nested, which stops at order 10",
+     lambda tmp: tn.solve(f_fori, Z, solver="taylor10"), ValueError,
+     r"only method 'nested' can expand.*up to 10, not 12.*solver='taylor8'"),
     # -- unclear errors before #14 --
     ("physionet truncated archive, verify=False",
      lambda tmp: _physionet(_write_physionet(tmp, truncate=True), verify=False), ValueError,

@@ -86,9 +86,9 @@ def taylor_coefficients(f, t, z, args, order: int, method: str | None = None) ->
             continue
     if order > MAX_ORDER["nested"]:
         raise ValueError(
-            f"the dynamics use an operation only method 'nested' can expand (see method='incremental''s "
-            f"error), and nested supports Taylor orders up to {MAX_ORDER['nested']}, not {order}; pass a "
-            f"lower order (solver='taylor{MAX_ORDER['nested']}') or a looser tolerance"
+            f"the dynamics use an operation that only method 'nested' can expand (incremental and jet have no "
+            f"rule for it), and nested supports Taylor coefficient orders up to {MAX_ORDER['nested']}, not {order} "
+            f"(the solver looks two orders beyond its order p); pass solver='taylor{MAX_ORDER['nested'] - 2}' or lower"
         )
     return coefficients(f, t, z, args, order=order, method="nested")
 
