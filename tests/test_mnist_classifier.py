@@ -143,9 +143,10 @@ def test_cli_train_eval_resume_on_tiny_data(tmp_path, capsys):
     for k in ("test_acc", "test_nfe", "train_acc", "test_R2", "train_R3"):
         assert ev[k] == res[k], k
     with pytest.raises(FileExistsError):
-        main(args)
+        main(args + ["--debug"])  # --debug: the exception itself, not the one-line message
     with pytest.raises(ValueError, match="unknown preset"):
-        main(args[:2] + ["--preset", "medium", "--data", str(data), "--out", str(tmp_path / "x")])
+        main(args[:2] + ["--preset", "medium", "--data", str(data), "--out", str(tmp_path / "x"), "--debug"])
+    assert main(args) == 2 and "taynode: error:" in capsys.readouterr().err
 
 
 def test_fig3_reuses_finished_runs_and_plots(tmp_path, capsys):

@@ -16,6 +16,7 @@ import pytest
 
 from taynode.train import (
     CHECKPOINT,
+    PREVIOUS,
     CheckpointError,
     NonFiniteLossError,
     ShuffledBatches,
@@ -125,6 +126,8 @@ def test_truncated_or_mismatched_checkpoint(tmp_path):
         train(model, opt, loss_fn, batches, tmp_path, steps=9, progress=False, resume=True, config={"lr": 1})
     with pytest.raises(FileExistsError, match="resume=True"):
         train(model, opt, loss_fn, batches, tmp_path, steps=9, progress=False)
+    # Without a previous checkpoint to fall back to (tests/test_bad_input.py covers the fallback):
+    (tmp_path / PREVIOUS).unlink()
     ckpt.write_bytes(good[: len(good) // 2])
     with pytest.raises(CheckpointError, match=r"checkpoint .*checkpoint\.npz is unreadable \(truncated"):
         train(model, opt, loss_fn, batches, tmp_path, steps=9, progress=False, resume=True)

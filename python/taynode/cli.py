@@ -185,8 +185,41 @@ def _study_ffjord(ns):
     print(f"table: {ns.out}/table.md, {ns.out}/table.csv" + (f"; figure: {summary['figure']}" if "figure" in summary else ""))
 
 
+# Errors that describe bad input or a missing resource: shown as one line, not a traceback.
+# (ValueError covers CheckpointError and DataError, NotImplementedError UnsupportedPrimitiveError,
+# FloatingPointError NonFiniteLossError, RuntimeError JuliaUnavailableError and JAX's runtime
+# checks, e.g. the solver's "maximum number of steps" error.)
+_USER_ERRORS = (ValueError, TypeError, OSError, NotImplementedError, FloatingPointError, RuntimeError)
+
+
+def _first_part(msg: str) -> str:
+    """The message without the explanation that JAX/equinox runtime errors append after a
+    line of dashes."""
+    lines = []
+    for line in msg.strip().splitlines():
+        if line.startswith("----"):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _main(argv)
+    except _USER_ERRORS as e:
+        if debug:
+            raise
+        msg = _first_part(str(e)) or type(e).__name__
+        print(f"taynode: error: {msg} (run with --debug for the traceback)", file=sys.stderr)
+        return 2
+
+
+def _main(argv):
     p = argparse.ArgumentParser(prog="taynode", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show the full Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="the paper's Fig. 1 toy: unregularized vs R3-regularized")
     d.add_argument("--iters", type=int, help="training iterations per model (default 1500)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -98,13 +99,26 @@ def save(spec: dict, path: str) -> None:
 
 
 def load(path: str) -> dict:
-    with np.load(path) as data:
-        spec = json.loads(bytes(data["header"]).decode())
-        if spec.get("kind") == "mlp":
-            n = sum(1 for k in data.files if k.startswith("weight_"))
-            spec["weights"] = [data[f"weight_{i}"] for i in range(n)]
-            spec["biases"] = [data[f"bias_{i}"] for i in range(n)]
-    return validate(spec)
+    """The description stored at ``path`` by :func:`save`; a missing, truncated or foreign file
+    raises an error naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"portable model {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("a single array, not an .npz archive")
+            spec = json.loads(bytes(data["header"]).decode())
+            if spec.get("kind") == "mlp":
+                n = sum(1 for k in data.files if k.startswith("weight_"))
+                spec["weights"] = [data[f"weight_{i}"] for i in range(n)]
+                spec["biases"] = [data[f"bias_{i}"] for i in range(n)]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a readable portable model (truncated, corrupt, or not written by "
+                         f"taynode.portable.save): {type(e).__name__}: {e}") from None
+    try:
+        return validate(spec)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def numpy_field(spec: dict):

@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .taylor import UnsupportedPrimitiveError, check_method, coefficients
+from .taylor import MAX_ORDER, UnsupportedPrimitiveError, check_method, coefficients
 
 __all__ = ["jorba_zou_order", "jorba_zou_step", "taylor_coefficients", "horner", "taylor_solve"]
 
@@ -78,10 +78,18 @@ def taylor_coefficients(f, t, z, args, order: int, method: str | None = None) ->
     if method is not None:
         return coefficients(f, t, z, args, order=order, method=method)
     for fallback in (None, "jet"):  # jet compiles much faster than nested at high order
+        if order > MAX_ORDER[fallback or "incremental"]:  # None: the Taylor core's default
+            continue
         try:
             return coefficients(f, t, z, args, order=order, **({} if fallback is None else {"method": fallback}))
         except (UnsupportedPrimitiveError, NotImplementedError):
             continue
+    if order > MAX_ORDER["nested"]:
+        raise ValueError(
+            f"the dynamics use an operation that only method 'nested' can expand (incremental and jet have no "
+            f"rule for it), and nested supports Taylor coefficient orders up to {MAX_ORDER['nested']}, not {order} "
+            f"(the solver looks two orders beyond its order p); pass solver='taylor{MAX_ORDER['nested'] - 2}' or lower"
+        )
     return coefficients(f, t, z, args, order=order, method="nested")
 
 
@@ -144,14 +152,26 @@ def _predicted_steps(norms, eps, orders):
     return jnp.stack(out)
 
 
-def _check_orders(order, orders):
+def _max_order(method) -> int:
+    """The largest solver order p: the Taylor core's maximum for ``method`` (None tries
+    incremental first, the largest) less 2, as a degenerate step looks at orders p+1, p+2."""
+    return (MAX_ORDER[method] if method in MAX_ORDER else max(MAX_ORDER.values())) - 2
+
+
+def _check_orders(order, orders, method=None):
+    cap = _max_order(method)
     if order is not None:
-        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 2:
-            raise ValueError(f"order must be an integer >= 2, got {order!r}")
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 2 <= order <= cap:
+            raise ValueError(
+                f"order must be an integer >= 2 and <= {cap} (the largest Taylor order "
+                f"{'method ' + repr(method) if method else 'the Taylor core'} supports: compile time "
+                f"grows like p² or faster), got {order!r}"
+            )
     if orders is not None:
         orders = tuple(orders)
-        if not orders or any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 2 for q in orders):
-            raise ValueError(f"orders must be integers >= 2, got {orders!r}")
+        if not orders or any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 2 <= q <= cap
+                             for q in orders):
+            raise ValueError(f"orders must be integers >= 2 and <= {cap}, got {orders!r}")
         if list(orders) != sorted(set(orders)):
             raise ValueError(f"orders must be distinct and increasing, got {orders!r}")
     return orders
@@ -190,7 +210,7 @@ def taylor_solve(
         raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
     if method is not None:
         check_method(method)
-    orders = _check_orders(order, orders)
+    orders = _check_orders(order, orders, method)
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     # J&Z's order needs concrete tolerances; with traced ones (a jit over rtol/atol) pass order/orders
@@ -206,6 +226,12 @@ def taylor_solve(
             raise ValueError("orders= applies with adaptive_order=True; for a fixed order pass order=")
         orders = (order or p_jz,)
     pmax = max(orders)
+    if pmax > _max_order(method):
+        raise ValueError(
+            f"the tolerance min(rtol, atol) = {min(float(rtol), float(atol)):g} asks for Jorba & Zou's Taylor "
+            f"order {pmax}, above the supported maximum {_max_order(method)}; use a tolerance >= "
+            f"{math.exp(-2 * (_max_order(method) - 1)):.0e} or pass a fixed order (solver='taylor<p>')"
+        )
 
     ts = jnp.asarray(ts)
     dtype = ts.dtype

@@ -76,13 +76,14 @@ def sha256(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def verify_sha256(path, expected: str | None) -> None:
-    """Raise :class:`DataError` naming the file unless its SHA-256 is ``expected`` (None: no check)."""
+def verify_sha256(path, expected: str | None, skip: str = "pass sha256=None") -> None:
+    """Raise :class:`DataError` naming the file unless its SHA-256 is ``expected`` (None: no check).
+    ``skip`` says how the caller's user turns the check off."""
     if expected is None:
         return
     got = sha256(path)
     if got != expected.lower():
         raise DataError(
             f"{path}: SHA-256 is {got}, expected {expected} (the file is corrupt, truncated, or a "
-            f"different version; re-download it, or pass sha256=None to skip the check)"
+            f"different version; re-download it, or {skip} to skip the check)"
         )

@@ -56,6 +56,7 @@ import math
 import os
 import re
 import tarfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -253,7 +254,7 @@ def _parse_record(text: str, member: str, summary: Summary, obs: list):
 def read_archive(path, expected_sha256: str | None = None) -> _Archive:
     """Parse every ``*.txt`` record of a set-X.tar.gz without extracting it."""
     if expected_sha256 is not None:
-        verify_sha256(path, expected_sha256)
+        verify_sha256(path, expected_sha256, skip="pass verify=False to physionet.load")
     summary = Summary()
     ids, statics, obs = [], [], []
     try:
@@ -261,14 +262,18 @@ def read_archive(path, expected_sha256: str | None = None) -> _Archive:
     except tarfile.TarError as e:
         raise DataError(f"{path}: not a readable tar archive ({e})") from None
     with tf:
-        for member in tf:
-            if not (member.isfile() and member.name.endswith(".txt")):
-                continue
-            text = tf.extractfile(member).read().decode("utf-8", errors="replace")
-            got = _parse_record(text, member.name, summary, obs)
-            if got is not None:
-                ids.append(got[0])
-                statics.append(got[1])
+        try:
+            for member in tf:
+                if not (member.isfile() and member.name.endswith(".txt")):
+                    continue
+                text = tf.extractfile(member).read().decode("utf-8", errors="replace")
+                got = _parse_record(text, member.name, summary, obs)
+                if got is not None:
+                    ids.append(got[0])
+                    statics.append(got[1])
+        except (EOFError, OSError, tarfile.TarError, zlib.error) as e:  # a truncated or damaged archive
+            raise DataError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); "
+                            f"re-download it") from None
     summary.records = len(ids)
     if not ids:
         raise DataError(f"{path}: no readable records (*.txt with a Time,Parameter,Value header and a RecordID)")
@@ -292,7 +297,7 @@ def read_archive(path, expected_sha256: str | None = None) -> _Archive:
 def read_outcomes(path, expected_sha256: str | None = None) -> dict:
     """``{RecordID: in-hospital death (0/1)}`` from an Outcomes-X.txt file."""
     if expected_sha256 is not None:
-        verify_sha256(path, expected_sha256)
+        verify_sha256(path, expected_sha256, skip="pass verify=False to physionet.load")
     with open(path) as fh:
         header = fh.readline().strip().split(",")
         if "RecordID" not in header or "In-hospital_death" not in header:

@@ -58,6 +58,10 @@ def check_lam(lam: float, regs) -> float:
         raise ValueError(f"the regularization weight λ must be >= 0, got {lam}")
     if lam > 0 and not regs:
         raise ValueError(f"λ = {lam} > 0 but no regularizer is chosen (reg 'none')")
+    if lam == 0 and regs:
+        # the regularizer would be integrated at every step and then multiplied by 0
+        raise ValueError("a regularizer is chosen but its weight λ is 0; pass λ > 0 (--lam), or reg 'none' to train "
+                         "unregularized")
     return lam
 
 

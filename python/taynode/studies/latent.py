@@ -300,7 +300,11 @@ def _write(out_dir, name, text):
 def preset(name: str, **overrides) -> LatentConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    # the study's second model is labelled "R3, λ" and is trained with R3 only when λ > 0
+    if not cfg.lam > 0:
+        raise ValueError(f"the weight λ of {cfg.reg.upper()} must be > 0 (the other model is the unregularized one), got {cfg.lam}")
+    return cfg
 
 
 __all__ = ["PRESETS", "LatentConfig", "evaluate", "load_data", "markdown_table", "plot", "preset", "run", "train_one"]

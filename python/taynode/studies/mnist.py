@@ -98,9 +98,14 @@ class MNISTConfig:
         get_solver(self.solver)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("batch", "epochs", "hidden", "eval_batch", "checkpoint_every"):
+        for name in ("batch", "epochs", "hidden", "eval_batch", "checkpoint_every", "eval_reg_examples",
+                     "epoch_eval_examples", "max_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # None means all; 0 is not "all" (it used to be read so, silently training on 60,000 images)
+        for name in ("train_examples", "eval_test_examples", "eval_train_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for all images), got {getattr(self, name)}")
 
 
 PRESETS = {
@@ -165,7 +170,7 @@ def make_optimizer(cfg: MNISTConfig, steps_per_epoch: int):
 
 def load_data(cfg: MNISTConfig):
     d = mnist_data.load(cfg.data)
-    n = cfg.train_examples or d.x_train.shape[0]
+    n = d.x_train.shape[0] if cfg.train_examples is None else cfg.train_examples
     if not 1 <= n <= d.x_train.shape[0]:
         raise ValueError(f"train_examples must be in [1, {d.x_train.shape[0]}], got {n}")
     npdt = np.float64 if cfg.dtype == "float64" else np.float32

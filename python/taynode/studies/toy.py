@@ -40,6 +40,15 @@ class ToyConfig:
     eval_tol: float = 1.4e-8
     n_eval: int = 200
 
+    def __post_init__(self):
+        # the second model is labelled "R_K, λ" and trained with R_K only when λ > 0
+        if not self.lam > 0:  # also catches NaN
+            raise ValueError(f"the demo's weight λ of R{self.order} must be > 0 (its other model is the "
+                             f"unregularized one), got {self.lam}")
+        for name in ("iters", "batch", "hidden", "depth", "order", "n_eval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 def target(z0):
     return z0 + z0**3

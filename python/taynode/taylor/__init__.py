@@ -36,7 +36,8 @@ from .incremental import incremental_coefficients, incremental_derivatives
 from .jet import jet_derivatives
 from .nested import nested_derivatives
 
-__all__ = ["METHODS", "UnsupportedPrimitiveError", "coefficients", "derivatives"]
+__all__ = ["MAX_ORDER", "METHODS", "UnsupportedPrimitiveError", "check_order", "coefficients", "derivatives",
+           "max_derivative_order"]
 
 METHODS: dict[str, Callable] = {
     "jet": jet_derivatives,
@@ -45,13 +46,57 @@ METHODS: dict[str, Callable] = {
 }
 
 
-def check_order(order) -> int:
+# The largest order K each method accepts. Compile time and memory grow fast with K (one MLP,
+# jit of the forward; the gradient, which training compiles, costs several times more):
+# incremental ~K² equations (K = 30: 3.5 s, K = 40: 9 s), jet ~K³ (K = 20: 5 s), nested
+# ~2ᴷ (K = 8: 2 s, K = 10: 12.5 s). Past these nothing useful is gained: a Taylor solver's
+# Jorba & Zou order is 20 at a tolerance of 1e-16.
+MAX_ORDER: dict[str, int] = {"incremental": 32, "jet": 20, "nested": 10}
+
+
+def max_derivative_order(dtype) -> int:
+    """The largest K for which K! and 1/K! are normal numbers of ``dtype`` (float16: 7,
+    float32 and bfloat16: 33, float64: 170).
+
+    Raw derivatives are normalized coefficients times k! (or, for ``jet``/``nested``
+    coefficients, derivatives divided by k!); past this K that factor itself overflows or
+    underflows the dtype, so a derivative of ordinary size would come back 0, inf or NaN."""
+    info = jnp.finfo(dtype)
+    limit = min(math.log(float(info.max)), -math.log(float(info.tiny)))
+    k = 1
+    while math.lgamma(k + 2) < limit:  # lgamma(k + 2) = log((k + 1)!)
+        k += 1
+    return k
+
+
+def check_order(order, method: str | None = None, dtype=None, factorials: bool = True) -> int:
+    """``order`` as an int, or a clear error: K must be an integer, 1 <= K <= MAX_ORDER[method]
+    (the largest over the methods when ``method`` is None) and, when ``dtype`` is given and
+    ``factorials`` is true (raw derivatives, or coefficients by a method that divides by k!),
+    K <= :func:`max_derivative_order` of that dtype."""
     # Integers and integer scalars (NumPy, JAX) have __index__; floats, strings and None do not.
     if isinstance(order, bool) or not hasattr(order, "__index__"):
         raise TypeError(f"order K must be an integer >= 1, got {order!r} ({type(order).__name__})")
     order = operator.index(order)
     if order < 1:
         raise ValueError(f"order K must be an integer >= 1, got {order}")
+    cap = MAX_ORDER[method] if method in MAX_ORDER else max(MAX_ORDER.values())
+    if order > cap:
+        which = f"method {method!r}" if method in MAX_ORDER else "the Taylor core"
+        raise ValueError(
+            f"order K = {order} is above the largest order {which} supports, {cap} "
+            f"(per method: {MAX_ORDER}); compile time and memory grow like K², K³ or 2^K "
+            f"beyond any practical use; choose K <= {cap}"
+        )
+    if dtype is not None and factorials:
+        kmax = max_derivative_order(dtype)
+        if order > kmax:
+            raise ValueError(
+                f"order K = {order} is above {kmax}, the largest order whose factorial K! fits "
+                f"{jnp.dtype(dtype).name} (derivatives would come back 0, inf or NaN); use a wider "
+                f"dtype (float64 allows K <= {max_derivative_order(jnp.float64)})"
+                + ("" if method == "incremental" else ", or coefficients(..., method='incremental'), which needs no factorials")
+            )
     return order
 
 
@@ -96,9 +141,10 @@ def derivatives(f, t, z, args=None, order: int = 1, method: str = "incremental")
     Returns:
         A tuple of K pytrees shaped like ``z``: raw derivatives (no 1/k! factors).
     """
-    order = check_order(order)
     check_method(method)
+    check_order(order, method)
     t = _check_point(f, t, z, args)
+    order = check_order(order, method, t.dtype)
     return METHODS[method](f, t, z, args, order)
 
 
@@ -110,9 +156,10 @@ def coefficients(f, t, z, args=None, order: int = 1, method: str = "incremental"
     for :func:`derivatives`; ``"incremental"`` computes these natively, the other methods by
     dividing their derivatives by k!.
     """
-    order = check_order(order)
     check_method(method)
+    check_order(order, method)
     t = _check_point(f, t, z, args)
+    order = check_order(order, method, t.dtype, factorials=method != "incremental")
     if method == "incremental":
         return incremental_coefficients(f, t, z, args, order)
     ds = METHODS[method](f, t, z, args, order)
@@ -122,7 +169,15 @@ def coefficients(f, t, z, args=None, order: int = 1, method: str = "incremental"
 
 
 def _check_point(f, t, z, args):
-    dtype = jnp.result_type(*jax.tree_util.tree_leaves(z))
+    leaves = jax.tree_util.tree_leaves(z)
+    for leaf in leaves:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            # An integer state has no series: every derivative past the first would be 0.
+            raise TypeError(
+                f"the state z must be floating point, got dtype {jnp.result_type(leaf)}; pass "
+                f"z as floats, e.g. jnp.asarray(z, dtype=jnp.float64)"
+            )
+    dtype = jnp.result_type(*leaves)
     t = jnp.asarray(t, dtype=dtype)
     check_output_matches(f, t, z, args)
     return t

@@ -50,20 +50,36 @@ class _Tape:
             return Coeffs(v.val, const=True)
         return self.env[v]
 
+    def _used(self):
+        """The variables some equation reads or f returns."""
+        used = {v for v in self.jaxpr.outvars if not isinstance(v, core.Literal)}
+        for eqn in self.jaxpr.eqns:
+            used.update(v for v in eqn.invars if not isinstance(v, core.Literal))
+        return used
+
     def order0(self):
-        """Evaluate f (coefficient 0 of everything); values without a series become constants."""
+        """Evaluate f (coefficient 0 of everything); values without a series become constants.
+
+        An equation is constant when no input carries a series, when it is piecewise constant
+        (:data:`.rules.CONSTANT`), or when none of its outputs that are used is floating point
+        (indices, predicates, counters). An equation with a used floating-point output that
+        depends on a series is never constant: without a rule (loops, ``cond``, ``top_k``,
+        ``sort`` of values, any multiple-output primitive) it raises
+        :class:`UnsupportedPrimitiveError` instead of silently giving a zero series.
+        """
+        used = self._used()
         for eqn in self.jaxpr.eqns:
             xs = [self.read(v) for v in eqn.invars]
             name = eqn.primitive.name
             outs = eqn.primitive.bind(*[x[0] for x in xs], **eqn.params)
             outs = outs if eqn.primitive.multiple_results else [outs]
             varying = any(not x.const for x in xs)
-            constant = (
-                not varying
-                or name in _rules.CONSTANT
-                or not all(_is_float(v.aval) for v in eqn.outvars)
+            float_used = any(
+                not isinstance(v, core.DropVar) and _is_float(v.aval) and v in used for v in eqn.outvars
             )
-            if not constant and name not in _rules.RULES and name not in _rules.LINEAR:
+            constant = not varying or name in _rules.CONSTANT or not float_used
+            has_rule = (name in _rules.RULES or name in _rules.LINEAR) and len(eqn.outvars) == 1
+            if not constant and not has_rule:
                 raise UnsupportedPrimitiveError(name, "incremental", "nested")
             for v, val in zip(eqn.outvars, outs):
                 if not isinstance(v, core.DropVar):

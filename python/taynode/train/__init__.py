@@ -20,14 +20,18 @@ checkpoint to the same parameters, bit for bit, as a run that was never interrup
 """
 
 from .batches import ShuffledBatches
-from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
-from .loop import CHECKPOINT, LOG, NonFiniteLossError, TrainResult, read_log, train
+from .checkpoint import CheckpointError, CorruptCheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .lock import RunLockedError
+from .loop import CHECKPOINT, LOG, PREVIOUS, NonFiniteLossError, TrainResult, read_log, train
 
 __all__ = [
     "CHECKPOINT",
     "LOG",
+    "PREVIOUS",
     "CheckpointError",
+    "CorruptCheckpointError",
     "NonFiniteLossError",
+    "RunLockedError",
     "ShuffledBatches",
     "TrainResult",
     "load_checkpoint",

@@ -1,7 +1,10 @@
 """Checkpoints: one ``.npz`` holding the model's and optimizer state's arrays and JSON metadata.
 
 Written atomically (a temporary file in the same folder, flushed to disk, then ``os.replace``),
-so a crash leaves either the previous checkpoint or the new one, never a torn file. On load the
+so a crash leaves either the previous checkpoint or the new one, never a torn file (a kill
+mid-write leaves only a ``<name>.*.tmp`` file, which :func:`remove_stale_temporaries` cleans up).
+With ``previous=`` the checkpoint being replaced is kept under that name too, so one file that
+is corrupt on disk later does not cost the run. On load the
 stored arrays' paths, shapes and dtypes are compared with a template (a freshly built model and
 optimizer state), and any difference, like a truncated or foreign file, raises
 :class:`CheckpointError` naming the file; nothing on disk is changed by a failed load.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from itertools import zip_longest
@@ -20,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CheckpointError", "load_checkpoint", "read_meta", "save_checkpoint"]
+__all__ = ["CheckpointError", "CorruptCheckpointError", "load_checkpoint", "read_meta", "remove_stale_temporaries",
+           "save_checkpoint"]
 
 FORMAT = "taynode-checkpoint-1"
 _META = "__meta__"
@@ -28,6 +33,42 @@ _META = "__meta__"
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read, or does not fit the model/optimizer it is loaded into."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file is missing, truncated or unreadable (as opposed to well-formed but
+    written for another model or configuration)."""
+
+
+def remove_stale_temporaries(path) -> list[str]:
+    """Delete the temporary files (``<path>.*.tmp``) that a process killed while writing
+    ``path`` left behind; returns their names. Call only while no other process writes there
+    (the run folder's lock)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    stale = [n for n in os.listdir(folder) if n.startswith(base + ".") and n.endswith(".tmp")]
+    for n in stale:
+        os.remove(os.path.join(folder, n))
+    return stale
+
+
+def _link_or_copy(src, dst):
+    """Make ``dst`` a copy of ``src`` atomically (a hard link where the file system allows)."""
+    folder = os.path.dirname(os.path.abspath(dst))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(dst) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.remove(tmp)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        if os.path.exists(tmp):  # src and dst were already links to one file: rename did nothing
+            os.remove(tmp)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _arrays(tree):
@@ -44,9 +85,10 @@ def _key_data(key):
     return np.asarray(key).tolist()
 
 
-def save_checkpoint(path, model, opt_state, *, step: int, key, config=None, extra=None) -> None:
+def save_checkpoint(path, model, opt_state, *, step: int, key, config=None, extra=None, previous=None) -> None:
     """Write ``model``, ``opt_state``, ``step``, the PRNG ``key``, ``config`` (JSON) and ``extra``
-    (JSON, e.g. accumulated time) to ``path`` atomically."""
+    (JSON, e.g. accumulated time) to ``path`` atomically; with ``previous``, the file ``path``
+    held until now is kept there (replacing an older one)."""
     entries, meta_leaves = {}, {}
     for prefix, tree in (("model", model), ("opt", opt_state)):
         leaves, _, _ = _arrays(tree)
@@ -64,6 +106,8 @@ def save_checkpoint(path, model, opt_state, *, step: int, key, config=None, extr
             np.savez(fh, **entries)
             fh.flush()
             os.fsync(fh.fileno())
+        if previous is not None and os.path.isfile(path):
+            _link_or_copy(path, previous)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -73,14 +117,14 @@ def save_checkpoint(path, model, opt_state, *, step: int, key, config=None, extr
 
 def _open(path):
     if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CorruptCheckpointError(f"checkpoint {path} does not exist")
     try:
         z = np.load(path, allow_pickle=False)
         meta = json.loads(bytes(z[_META]).decode())
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or not a taynode checkpoint): {type(e).__name__}: {e}") from None
+        raise CorruptCheckpointError(f"checkpoint {path} is unreadable (truncated or not a taynode checkpoint): {type(e).__name__}: {e}") from None
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise CorruptCheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
     return z, meta
 
 
@@ -106,7 +150,7 @@ def _restore(z, meta, path, prefix, like):
     try:
         values = [jnp.asarray(z[f"{prefix}{i}"]) for i in range(len(leaves))]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e})") from None
+        raise CorruptCheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e})") from None
     treedef = jax.tree_util.tree_structure(arrays)
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, values), static)
 

@@ -10,6 +10,11 @@ inputs), so the final parameters are bit-identical.
 Files in the run folder:
 
 * ``checkpoint.npz``: the latest checkpoint (see :mod:`taynode.train.checkpoint`);
+* ``checkpoint.prev.npz``: the one before it; a resume whose latest checkpoint is unreadable
+  continues from this one instead (with a message; the bad file is kept as
+  ``checkpoint.npz.corrupt``);
+* ``run.lock``: the pid of the process training in the folder (:mod:`taynode.train.lock`): a
+  second run into the folder is refused while the first lives;
 * ``log.jsonl``: one JSON object per line: ``{"kind": "step", "step", "epoch", "time", "loss",
   <aux>...}`` every ``log_every`` steps, ``{"kind": "epoch", ...}`` at each epoch's end with the
   epoch's mean of every step metric (``train_<name>``) and the ``evaluate`` results, and
@@ -22,8 +27,10 @@ Files in the run folder:
 from __future__ import annotations
 
 import json
+import contextlib
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -34,12 +41,22 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    CorruptCheckpointError,
+    _link_or_copy,
+    load_checkpoint,
+    read_meta,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
+from .lock import run_lock
 from .parallel import DataParallel, DistributedError, is_writer
 
-__all__ = ["CHECKPOINT", "LOG", "NonFiniteLossError", "TrainResult", "read_log", "train"]
+__all__ = ["CHECKPOINT", "LOG", "PREVIOUS", "NonFiniteLossError", "TrainResult", "read_log", "train"]
 
 CHECKPOINT = "checkpoint.npz"
+PREVIOUS = "checkpoint.prev.npz"
 LOG = "log.jsonl"
 
 
@@ -121,6 +138,28 @@ def _json_config(config):
         raise TypeError(f"config must be JSON-serialisable (it is stored in checkpoints): {e}") from None
 
 
+def _recover(run_dir, ckpt) -> None:
+    """Before a resume: if the latest checkpoint is missing or unreadable but the previous one
+    reads, put the previous one in its place (the bad file is kept beside it) and say so."""
+    prev = os.path.join(run_dir, PREVIOUS)
+    if not os.path.exists(prev):
+        return
+    try:
+        read_meta(ckpt)
+        return
+    except CorruptCheckpointError as e:
+        problem = str(e)
+    try:
+        step = read_meta(prev)["step"]
+    except CorruptCheckpointError:
+        return  # both bad: the error about the latest one is raised as usual
+    if os.path.exists(ckpt):
+        os.replace(ckpt, ckpt + ".corrupt")
+        problem += f" (kept as {ckpt}.corrupt)"
+    _link_or_copy(prev, ckpt)
+    print(f"taynode: {problem}; resuming from the previous checkpoint {prev} (step {step})", file=sys.stderr)
+
+
 def train(
     model,
     optimizer,
@@ -179,7 +218,9 @@ def train(
             or the step raised an ``equinox.EquinoxRuntimeError`` (e.g. an adaptive solve hit
             ``max_steps``); the message starts with "training diverged". The step is discarded
             and the last checkpoint is left as it was.
-        CheckpointError: the checkpoint is unreadable or does not fit this model/config.
+        CheckpointError: the checkpoint is unreadable (and no readable previous one is there)
+            or does not fit this model/config.
+        RunLockedError: another live process is training in ``run_dir``.
     """
     for name, v, lo in (("steps", steps, 0), ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -190,7 +231,24 @@ def train(
     writer = is_writer()
     run_dir = os.fspath(run_dir)
     os.makedirs(run_dir, exist_ok=True)
+    # Only the writing process (process 0) owns the folder: it holds the lock, cleans and recovers.
+    with run_lock(run_dir) if writer else contextlib.nullcontext():
+        return _train_locked(model, optimizer, loss_fn, batches, run_dir, steps=steps, seed=seed,
+                             checkpoint_every=checkpoint_every, log_every=log_every, evaluate=evaluate,
+                             eval_every=eval_every, resume=resume, progress=progress, config=config, desc=desc,
+                             dp=dp, writer=writer)
+
+
+def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, checkpoint_every, log_every, evaluate,
+                  eval_every, resume, progress, config, desc, dp, writer):
     ckpt = os.path.join(run_dir, CHECKPOINT)
+    if writer:
+        # a process killed while writing left these; no one else writes here (we hold the lock)
+        for name in remove_stale_temporaries(ckpt) + remove_stale_temporaries(os.path.join(run_dir, PREVIOUS)) + \
+                remove_stale_temporaries(os.path.join(run_dir, LOG)):
+            print(f"taynode: removed {os.path.join(run_dir, name)}, left by an interrupted write", file=sys.stderr)
+        if resume:
+            _recover(run_dir, ckpt)
     config = _json_config(config)
     params = eqx.filter(model, eqx.is_inexact_array)
     opt_state = optimizer.init(params)
@@ -242,7 +300,8 @@ def train(
         if not writer:
             return
         extra = dict(seed=seed, train_time=train_time, epoch_sums=sums, epoch_count=count)
-        save_checkpoint(ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra)
+        save_checkpoint(ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra,
+                        previous=os.path.join(run_dir, PREVIOUS))
 
     log = open(os.path.join(run_dir, LOG), "a") if writer else None
 

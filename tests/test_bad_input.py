@@ -1,0 +1,342 @@
+"""Bad input, table-driven (issue #14): every row is bad or unusual input that must raise an error
+whose message names the problem.
+
+A row is ``(id, call, exception, regex)``: ``call(tmp)`` gets a fresh temporary folder (a
+``pathlib.Path``) and must raise ``exception`` with a message matching ``regex``
+(``pytest.raises(..., match=regex)``, i.e. ``re.search``). Append rows to :data:`ROWS`; ids
+starting with ``silent:`` were silent wrong answers before #14 (each has a test here that fails
+on the old code). Behaviour that is not an error (a fallback, a takeover, a correct value where
+the old code gave a wrong one) is tested by the functions after the table.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tarfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax import lax
+
+import taynode as tn
+from taynode import portable
+from taynode.cli import main
+from taynode.taylor import MAX_ORDER, UnsupportedPrimitiveError, derivatives, max_derivative_order
+from taynode.train import (
+    CHECKPOINT,
+    PREVIOUS,
+    CheckpointError,
+    RunLockedError,
+    ShuffledBatches,
+    load_checkpoint,
+    read_log,
+    read_meta,
+    train,
+)
+from taynode.train.lock import run_lock
+
+Z = jnp.array([[0.3, -0.2, 0.5]])  # one example, three features (float64: tests/conftest.py)
+
+
+def decay(t, z, args):
+    return -z
+
+
+# ---- dynamics that the incremental Taylor method used to expand as constants (all zeros) ------
+
+
+def f_fori(t, z, args):  # z / 8, by a loop: every derivative is z / 8^k
+    return lax.fori_loop(0, 3, lambda i, y: 0.5 * y, z)
+
+
+def f_while(t, z, args):
+    return lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, 0.5 * c[1]), (0, z))[1]
+
+
+def f_top_k(t, z, args):
+    values, _ = lax.top_k(z, 2)
+    return jnp.concatenate([values, z[:, :1]], axis=1) ** 2
+
+
+def f_cond_int(t, z, args):  # a cond with an integer output next to the float one
+    return lax.cond(t > -1.0, lambda: (-z, 1), lambda: (z, 2))[0]
+
+
+def f_cond(t, z, args):
+    return lax.cond(t > -1.0, lambda: -z, lambda: z)
+
+
+# ---- helpers for the rows ---------------------------------------------------------------------
+
+
+def _cli(argv):
+    """Run the CLI; raise SystemExit(status) so that a row can check it, with stderr as message."""
+    import contextlib
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = main(argv)
+    raise CliExit(f"status {status}: {err.getvalue()}")
+
+
+class CliExit(Exception):
+    pass
+
+
+def _tiny_train(run_dir, steps=6, **kw):
+    x = np.linspace(-1, 1, 24).reshape(8, 3)
+    y = x.sum(1, keepdims=True)
+    model = {"w": jnp.zeros((3, 1)), "b": jnp.zeros((1,))}
+
+    def loss_fn(m, batch, key):
+        xb, yb = batch
+        return jnp.mean((xb @ m["w"] + m["b"] - yb) ** 2), {}
+
+    return train(model, optax.adam(1e-2), loss_fn, ShuffledBatches((x, y), 4, seed=0), run_dir, steps=steps,
+                 checkpoint_every=3, progress=False, **kw)
+
+
+def _locked_train(tmp):
+    with run_lock(tmp):  # another training process holds the folder
+        _tiny_train(tmp)
+
+
+def _truncated_checkpoint_without_previous(tmp):
+    _tiny_train(tmp)
+    os.remove(tmp / PREVIOUS)
+    (tmp / CHECKPOINT).write_bytes((tmp / CHECKPOINT).read_bytes()[:200])
+    _tiny_train(tmp, steps=9, resume=True)
+
+
+def _write_physionet(tmp, truncate=False):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for rid in range(1000, 1040):
+            text = f"Time,Parameter,Value\n00:00,RecordID,{rid}\n00:00,Age,60\n01:00,HR,{rid % 90}\n"
+            data = (text + "".join(f"{h:02d}:00,HR,{70 + h}\n" for h in range(48))).encode()
+            info = tarfile.TarInfo(f"set-a/{rid}.txt")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    (tmp / "set-a.tar.gz").write_bytes(raw[: len(raw) // 2] if truncate else raw)
+    rows = ["RecordID,SAPS-I,SOFA,Length_of_stay,Survival,In-hospital_death"] + [f"{r},1,1,1,1,0" for r in range(1000, 1040)]
+    (tmp / "Outcomes-a.txt").write_text("\n".join(rows) + "\n")
+    return tmp
+
+
+def _physionet(tmp, **kw):
+    from taynode.data import physionet
+
+    return physionet.load(tmp, **kw)
+
+
+def _corrupt_model(tmp):
+    path = tmp / "model.npz"
+    path.write_bytes(b"PK\x03\x04 this is not a whole zip archive")
+    return path
+
+
+def _compare_load(path):
+    from taynode import compare
+
+    return compare.load_problems(compare.CompareConfig(problems=("neural_ode",), model=str(path)), "unused", log=lambda *a: None)
+
+
+def _julia():
+    from taynode.backends import get_backend, julia_backend
+
+    julia_backend._MODULE = None
+    return get_backend("julia")
+
+
+def _mnist(path, **kw):
+    from taynode.data import mnist
+
+    return mnist.load(path, **kw)
+
+
+def _float32_z():
+    return Z.astype(jnp.float32)
+
+
+# ---- the table --------------------------------------------------------------------------------
+
+ROWS: list[tuple] = [
+    # -- silent wrong answers before #14 --
+    ("silent: incremental fori_loop", lambda tmp: derivatives(f_fori, 0.0, Z, None, 2), UnsupportedPrimitiveError,
+     r"no rule for the primitive 'scan'.*method='nested'"),
+    ("silent: incremental while_loop", lambda tmp: derivatives(f_while, 0.0, Z, None, 2), UnsupportedPrimitiveError,
+     r"no rule for the primitive 'while'.*method='nested'"),
+    ("silent: incremental top_k", lambda tmp: derivatives(f_top_k, 0.0, Z, None, 2), UnsupportedPrimitiveError,
+     r"no rule for the primitive 'top_k'.*method='nested'"),
+    ("silent: incremental cond with an integer output", lambda tmp: derivatives(f_cond_int, 0.0, Z, None, 2),
+     UnsupportedPrimitiveError, r"no rule for the primitive 'cond'"),
+    ("silent: R_K in solve with a loop in f", lambda tmp: tn.solve(f_fori, Z, regularizers=["r2"]),
+     UnsupportedPrimitiveError, r"'incremental' has no rule for the primitive 'scan'.*method='nested'"),
+    ("silent: integer z", lambda tmp: derivatives(lambda t, z, a: z**2, 0.0, jnp.array([[2, 3]]), None, 2), TypeError,
+     r"state z must be floating point, got dtype int.*jnp.asarray\(z, dtype=jnp.float64\)"),
+    ("silent: float32 K = 34", lambda tmp: derivatives(decay, 0.0, _float32_z(), None, 34), ValueError,
+     r"order K = 34 is above the largest order method 'incremental' supports, 32"),
+    ("silent: float16 K = 8 (8! overflows float16)",
+     lambda tmp: derivatives(decay, 0.0, Z.astype(jnp.float16), None, 8, "nested"), ValueError,
+     r"order K = 8 is above 7, the largest order whose factorial K! fits float16"),
+    ("silent: jet K = 21", lambda tmp: derivatives(decay, 0.0, Z, None, 21, "jet"), ValueError,
+     r"above the largest order method 'jet' supports, 20"),
+    ("silent: nested K = 11", lambda tmp: derivatives(decay, 0.0, Z, None, 11, "nested"), ValueError,
+     r"above the largest order method 'nested' supports, 10"),
+    ("silent: regularizer r99", lambda tmp: tn.solve(decay, Z, regularizers=["r99"]), ValueError,
+     r"order K = 99 is above the largest order"),
+    ("silent: solver taylor100", lambda tmp: tn.solve(decay, Z, solver="taylor100"), ValueError,
+     r"order must be an integer >= 2 and <= 30.*got 100"),
+    ("silent: Taylor solver at tolerance 1e-30",
+     lambda tmp: tn.solve(decay, Z, solver="taylor", rtol=1e-30, atol=1e-30), ValueError,
+     r"tolerance .* 1e-30 asks for Jorba & Zou's Taylor order 36, above the supported maximum 30"),
+    ("silent: mnist --train-examples 0", lambda tmp: _cli(["train", "mnist", "--train-examples", "0", "--out", str(tmp)]),
+     CliExit, r"status 2: taynode: error: train_examples must be >= 1"),
+    ("silent: mnist --reg r3 without --lam", lambda tmp: _cli(["train", "mnist", "--reg", "r3", "--out", str(tmp)]),
+     CliExit, r"status 2: taynode: error: a regularizer is chosen but its weight λ is 0; pass λ > 0 \(--lam\)"),
+    ("silent: demo --lam -1", lambda tmp: _cli(["demo", "--lam", "-1", "--out", str(tmp)]), CliExit,
+     r"status 2: taynode: error: the demo's weight λ of R3 must be > 0.*got -1"),
+    ("silent: latent-ode --lam 0", lambda tmp: __import__("taynode.studies.latent", fromlist=["x"]).preset("cpu", lam=0.0),
+     ValueError, r"weight λ of R3 must be > 0"),
+    ("silent: second run into a locked folder", _locked_train, RunLockedError,
+     rf"run folder .* is in use by process {os.getpid()} \(lock file .*run\.lock\)"),
+    ("Taylor solver: a loop in f needs nested, which stops at order 10",
+     lambda tmp: tn.solve(f_fori, Z, solver="taylor10"), ValueError,
+     r"only method 'nested' can expand.*up to 10, not 12.*solver='taylor8'"),
+    # -- unclear errors before #14 --
+    ("physionet truncated archive, verify=False",
+     lambda tmp: _physionet(_write_physionet(tmp, truncate=True), verify=False), ValueError,
+     r"set-a\.tar\.gz: the archive is truncated or corrupt"),
+    ("physionet checksum names its own switch", lambda tmp: _physionet(_write_physionet(tmp)), ValueError,
+     r"set-a\.tar\.gz: SHA-256 is [0-9a-f]{64}.*pass verify=False to physionet\.load"),
+    ("compare-solvers --model corrupt", lambda tmp: _compare_load(_corrupt_model(tmp)), ValueError,
+     r"model\.npz is not a readable portable model"),
+    ("portable model missing", lambda tmp: portable.load(str(tmp / "none.npz")), FileNotFoundError,
+     r"portable model .*none\.npz does not exist"),
+    ("CLI error is one line", lambda tmp: _cli(["compare-solvers", "--problems", "neural_ode", "--model",
+                                                str(_corrupt_model(tmp)), "--out", str(tmp / "o")]),
+     CliExit, r"^status 2: taynode: error: .*model\.npz is not a readable portable model[^\n]*\n$"),
+    # -- errors that already held --
+    ("NaN in z0", lambda tmp: tn.solve(decay, Z.at[0, 0].set(jnp.nan)), ValueError, r"z0 contains NaN or inf"),
+    ("inf in z0", lambda tmp: tn.solve(decay, Z.at[0, 1].set(jnp.inf)), ValueError, r"z0 contains NaN or inf"),
+    ("NaN in args", lambda tmp: tn.solve(lambda t, z, a: a * z, Z, args=jnp.array(jnp.nan)), ValueError,
+     r"args contains NaN or inf"),
+    ("non-monotone ts", lambda tmp: tn.solve(decay, Z, jnp.array([0.0, 1.0, 0.5])), ValueError,
+     r"ts must be strictly increasing"),
+    ("rtol = 0", lambda tmp: tn.solve(decay, Z, rtol=0.0), ValueError, r"rtol and atol must be > 0"),
+    ("atol < 0", lambda tmp: tn.solve(decay, Z, atol=-1.0), ValueError, r"rtol and atol must be > 0"),
+    ("K = 0", lambda tmp: derivatives(decay, 0.0, Z, None, 0), ValueError, r"order K must be an integer >= 1, got 0"),
+    ("K = 1.5", lambda tmp: derivatives(decay, 0.0, Z, None, 1.5), TypeError, r"order K must be an integer >= 1, got 1\.5"),
+    ("regularizer r0", lambda tmp: tn.solve(decay, Z, regularizers=["r0"]), ValueError, r"order K must be an integer >= 1"),
+    ("unknown regularizer", lambda tmp: tn.solve(decay, Z, regularizers=["foo"]), ValueError, r"unknown regularizer 'foo'"),
+    ("unknown solver", lambda tmp: tn.solve(decay, Z, solver="rk99"), ValueError, r"unknown solver 'rk99'; valid solvers"),
+    ("unknown Taylor method", lambda tmp: derivatives(decay, 0.0, Z, None, 2, "fast"), ValueError,
+     r"unknown Taylor method 'fast'"),
+    ("f returns the wrong shape", lambda tmp: tn.solve(lambda t, z, a: z[:, :1], Z), ValueError,
+     r"returned shape \(1, 1\) for a state of shape \(1, 3\)"),
+    ("state without a batch axis", lambda tmp: tn.solve(decay, jnp.ones(())), ValueError, r"leading batch axis"),
+    ("cond with incremental", lambda tmp: derivatives(f_cond, 0.0, Z, None, 2), UnsupportedPrimitiveError,
+     r"'incremental' has no rule for the primitive 'cond'"),
+    ("cond with jet", lambda tmp: derivatives(f_cond, 0.0, Z, None, 2, "jet"), UnsupportedPrimitiveError,
+     r"'jet' has no rule for the primitive 'cond'"),
+    ("max_steps exceeded", lambda tmp: tn.solve(lambda t, z, a: 100 * z, Z, (0.0, 1.0), max_steps=3), Exception,
+     r"maximum number of solver steps"),
+    ("Taylor solver order 1", lambda tmp: tn.solve(decay, Z, solver="taylor1"), ValueError, r"order must be an integer >= 2"),
+    ("MNIST npz fails its checksum", lambda tmp: (tmp / "m.npz").write_bytes(b"x") and _mnist(tmp / "m.npz"), ValueError,
+     r"m\.npz: SHA-256 is [0-9a-f]{64}, expected .*pass sha256=None"),
+    ("MNIST file missing", lambda tmp: _mnist(tmp / "absent.npz"), Exception, r"absent\.npz"),
+    ("truncated checkpoint, no previous one", _truncated_checkpoint_without_previous, CheckpointError,
+     r"checkpoint\.npz is unreadable \(truncated"),
+    ("checkpoint missing", lambda tmp: load_checkpoint(tmp / "nope.npz", {"w": jnp.zeros(1)}), CheckpointError,
+     r"nope\.npz does not exist"),
+    ("Julia absent", lambda tmp: _julia(), RuntimeError, r"Julia backend unavailable: no Julia executable found"),
+]
+
+
+@pytest.fixture
+def no_julia(monkeypatch):
+    for var in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIAPKG_EXE", "TAYNODE_JULIA_DOWNLOAD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+
+@pytest.mark.parametrize("case", ROWS, ids=[r[0] for r in ROWS])
+def test_bad_input_names_the_problem(case, tmp_path, no_julia):
+    _, call, exc, regex = case
+    with pytest.raises(exc, match=re.compile(regex, re.S)):
+        call(tmp_path)
+
+
+# ---- behaviour that is not an error -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", [f_fori, f_while])
+def test_loops_under_nested_match_the_closed_form(f):
+    # dz/dt = z/8  ⇒  dᵏz/dtᵏ = z/8ᵏ; nested is the method the error message points to
+    got = derivatives(f, 0.0, Z, None, 3, "nested")
+    for k, d in enumerate(got, 1):
+        np.testing.assert_allclose(d, Z / 8.0**k, rtol=1e-14)
+
+
+def test_integer_outputs_that_only_index_stay_supported():
+    # argsort (sort with an unused float output) and argmax only pick elements: the series
+    # flows through the gather, as nested differentiates it
+    def f(t, z, a):
+        return jnp.sin(z[:, jnp.argsort(z[0])]) + z[:, jnp.argmax(z[0])][:, None]
+
+    for a, b in zip(derivatives(f, 0.0, Z, None, 4), derivatives(f, 0.0, Z, None, 4, "nested")):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_highest_supported_orders_are_right_in_float32():
+    # dz/dt = z: every derivative is z. Before #14 incremental float32 gave 0 at K = 34 (1/34!
+    # underflows) and NaN at K = 35; now K <= 32 is supported and exact to float32 rounding.
+    z = Z.astype(jnp.float32)
+    ds = derivatives(lambda t, z, a: z, 0.0, z, None, MAX_ORDER["incremental"])
+    assert ds[-1].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(ds[-1]), np.asarray(z), rtol=1e-5)
+    assert max_derivative_order(jnp.float32) == 33 and 1 / math.factorial(33) > np.finfo(np.float32).tiny
+    assert 1 / math.factorial(34) < np.finfo(np.float32).tiny  # the first order whose 1/K! is subnormal
+
+
+def test_equal_times_return_the_initial_state():
+    sol = tn.solve(decay, Z, (0.5, 0.5))
+    np.testing.assert_array_equal(sol.z1, Z)
+
+
+def test_cli_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ValueError, match="train_examples must be >= 1"):
+        main(["--debug", "train", "mnist", "--train-examples", "0", "--out", str(tmp_path)])
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capfd):
+    (tmp_path / "run.lock").write_text("999999999\n")  # no such process holds it
+    _tiny_train(tmp_path)
+    assert re.search(r"taking over the stale lock .*run\.lock of process 999999999", capfd.readouterr().err)
+    assert (tmp_path / "run.lock").read_text() == ""  # released
+
+
+def test_kill_mid_write_leftovers_are_cleaned_and_corrupt_latest_falls_back(tmp_path, capfd):
+    whole = _tiny_train(tmp_path / "whole", steps=9)
+    run = tmp_path / "run"
+    _tiny_train(run)  # checkpoints at steps 3 (kept as checkpoint.prev.npz) and 6
+    assert read_meta(run / PREVIOUS)["step"] == 3 and read_meta(run / CHECKPOINT)["step"] == 6
+    (run / "checkpoint.npz.x1y2.tmp").write_bytes(b"")  # a kill during a checkpoint write
+    (run / CHECKPOINT).write_bytes((run / CHECKPOINT).read_bytes()[:100])  # then the latest file got damaged
+    res = _tiny_train(run, steps=9, resume=True)
+    err = capfd.readouterr().err
+    assert "checkpoint.npz.x1y2.tmp, left by an interrupted write" in err
+    assert re.search(r"checkpoint\.npz is unreadable.*resuming from the previous checkpoint .*checkpoint\.prev\.npz \(step 3\)", err)
+    assert not [p for p in os.listdir(run) if p.endswith(".tmp")]
+    assert (run / (CHECKPOINT + ".corrupt")).exists()
+    # bit-exact: the same parameters as a run never interrupted, and the log replayed from step 3
+    for k in ("w", "b"):
+        np.testing.assert_array_equal(np.asarray(res.model[k]), np.asarray(whole.model[k]))
+    assert [r["step"] for r in read_log(run, "step")] == list(range(1, 10))
