@@ -9,12 +9,14 @@ disable_ynn_fusion()  # before anything below can start JAX's CPU client
 
 from . import regularizers, solvers, taylor  # noqa: E402
 from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
-from .solve import Solution, solve
+from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve
 from .taylor import UnsupportedPrimitiveError, derivatives
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_CHECKPOINTS",
+    "QUADRATURES",
     "RK",
     "JacobianFrobenius",
     "Kinetic",
@@ -23,6 +25,7 @@ __all__ = [
     "UnsupportedPrimitiveError",
     "derivatives",
     "regularizers",
+    "sample_times",
     "solve",
     "solvers",
     "taylor",
