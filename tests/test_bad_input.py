@@ -165,6 +165,14 @@ def _float32_z():
     return Z.astype(jnp.float32)
 
 
+W_NAN = jnp.eye(3).at[1, 2].set(jnp.nan)
+
+
+def _van_der_pol_1000(t, z, args):  # stiff: mu = 1000
+    x, v = z[..., 0], z[..., 1]
+    return jnp.stack([v, 1000.0 * (1 - x**2) * v - x], -1)
+
+
 # ---- the table --------------------------------------------------------------------------------
 
 ROWS: list[tuple] = [
@@ -210,7 +218,17 @@ ROWS: list[tuple] = [
     ("Taylor solver: a loop in f needs nested, which stops at order 10",
      lambda tmp: tn.solve(f_fori, Z, solver="taylor10"), ValueError,
      r"only method 'nested' can expand.*up to 10, not 12.*solver='taylor8'"),
+    ("silent: NaN in weights a plain function closes over (was reported as max_steps)",
+     lambda tmp: tn.solve(lambda t, z, a: z @ W_NAN, Z), ValueError,
+     r"f\(t0, z0, args\) contains NaN or inf although z0 and args are finite: check the arrays f closes over"),
+    ("silent: the same under jax.jit", lambda tmp: jax.block_until_ready(jax.jit(lambda z: tn.solve(lambda t, y, a: y @ W_NAN, z).z1)(Z)),
+     Exception, r"f\(t0, z0, args\) contains NaN or inf"),
+    ("silent: NaN as a Python float in args", lambda tmp: tn.solve(lambda t, z, a: a * z, Z, args=float("nan")), ValueError,
+     r"args is nan"),
     # -- unclear errors before #14 --
+    ("max_steps = 0", lambda tmp: tn.solve(decay, Z, max_steps=0), ValueError, r"max_steps must be an integer >= 1, got 0"),
+    ("stiff problem: the step size collapses", lambda tmp: tn.solve(_van_der_pol_1000, jnp.array([[2.0, 0.0]]), (0.0, 1.0), max_steps=300),
+     Exception, r"maximum number of solver steps was reached before t1 \(raise max_steps=300\): the step size collapsed.*stiff"),
     ("physionet truncated archive, verify=False",
      lambda tmp: _physionet(_write_physionet(tmp, truncate=True), verify=False), ValueError,
      r"set-a\.tar\.gz: the archive is truncated or corrupt"),
@@ -340,3 +358,13 @@ def test_kill_mid_write_leftovers_are_cleaned_and_corrupt_latest_falls_back(tmp_
     for k in ("w", "b"):
         np.testing.assert_array_equal(np.asarray(res.model[k]), np.asarray(whole.model[k]))
     assert [r["step"] for r in read_log(run, "step")] == list(range(1, 10))
+
+
+def test_nested_list_state_is_one_array():
+    sol = tn.solve(decay, [[1.0, 2.0]], (0.0, 1.0))
+    np.testing.assert_allclose(sol.z1, np.exp(-1.0) * np.array([[1.0, 2.0]]), rtol=1e-6)
+
+
+def test_float32_tolerance_below_resolution_warns():
+    with pytest.warns(UserWarning, match=r"below what float32 resolves"):
+        tn.solve(decay, Z.astype(jnp.float32), rtol=1e-10, atol=1e-10)

@@ -2,14 +2,13 @@
 
 import json
 import os
-from dataclasses import asdict
 
 import jax
 import numpy as np
 import pytest
 
 from taynode.cli import main
-from taynode.studies import mnist, mnist_figs
+from taynode.studies import mnist, mnist_figs, stored_config
 from taynode.train import CHECKPOINT, NonFiniteLossError, read_meta, save_checkpoint
 
 from test_mnist_data import tiny, write_idx_set
@@ -62,7 +61,7 @@ def fake_run(root, cfg, solver_nfe, checkpoint=False, **metrics):
     os.makedirs(d)
     if checkpoint:
         save_checkpoint(os.path.join(d, CHECKPOINT), mnist.make_model(cfg), (), step=0, key=jax.random.PRNGKey(0))
-    conf = json.loads(json.dumps(asdict(cfg) | {"data": None}))
+    conf = json.loads(json.dumps(stored_config(cfg) | {"data": None}))
     with open(os.path.join(d, "results.json"), "w") as fh:
         json.dump(dict(config=conf) | metrics, fh)
     extra = dict(config=conf, solver_eval_tol=mnist_figs.SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=mnist_figs.PER_IMAGE_EXAMPLES,

@@ -204,3 +204,23 @@ def test_checkpoints_change_cost_not_the_gradient():
 def test_bad_quadrature_input(kw, exc, msg):
     with pytest.raises(exc, match=msg):
         tn.solve(square, jnp.array([[0.5]]), regularizers=["r2"], **kw)
+
+
+@pytest.mark.parametrize("trace", ["hutchinson", "exact"])
+def test_cnf_sampled_regularizers_average_to_the_integrated_ones(trace):
+    from taynode.models.cnf import CNF
+
+    cnf = CNF(MLPDynamics((2, 16, 2), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float64), trace=trace)
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 2))
+    noise = jax.random.normal(jax.random.PRNGKey(2), x.shape)
+    regs = ["r2", "kinetic", "jacobian"]
+    tol = dict(rtol=1e-10, atol=1e-10)
+    ref = cnf.forward(x, noise=noise, regularizers=regs, **tol)
+    keys = jax.random.split(jax.random.PRNGKey(3), 1000)
+    run = jax.jit(jax.vmap(lambda k: cnf.forward(x, noise=noise, key=k, regularizers=regs, quadrature="sampled", samples=2, **tol)))
+    out = run(keys)
+    np.testing.assert_allclose(out.log_prob[0], ref.log_prob, rtol=1e-8)  # the flow itself is unchanged
+    for name in ("R2", "kinetic", "jacobian"):
+        v = np.asarray(out.integrals[name])
+        se = v.std(axis=0, ddof=1) / math.sqrt(len(v))
+        assert np.all(np.abs(v.mean(axis=0) - np.asarray(ref.integrals[name])) < 4 * se + 1e-12), name

@@ -20,16 +20,33 @@ _MNIST_OPTIONS = (
     ("--data", str, "MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)"),
 )
 
+# How the regularizers are computed in training; shared by every training command.
+_QUADRATURE_OPTIONS = (
+    ("--quadrature", str, "integrated (the paper's: in the ODE state, at every solver stage) or sampled "
+                          "(unbiased: at --samples random times per solve) (default integrated)"),
+    ("--samples", int, "sample times per solve with --quadrature sampled (default 1)"),
+)
+
 
 def _add_mnist_options(parser):
-    for flag, typ, text in _MNIST_OPTIONS:
+    for flag, typ, text in _MNIST_OPTIONS + _QUADRATURE_OPTIONS:
         parser.add_argument(flag, type=typ, help=text)
+
+
+def _add_quadrature_options(parser):
+    for flag, typ, text in _QUADRATURE_OPTIONS:
+        parser.add_argument(flag, type=typ, help=text)
+
+
+def _given(ns, options) -> dict:
+    """The options of ``options`` that were given (unset ones left out)."""
+    names = (flag[2:].replace("-", "_") for flag, _, _ in options)
+    return {k: v for k in names if (v := getattr(ns, k)) is not None}
 
 
 def _mnist_overrides(ns) -> dict:
     """The given preset overrides (unset ones left out)."""
-    names = (flag[2:].replace("-", "_") for flag, _, _ in _MNIST_OPTIONS)
-    return {k: v for k in names if (v := getattr(ns, k)) is not None}
+    return _given(ns, _MNIST_OPTIONS + _QUADRATURE_OPTIONS)
 
 
 def _add_parallel_options(parser):
@@ -150,7 +167,7 @@ def _study_order(ns):
 def _study_latent(ns):
     from .studies import latent
 
-    cfg = latent.preset(ns.preset, epochs=ns.epochs, lam=ns.lam, seed=ns.seed, max_records=ns.max_records, batch=ns.batch)
+    cfg = latent.preset(ns.preset, epochs=ns.epochs, lam=ns.lam, seed=ns.seed, max_records=ns.max_records, batch=ns.batch, **_given(ns, _QUADRATURE_OPTIONS))
     summary = latent.run(cfg, ns.out, root=ns.data, progress=not ns.no_progress, resume=ns.resume)
     print(f"\nFig. 4 Latent ODE on PhysioNet 2012 ({summary['data']['train']} train / {summary['data']['test']} test records), "
           f"dopri5 at rtol=atol={cfg.eval_tol} (float64)")
@@ -172,7 +189,7 @@ def _compare_solvers(ns):
 def _study_ffjord(ns):
     from .studies import ffjord
 
-    given = dict(iters=ns.iters, lam_r2=ns.lam_r2, lam_rnode=ns.lam_rnode, seed=ns.seed, dataset=ns.dataset, data=ns.data)
+    given = dict(iters=ns.iters, lam_r2=ns.lam_r2, lam_rnode=ns.lam_rnode, seed=ns.seed, dataset=ns.dataset, data=ns.data, **_given(ns, _QUADRATURE_OPTIONS))
     if ns.fixed_steps is not None:
         given["fixed_steps"] = tuple(ns.fixed_steps)
     if ns.regs is not None:
@@ -276,6 +293,7 @@ def _main(argv):
     lo.add_argument("--max-records", type=int, help="use a random subset of this many records")
     lo.add_argument("--batch", type=int, help="records per training batch (default 50; at most the training records)")
     lo.add_argument("--seed", type=int, help="seed for the split, initialization and batches (default 0)")
+    _add_quadrature_options(lo)
     lo.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     lo.add_argument("--no-progress", action="store_true")
     lo.set_defaults(run=_study_latent)
@@ -290,6 +308,7 @@ def _main(argv):
     ff.add_argument("--fixed-steps", type=int, nargs="*", help="fixed-grid (rk4) step counts to train with (default: the preset's; none: adaptive only)")
     ff.add_argument("--regs", nargs="+", choices=["none", "rnode", "r2"], help="models to train (default all three)")
     ff.add_argument("--seed", type=int, help="seed for data, initialization, batches and noise (default 0)")
+    _add_quadrature_options(ff)
     ff.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     ff.add_argument("--no-progress", action="store_true")
     ff.set_defaults(run=_study_ffjord)

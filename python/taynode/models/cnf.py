@@ -235,6 +235,18 @@ class _Augmented(eqx.Module):
         return fz, -div, dr
 
 
+class _FlowRegularizer(_reg.Regularizer):
+    """A regularizer of the flow of z alone, evaluated on the augmented state (z, Δ, {}) of
+    :class:`_Augmented`, for ``quadrature="sampled"``: the same integrand (and the same ε, or the
+    exact Frobenius norm) as the integrated one."""
+
+    def __init__(self, inner, trace):
+        self.inner, self.trace, self.name = inner, trace, inner.name
+
+    def integrand(self, f, t, y, args, noise):
+        return _Augmented(f.dynamics, self.trace, (self.inner,))(t, y, args)[2][self.name]
+
+
 class FlowResult(eqx.Module):
     """What :meth:`CNF.forward` returns (one entry per example where it has a batch axis).
 
@@ -306,7 +318,8 @@ class CNF(eqx.Module):
         ``key`` draws Hutchinson's ε (or pass ``noise`` of x's shape); ``regularizers`` are
         names or :class:`~taynode.regularizers.Regularizer` instances (``"kinetic"``,
         ``"jacobian"``, ``"r2"``, …); ``solve_kw`` go to :func:`taynode.solve` (``solver``,
-        ``steps``, ``rtol``, ``atol``, ``max_steps``, ``adjoint``).
+        ``steps``, ``rtol``, ``atol``, ``max_steps``, ``adjoint``, ``quadrature``, ``samples``);
+        with ``quadrature="sampled"`` the regularizers are evaluated at times drawn from ``key``.
         """
         x = jnp.asarray(x)
         if x.ndim < 2:
@@ -314,11 +327,21 @@ class CNF(eqx.Module):
         self._check_dim(x)
         regs = _parse_regs(regularizers)
         eps = self._noise(key, noise, x)
-        aug = _Augmented(self.dynamics, self.trace, regs)
         b = x.shape[0]
-        y0 = (x, jnp.zeros((b,), x.dtype), {r.name: jnp.zeros((b,), x.dtype) for r in regs})
-        sol = solve(aug, y0, (0.0, self.t1), (args, eps), **solve_kw)
-        z, delta, rs = sol.z1
+        if solve_kw.get("quadrature") == "sampled" and regs:
+            # (z, Δ) alone in the solve; each regularizer at the sampled times of its own solve
+            aug = _Augmented(self.dynamics, self.trace, ())
+            flow_regs = [_FlowRegularizer(r, self.trace) for r in regs]
+            sol = solve(aug, (x, jnp.zeros((b,), x.dtype), {}), (0.0, self.t1), (args, eps), regularizers=flow_regs, key=key, **solve_kw)
+            (z, delta, _), rs = sol.z1, sol.integrals
+        else:
+            if regs and solve_kw.get("error_control", "all") != "all":
+                raise ValueError("error_control='state' is not available for the CNF's integrated regularizers (they live in "
+                                 "the flow's own augmented state, sharing the trace's vjp); use quadrature='sampled'")
+            aug = _Augmented(self.dynamics, self.trace, regs)
+            y0 = (x, jnp.zeros((b,), x.dtype), {r.name: jnp.zeros((b,), x.dtype) for r in regs})
+            sol = solve(aug, y0, (0.0, self.t1), (args, eps), **solve_kw)
+            z, delta, rs = sol.z1
         return FlowResult(z=z, delta_logp=delta, log_prob=standard_normal_logprob(z) - delta, integrals=rs, stats=sol.stats)
 
     def log_prob(self, x, **kw):

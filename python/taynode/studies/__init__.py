@@ -1,1 +1,22 @@
 """The paper's experiments, each a function a command calls."""
+
+from dataclasses import asdict
+
+# Settings added after runs had been stored: at these defaults they are left out of a run's stored
+# config, so the checkpoints and cached results written before them still resume and match.
+LATER_DEFAULTS = {"quadrature": "integrated", "samples": 1}
+
+
+def check_quadrature(cfg) -> None:
+    """A study config's ``quadrature`` and ``samples``, checked before any work."""
+    from ..solve import QUADRATURES
+
+    if cfg.quadrature not in QUADRATURES:
+        raise ValueError(f"quadrature must be one of {', '.join(QUADRATURES)}, got {cfg.quadrature!r}")
+    if isinstance(cfg.samples, bool) or not isinstance(cfg.samples, int) or cfg.samples < 1:
+        raise ValueError(f"samples (sample times per solve) must be an integer >= 1, got {cfg.samples!r}")
+
+
+def stored_config(cfg) -> dict:
+    """``asdict(cfg)`` without the later-added settings that are at their defaults."""
+    return {k: v for k, v in asdict(cfg).items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}

@@ -75,6 +75,7 @@ from ..models.mlp import MLPDynamics
 from ..regularizers import RK
 from ..solvers import get as get_solver
 from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, read_meta, train
+from . import LATER_DEFAULTS, check_quadrature, stored_config
 
 __all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "mnist_images", "run_table", "train_one"]
 
@@ -103,6 +104,8 @@ class FFJORDConfig:
     lam_r2: float = 0.5  # TayNODE's λ for R₂ (R₂ is a mean over the d features)
     lam_rnode: float = 0.05  # RNODE's λ for each of 𝒦 and ℬ
     regs: tuple = REGS  # which of "none", "rnode", "r2" to run
+    quadrature: str = "integrated"  # of the regularizers in training: "integrated" or "sampled"
+    samples: int = 1  # sample times per solve with quadrature="sampled"
     fixed_solver: str = "rk4"
     fixed_steps: tuple = (5, 8)
     eval_tol: float = 1.4e-8
@@ -119,6 +122,7 @@ class FFJORDConfig:
     data: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        check_quadrature(self)
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; valid: {list(DATASETS)}")
         if self.arch not in ARCHS:
@@ -276,14 +280,15 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
     def loss_fn(cnf, x, key):
         k_data, k_noise = jax.random.split(key)
         y, logdet = _flow_input(cfg, x, k_data, dtype)
-        r = cnf.forward(y, key=k_noise, regularizers=regs, max_steps=cfg.max_steps, **solve_kw)
+        r = cnf.forward(y, key=k_noise, regularizers=regs, max_steps=cfg.max_steps, quadrature=cfg.quadrature, samples=cfg.samples, **solve_kw)
         nll = jnp.mean(_data_loss(cfg, r.log_prob, logdet, dims))
         means = {k: jnp.mean(v) for k, v in r.integrals.items()}
         loss = nll + lam * sum(means.values()) if means else nll
         return loss, {"nll": nll, "nfe": r.stats["nfe"]} | means
 
     batches = ShuffledBatches(train_x, cfg.batch, seed=cfg.seed)
-    conf = asdict(cfg) | {"data": None, "reg": reg, "train_steps": steps}
+    # the unregularized run does not depend on the quadrature: one run serves both
+    conf = stored_config(replace(cfg, **LATER_DEFAULTS) if reg == "none" else cfg) | {"data": None, "reg": reg, "train_steps": steps}
     try:
         res = train(model, optax.adam(cfg.lr), loss_fn, batches, run_dir, steps=cfg.iters, seed=cfg.seed,
                     checkpoint_every=cfg.checkpoint_every, log_every=10, resume=resume, progress=progress, config=conf,
@@ -440,7 +445,7 @@ def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume:
             results[f"{label} | {reg}"] = row
             if t["model"] is not None:
                 models[(label, reg)] = t["model"]
-    summary = {"config": asdict(cfg) | {"data": None}, "train_examples": len(train_x), "test_examples": len(test_x),
+    summary = {"config": stored_config(cfg) | {"data": None}, "train_examples": len(train_x), "test_examples": len(test_x),
                "nll_unit": "bits/dim" if _is_images(cfg) else "nats", "rows": rows}
     if train_x.ndim == 2 and train_x.shape[1] == 2:
         png = os.path.join(out_dir, "densities.png")

@@ -48,6 +48,7 @@ from ..models.latent_ode import LatentODE, kl_coefficient, latent_ode_loss
 from ..regularizers import parse
 from ..solve import solve
 from ..train import ShuffledBatches, train
+from . import LATER_DEFAULTS, check_quadrature, stored_config
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class LatentConfig:
     train_tol: float = 1.4e-8
     reg: str = "r3"
     lam: float = 1e-2
+    quadrature: str = "integrated"  # of the regularizer in training: "integrated" or "sampled"
+    samples: int = 1  # sample times per solve with quadrature="sampled"
     eval_tol: float = 1.4e-8
     eval_batch: int = 100
     nfe_records: int | None = None  # test records whose per-sample NFE is measured (None: all)
@@ -140,13 +143,14 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
         return latent_ode_loss(
             model, values, mask, ts_, key, n_samples=cfg.n_samples, kl_coef=coef, obs_std=cfg.obs_std,
             iwae=cfg.iwae, regularizers=regs, lam=lams, rtol=cfg.train_tol, atol=cfg.train_tol,
+            quadrature=cfg.quadrature, samples=cfg.samples,
         )  # fmt: skip
 
     batches = _Batches(split.train.values.astype(dtype), split.train.mask.astype(dtype), cfg, dtype)
     steps = cfg.epochs * batches.steps_per_epoch
     schedule = optax.exponential_decay(cfg.lr, 1, cfg.lr_decay, end_value=cfg.lr / 10)
     # the run's own λ (and no regularizer when λ = 0), so one unregularized run serves every λ
-    config = asdict(replace(cfg, lam=lam)) | ({"reg": "none"} if lam == 0 else {})
+    config = stored_config(replace(cfg, lam=lam, **(LATER_DEFAULTS if lam == 0 else {}))) | ({"reg": "none"} if lam == 0 else {})
     result = train(
         model, optax.adamax(schedule), loss_fn, batches, run_dir, steps=steps, seed=cfg.seed,
         checkpoint_every=max(1, batches.steps_per_epoch), resume=resume, progress=progress,
@@ -279,7 +283,7 @@ def run(cfg: LatentConfig = PRESETS["cpu"], out_dir: str = "runs/latent_ode", *,
         results[name] = evaluate(models[name], cfg, split.test, ts) | {"lam": lam}
     png = os.path.join(out_dir, "fig4.png")
     summary = {
-        "config": asdict(cfg),
+        "config": stored_config(cfg),
         "data": {"train": len(split.train), "test": len(split.test), "parse": split.summary.report()},
         "results": results,
         "figure": png,
@@ -301,6 +305,7 @@ def preset(name: str, **overrides) -> LatentConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
     cfg = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    check_quadrature(cfg)
     # the study's second model is labelled "R3, λ" and is trained with R3 only when λ > 0
     if not cfg.lam > 0:
         raise ValueError(f"the weight λ of {cfg.reg.upper()} must be > 0 (the other model is the unregularized one), got {cfg.lam}")

@@ -59,6 +59,7 @@ from ..data import mnist as mnist_data
 from ..models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers
 from ..regularizers import RK
 from ..solvers import get as get_solver
+from . import check_quadrature, stored_config
 from ..train import CHECKPOINT, ShuffledBatches, load_checkpoint, read_log, read_meta, train
 
 __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint", "run"]
@@ -80,6 +81,8 @@ class MNISTConfig:
     momentum: float = 0.9
     lr_drops: tuple = (3, 4)  # epochs after which the learning rate is divided by 10
     train_tol: float = 1e-5
+    quadrature: str = "integrated"  # of the regularizers in training: "integrated" or "sampled"
+    samples: int = 1  # sample times per solve with quadrature="sampled"
     eval_tol: float = 1.4e-8
     eval_batch: int = 1000
     eval_test_examples: int | None = None  # None: all 10,000
@@ -96,6 +99,7 @@ class MNISTConfig:
         regs = parse_regularizers(self.reg)
         check_lam(self.lam, regs)
         get_solver(self.solver)
+        check_quadrature(self)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         for name in ("batch", "epochs", "hidden", "eval_batch", "checkpoint_every", "eval_reg_examples",
@@ -264,7 +268,7 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
     steps = cfg.epochs * batches.steps_per_epoch
     model = make_model(cfg)
     opt = make_optimizer(cfg, batches.steps_per_epoch)
-    tol = dict(rtol=cfg.train_tol, atol=cfg.train_tol, solver=cfg.solver, max_steps=cfg.max_steps)
+    tol = dict(rtol=cfg.train_tol, atol=cfg.train_tol, solver=cfg.solver, max_steps=cfg.max_steps, quadrature=cfg.quadrature, samples=cfg.samples)
 
     def loss_fn(model, batch, key):
         x, y = batch
@@ -275,7 +279,7 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
         acc, nfe = _plain_eval(m, cfg, *_subset(test_data, cfg.epoch_eval_examples))
         return {"test_acc_subset": acc, "test_nfe_subset": nfe}
 
-    conf = asdict(cfg) | {"data": None}
+    conf = stored_config(cfg) | {"data": None}
     result = train(model, opt, loss_fn, batches, out_dir, steps=steps, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                    evaluate=epoch_eval, resume=resume, progress=progress, config=conf, desc=f"mnist {cfg.reg} λ={cfg.lam:g}",
                    devices=devices, sharding=sharding)
@@ -322,7 +326,7 @@ def _run_or_reuse(cfg: MNISTConfig, run_dir: str, progress: bool) -> dict:
     if os.path.exists(path):
         with open(path) as fh:
             done = json.load(fh)
-        if done.get("config") == json.loads(json.dumps(asdict(cfg) | {"data": None})):
+        if done.get("config") == json.loads(json.dumps(stored_config(cfg) | {"data": None})):
             return done
     return run(cfg, run_dir, resume=True, progress=progress)
 

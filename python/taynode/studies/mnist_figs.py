@@ -58,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import stored_config
 from ..train import CHECKPOINT, NonFiniteLossError, load_checkpoint, read_meta
 from . import mnist
 
@@ -82,7 +83,7 @@ FIG8_EXAMPLES = 100
 
 
 def _conf(cfg: mnist.MNISTConfig) -> dict:
-    return json.loads(json.dumps(asdict(cfg) | {"data": None}))
+    return json.loads(json.dumps(stored_config(cfg) | {"data": None}))
 
 
 def run_dir(root: str, cfg: mnist.MNISTConfig) -> str:

@@ -1,0 +1,126 @@
+"""The headline table and Fig. 3 from the ``full`` preset's runs (``full_runs.py``).
+
+Reads every ``OUT/<reg>-lam<λ>-seed<s>/`` run folder: the final evaluation (``results.json``,
+written when a run finishes) and the per-epoch log (test NFE on the first 1,000 test images,
+training error, cumulative training time). Rows group the seeds of one (regularizer, λ): mean
+and, in brackets, the smallest and largest seed. Unfinished runs are listed with the epoch
+they reached and are left out of the table. Writes ``table.md``, ``summary.json`` and
+``fig3_full.png`` into ``--dest``::
+
+    python benchmarks/mnist/full_table.py --runs runs/mnist-full --dest benchmarks/mnist/full
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+
+import numpy as np
+
+from taynode.train import read_log
+
+# Pal, Ma, Shah & Rackauckas (ICML 2021), rerunning the TayNODE code (Tsit5 at 1.4e-8, 160 epochs,
+# float64): test NFE / accuracy / training time, as quoted in issue #16 from Avik Pal's thesis.
+PAL = {"none": ("253", "97.94 %", "0.98 h"), "r3": ("80.3", "97.89 %", "1.19 h")}
+
+
+def load(runs: str) -> tuple[dict, list]:
+    groups, unfinished = {}, []
+    for d in sorted(glob.glob(os.path.join(runs, "*-lam*-seed*"))):
+        if not os.path.isdir(d):
+            continue
+        m = re.fullmatch(r"(.+)-lam([^-]+)-seed(\d+)", os.path.basename(d))
+        reg, lam, seed = m.group(1), float(m.group(2)), int(m.group(3))
+        epochs = read_log(d, "epoch")
+        res_path = os.path.join(d, "results.json")
+        if not os.path.exists(res_path):
+            unfinished.append(dict(run=os.path.basename(d), epoch=epochs[-1]["epoch"] if epochs else 0))
+            continue
+        with open(res_path) as fh:
+            res = json.load(fh)
+        curve = dict(epoch=[r["epoch"] for r in epochs], test_nfe=[r.get("test_nfe_subset") for r in epochs],
+                     train_error=[1 - r["train_acc"] for r in epochs], time=[r["time"] for r in epochs])
+        groups.setdefault((reg, lam), []).append(dict(seed=seed, res=res, curve=curve))
+    return groups, unfinished
+
+
+def _stat(vals, fmt):
+    vals = np.asarray(vals, float)
+    s = fmt.format(vals.mean())
+    return s if len(vals) == 1 else f"{s} [{fmt.format(vals.min())}–{fmt.format(vals.max())}]"
+
+
+def table(groups: dict) -> tuple[str, list]:
+    base = groups.get(("none", 0.0))
+    base_nfe = np.mean([r["res"]["test_nfe"] for r in base]) if base else None
+    base_acc = np.mean([r["res"]["test_acc"] for r in base]) if base else None
+    rows = ["| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE ÷ unregularized | first-epoch → final NFE (1,000 test images) | training time h | Pal et al. rerun: NFE / acc. / time |",
+            "|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for (reg, lam), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0])):
+        acc = [100 * r["res"]["test_acc"] for r in runs]
+        nfe = [r["res"]["test_nfe"] for r in runs]
+        hours = [r["res"]["train_seconds"] / 3600 for r in runs]
+        first = [r["curve"]["test_nfe"][0] for r in runs]
+        last = [r["curve"]["test_nfe"][-1] for r in runs]
+        label = "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}"
+        saving = "" if base_nfe is None or reg == "none" else f"{base_nfe / np.mean(nfe):.2f}× fewer"
+        pal = " / ".join(PAL.get(reg, ("", "", ""))) if reg in PAL else ""
+        rows.append(f"| {label} | {len(runs)} | {_stat(acc, '{:.2f}')} | {_stat(nfe, '{:.1f}')} | {saving} | "
+                    f"{_stat(first, '{:.0f}')} → {_stat(last, '{:.0f}')} | {_stat(hours, '{:.2f}')} | {pal} |")
+        summary.append(dict(reg=reg, lam=lam, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_hours=hours,
+                            first_epoch_nfe=first, final_epoch_nfe=last,
+                            acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc))))
+    return "\n".join(rows) + "\n", summary
+
+
+def plot(groups: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for i, ((reg, lam), runs) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0]))):
+        label = "unregularized" if reg == "none" else f"{reg.upper()}, λ={lam:g}"
+        for j, r in enumerate(runs):
+            c = r["curve"]
+            kw = dict(color=f"C{i}", alpha=1.0 if j == 0 else 0.5, label=label if j == 0 else None)
+            a1.plot(c["epoch"], c["test_nfe"], "o-", ms=3, **kw)
+            a2.plot(c["epoch"], [100 * e for e in c["train_error"]], "o-", ms=3, **kw)
+    a1.set(xlabel="epoch", ylabel="test NFE (dopri5, 1.4e-8, 1,000 images)", title="Function evaluations during training")
+    a2.set(xlabel="epoch", ylabel="training error (%)", yscale="log", title="Training error")
+    a1.legend()
+    a2.legend()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", default="runs/mnist-full")
+    p.add_argument("--dest", default="benchmarks/mnist/full")
+    ns = p.parse_args(argv)
+    groups, unfinished = load(ns.runs)
+    if not groups:
+        raise SystemExit(f"no finished run in {ns.runs} (unfinished: {unfinished})")
+    os.makedirs(ns.dest, exist_ok=True)
+    text, summary = table(groups)
+    if unfinished:
+        text += "\nUnfinished (not in the table): " + ", ".join(f"{u['run']} at epoch {u['epoch']:g}" for u in unfinished) + "\n"
+    print(text)
+    for name, content in (("table.md", text), ("summary.json", json.dumps(dict(rows=summary, unfinished=unfinished), indent=2))):
+        tmp = os.path.join(ns.dest, name + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(content)
+        os.replace(tmp, os.path.join(ns.dest, name))
+    plot(groups, os.path.join(ns.dest, "fig3_full.png"))
+
+
+if __name__ == "__main__":
+    main()
