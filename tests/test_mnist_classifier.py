@@ -151,13 +151,13 @@ def test_cli_train_eval_resume_on_tiny_data(tmp_path, capsys):
 
 def test_fig3_reuses_finished_runs_and_plots(tmp_path, capsys):
     """Finished runs (results.json with the same config) are reused, not retrained; the figure is drawn."""
-    from dataclasses import asdict
+    from taynode.studies import stored_config
 
     for reg, lam, name, nfes in (("none", 0.0, "none", [21, 27]), ("r3", 5.0, "r3-lam5", [15, 15])):
         d = tmp_path / name
         d.mkdir()
         cfg = mnist.config("small", reg=reg, lam=lam, epochs=2)
-        res = dict(config=asdict(cfg) | {"data": None}, test_acc=0.9, test_nfe=float(nfes[-1]), train_seconds=60.0)
+        res = dict(config=stored_config(cfg) | {"data": None}, test_acc=0.9, test_nfe=float(nfes[-1]), train_seconds=60.0)
         (d / "results.json").write_text(json.dumps(res))
         recs = [dict(kind="epoch", step=100 * (e + 1), epoch=e + 1.0, time=30.0 * (e + 1), train_acc=0.8 + 0.05 * e,
                      test_nfe_subset=n) for e, n in enumerate(nfes)]
