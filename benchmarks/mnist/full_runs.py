@@ -9,7 +9,12 @@ so the script can be given a fixed slice of a machine::
     python benchmarks/mnist/full_runs.py --out runs/mnist-full --time-limit 3600
     python benchmarks/mnist/full_runs.py --out runs/mnist-full --runs none:0:0 r3:10000:0
 
-A run spec is ``reg:lam:seed``. Finished runs (``results.json`` present) are skipped.
+A run spec is ``reg:lam:seed`` or ``reg:lam:seed:quadrature`` (``sampled``: the regularizer at one
+random time per solve; the run folder then ends in ``-sampled``). Finished runs
+(``results.json`` present) are skipped. ``--preset small`` runs the training-cost comparison::
+
+    python benchmarks/mnist/full_runs.py --preset small --out runs/mnist-small-cost \
+        --runs none:0:0 r3:10000:0 r3:10000:0:sampled none:0:1 r3:10000:1 r3:10000:1:sampled
 ``--taylor-method nested`` computes R_K with nested JVPs instead of the default incremental mode
 (the same values to 1e-10, ``tests/test_mnist_classifier.py``), for a JAX whose jaxpr internals
 the incremental interpreter does not support yet.
@@ -27,8 +32,13 @@ import time
 DEFAULT_RUNS = ["none:0:0", "none:0:1", "r3:10000:0", "r3:10000:1"]
 
 
-def run_name(reg: str, lam: float, seed: int) -> str:
-    return f"{reg}-lam{lam:g}-seed{seed}"
+def parse(spec: str) -> tuple[str, float, int, str]:
+    reg, lam, seed, *quad = spec.split(":")
+    return reg, float(lam), int(seed), (quad or ["integrated"])[0]
+
+
+def run_name(reg: str, lam: float, seed: int, quadrature: str = "integrated") -> str:
+    return f"{reg}-lam{lam:g}-seed{seed}" + ("" if quadrature == "integrated" else f"-{quadrature}")
 
 
 def _one(spec: str, out: str, preset: str, taylor_method: str | None, log: str) -> None:
@@ -40,9 +50,9 @@ def _one(spec: str, out: str, preset: str, taylor_method: str | None, log: str) 
 
     if taylor_method:
         mnist.parse_regularizers = functools.partial(mnist.parse_regularizers, taylor_method=taylor_method)
-    reg, lam, seed = spec.split(":")
-    cfg = mnist.config(preset, reg=reg, lam=float(lam), seed=int(seed))
-    mnist.run(cfg, os.path.join(out, run_name(reg, float(lam), int(seed))), resume=True, progress=False)
+    reg, lam, seed, quad = parse(spec)
+    cfg = mnist.config(preset, reg=reg, lam=lam, seed=seed, quadrature=quad)
+    mnist.run(cfg, os.path.join(out, run_name(reg, lam, seed, quad)), resume=True, progress=False)
 
 
 def main(argv=None) -> int:
@@ -56,8 +66,7 @@ def main(argv=None) -> int:
     os.makedirs(ns.out, exist_ok=True)
     todo = []
     for spec in ns.runs:
-        reg, lam, seed = spec.split(":")
-        name = run_name(reg, float(lam), int(seed))
+        name = run_name(*parse(spec))
         if os.path.exists(os.path.join(ns.out, name, "results.json")):
             print(f"{name}: finished", flush=True)
             continue

@@ -32,8 +32,8 @@ def load(runs: str) -> tuple[dict, list]:
     for d in sorted(glob.glob(os.path.join(runs, "*-lam*-seed*"))):
         if not os.path.isdir(d):
             continue
-        m = re.fullmatch(r"(.+)-lam([^-]+)-seed(\d+)", os.path.basename(d))
-        reg, lam, seed = m.group(1), float(m.group(2)), int(m.group(3))
+        m = re.fullmatch(r"(.+)-lam([^-]+)-seed(\d+)(?:-(sampled))?", os.path.basename(d))
+        reg, lam, seed, quad = m.group(1), float(m.group(2)), int(m.group(3)), m.group(4) or "integrated"
         epochs = read_log(d, "epoch")
         res_path = os.path.join(d, "results.json")
         if not os.path.exists(res_path):
@@ -43,7 +43,7 @@ def load(runs: str) -> tuple[dict, list]:
             res = json.load(fh)
         curve = dict(epoch=[r["epoch"] for r in epochs], test_nfe=[r.get("test_nfe_subset") for r in epochs],
                      train_error=[1 - r["train_acc"] for r in epochs], time=[r["time"] for r in epochs])
-        groups.setdefault((reg, lam), []).append(dict(seed=seed, res=res, curve=curve))
+        groups.setdefault((reg, lam, quad), []).append(dict(seed=seed, res=res, curve=curve))
     return groups, unfinished
 
 
@@ -54,24 +54,26 @@ def _stat(vals, fmt):
 
 
 def table(groups: dict) -> tuple[str, list]:
-    base = groups.get(("none", 0.0))
+    base = groups.get(("none", 0.0, "integrated"))
     base_nfe = np.mean([r["res"]["test_nfe"] for r in base]) if base else None
     base_acc = np.mean([r["res"]["test_acc"] for r in base]) if base else None
-    rows = ["| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE ÷ unregularized | first-epoch → final NFE (1,000 test images) | training time h | Pal et al. rerun: NFE / acc. / time |",
+    base_time = np.mean([r["res"]["train_seconds"] for r in base]) if base else None
+    rows = ["| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE saving | first-epoch → final NFE (1,000 test images) | training time h (× unregularized) | Pal et al. rerun: NFE / acc. / time |",
             "|---|---|---|---|---|---|---|---|"]
     summary = []
-    for (reg, lam), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0])):
+    for (reg, lam, quad), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0])):
         acc = [100 * r["res"]["test_acc"] for r in runs]
         nfe = [r["res"]["test_nfe"] for r in runs]
         hours = [r["res"]["train_seconds"] / 3600 for r in runs]
         first = [r["curve"]["test_nfe"][0] for r in runs]
         last = [r["curve"]["test_nfe"][-1] for r in runs]
-        label = "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}"
+        label = "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}" + (f" ({quad})" if quad != "integrated" else "")
+        ratio = "" if base_time is None or reg == "none" else f" ({np.mean(hours) * 3600 / base_time:.2f}×)"
         saving = "" if base_nfe is None or reg == "none" else f"{base_nfe / np.mean(nfe):.2f}× fewer"
-        pal = " / ".join(PAL.get(reg, ("", "", ""))) if reg in PAL else ""
+        pal = " / ".join(PAL[reg]) if reg in PAL and quad == "integrated" else ""
         rows.append(f"| {label} | {len(runs)} | {_stat(acc, '{:.2f}')} | {_stat(nfe, '{:.1f}')} | {saving} | "
-                    f"{_stat(first, '{:.0f}')} → {_stat(last, '{:.0f}')} | {_stat(hours, '{:.2f}')} | {pal} |")
-        summary.append(dict(reg=reg, lam=lam, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_hours=hours,
+                    f"{_stat(first, '{:.0f}')} → {_stat(last, '{:.0f}')} | {_stat(hours, '{:.2f}')}{ratio} | {pal} |")
+        summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_hours=hours,
                             first_epoch_nfe=first, final_epoch_nfe=last,
                             acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc))))
     return "\n".join(rows) + "\n", summary
@@ -84,8 +86,8 @@ def plot(groups: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
-    for i, ((reg, lam), runs) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0]))):
-        label = "unregularized" if reg == "none" else f"{reg.upper()}, λ={lam:g}"
+    for i, ((reg, lam, quad), runs) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0]))):
+        label = "unregularized" if reg == "none" else f"{reg.upper()}, λ={lam:g}" + (f" ({quad})" if quad != "integrated" else "")
         for j, r in enumerate(runs):
             c = r["curve"]
             kw = dict(color=f"C{i}", alpha=1.0 if j == 0 else 0.5, label=label if j == 0 else None)

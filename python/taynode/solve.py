@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_CHECKPOINTS", "DEFAULT_TOL", "ERROR_CONTROLS", "QUADRATURES"
 
 QUADRATURES = ("integrated", "sampled")
 ERROR_CONTROLS = ("all", "state")
-DEFAULT_CHECKPOINTS = 32  # see _adjoint
+DEFAULT_CHECKPOINTS = 16  # see _adjoint and benchmarks/training_cost.py
 SAMPLE_STREAM = 0x5A  # the sample times' PRNG stream, independent of the Hutchinson noise drawn from key
 
 # rtol = atol defaults by state dtype: the paper's 1.4e-8 (jax.experimental.ode's default) in
@@ -131,8 +131,9 @@ def _check_ts(ts):
 def _adjoint(name, checkpoints, adaptive, rtol, atol):
     if name == "backprop":
         # diffrax's default keeps O(sqrt(max_steps)) checkpoints (90 for 4096) and sorts and
-        # copies that whole buffer in the backward pass; a few dozen store every step of a
-        # typical neural-ODE solve at a fraction of the cost (benchmarks/training_cost.py).
+        # copies that whole buffer in the backward pass, a fixed cost that dominates short
+        # solves: 16 store every step of a typical neural-ODE solve and recompute each step at
+        # most once up to 153 steps (benchmarks/training_cost.py measures the choice).
         return dfx.RecursiveCheckpointAdjoint(checkpoints=checkpoints)
     if name == "adjoint":
         if not adaptive:
