@@ -74,7 +74,7 @@ def table(groups: dict) -> tuple[str, list]:
         rows.append(f"| {label} | {len(runs)} | {_stat(acc, '{:.2f}')} | {_stat(nfe, '{:.1f}')} | {saving} | "
                     f"{_stat(first, '{:.0f}')} → {_stat(last, '{:.0f}')} | {_stat(hours, '{:.2f}')}{ratio} | {pal} |")
         summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_hours=hours,
-                            first_epoch_nfe=first, final_epoch_nfe=last,
+                            first_epoch_nfe=first, final_epoch_nfe=last, curves=[r["curve"] for r in runs],
                             acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc))))
     return "\n".join(rows) + "\n", summary
 
