@@ -26,7 +26,6 @@ Timings on a shared machine are noisy: read the ratios within a table.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -182,9 +181,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--mnist-checkpoint", help="an MNIST run's checkpoint.npz (parameters after training)")
     p.add_argument("--tables", nargs="+", default=["steps", "gradient"], choices=["steps", "gradient"])
+    p.add_argument("--tasks", nargs="+", default=["mnist", "ffjord-2d"], choices=["mnist", "ffjord-2d"])
     p.add_argument("--out", help="also write the markdown here")
     ns = p.parse_args(argv)
-    steps = step_table({"mnist": mnist_task(ns.mnist_checkpoint), "ffjord-2d": ffjord_task()}, ns.repeats) if "steps" in ns.tables else []
+    makers = {"mnist": lambda: mnist_task(ns.mnist_checkpoint), "ffjord-2d": ffjord_task}
+    steps = step_table({t: makers[t]() for t in ns.tasks}, ns.repeats) if "steps" in ns.tables else []
     grads = gradient_table(ns.repeats) if "gradient" in ns.tables else []
     text = markdown(steps, grads)
     print(text)

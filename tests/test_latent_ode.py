@@ -163,3 +163,18 @@ def test_per_sample_nfe_under_vmap_matches_separate_solves():
     one = eqx.filter_jit(lambda z: tn.solve(f, z, ts).stats["nfe"])
     alone = [int(one(z0[i : i + 1])) for i in range(5)]
     assert nfe.tolist() == alone and len(set(alone)) > 1
+
+
+def test_sampled_regularizers_over_the_observation_times(model):
+    """quadrature="sampled" with every observation time as an output: the outputs are those of
+    the plain solve, and the estimate averages to the integrated value."""
+    x, mask, ts = data()
+    z0, _ = model.encode(x, mask, ts)
+    tol = dict(rtol=1e-10, atol=1e-10)
+    ref = tn.solve(model.dynamics, z0, ts, regularizers=[RK(3)], **tol)
+    run = jax.jit(jax.vmap(lambda k: decode(model, z0, ts, regularizers=[RK(3)], key=k, quadrature="sampled", samples=2, **tol)[1]))
+    sols = run(jax.random.split(jax.random.PRNGKey(0), 400))
+    np.testing.assert_allclose(sols.ys[0], ref.ys, rtol=1e-8, atol=1e-10)
+    v = np.asarray(sols.integrals["R3"])
+    se = v.std(axis=0, ddof=1) / np.sqrt(len(v))
+    assert np.all(np.abs(v.mean(axis=0) - np.asarray(ref.integrals["R3"])) < 4 * se)

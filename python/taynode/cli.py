@@ -140,7 +140,7 @@ def _study_mnist_figs(ns):
 def _demo(ns):
     from .studies import toy
 
-    given = {k: v for k, v in dict(iters=ns.iters, lam=ns.lam, seed=ns.seed).items() if v is not None}
+    given = {k: v for k, v in dict(iters=ns.iters, lam=ns.lam, seed=ns.seed).items() if v is not None} | _given(ns, _QUADRATURE_OPTIONS)
     cfg = toy.ToyConfig(**given)
     summary = toy.run(cfg, ns.out, progress=not ns.no_progress)
     print(f"\nFig. 1 toy: fit z(1) = z(0) + z(0)^3, dopri5 at rtol=atol={cfg.eval_tol} (float64)")
@@ -244,6 +244,7 @@ def _main(argv):
     d.add_argument("--seed", type=int, help="seed for initialization and batches (default 0)")
     d.add_argument("--out", default="runs/demo", help="output folder (fig1.png, results.json)")
     d.add_argument("--no-progress", action="store_true")
+    _add_quadrature_options(d)
     d.set_defaults(run=_demo)
     study = sub.add_parser("study", help="studies of the paper").add_subparsers(dest="study", required=True)
     o = study.add_parser("order", help="Fig. 2: steps of order-m RK solvers on degree-K polynomial trajectories")

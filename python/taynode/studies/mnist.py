@@ -47,7 +47,7 @@ import functools
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import equinox as eqx
 import jax

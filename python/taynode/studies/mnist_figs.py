@@ -50,7 +50,6 @@ import io
 import json
 import os
 import re
-from dataclasses import asdict
 
 import equinox as eqx
 import jax

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -23,6 +23,7 @@ from ..models import MLPDynamics
 from ..regularizers import RK
 from ..solve import solve
 from ..taylor import derivatives
+from . import check_quadrature, stored_config
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,11 @@ class ToyConfig:
     train_rtol: float = 1e-6
     eval_tol: float = 1.4e-8
     n_eval: int = 200
+    quadrature: str = "integrated"  # of R_K in training: "integrated" or "sampled"
+    samples: int = 1  # sample times per solve with quadrature="sampled"
 
     def __post_init__(self):
+        check_quadrature(self)
         # the second model is labelled "R_K, λ" and trained with R_K only when λ > 0
         if not self.lam > 0:  # also catches NaN
             raise ValueError(f"the demo's weight λ of R{self.order} must be > 0 (its other model is the "
@@ -69,15 +73,16 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = ""):
 
     regs = [reg] if lam > 0 else []  # the unregularized model is trained without R_K in the state
 
-    def loss_fn(model, z0):
-        sol = solve(model, z0, (0.0, 1.0), rtol=cfg.train_rtol, atol=cfg.train_rtol, regularizers=regs)
+    def loss_fn(model, z0, key):
+        sol = solve(model, z0, (0.0, 1.0), rtol=cfg.train_rtol, atol=cfg.train_rtol, regularizers=regs, key=key,
+                    quadrature=cfg.quadrature, samples=cfg.samples)
         mse = jnp.mean((sol.z1 - target(z0)) ** 2)
         r = jnp.mean(sol.integrals[reg.name]) if regs else jnp.nan
         return mse + lam * r if regs else mse, (mse, r)
 
     @eqx.filter_jit
-    def step(model, state, z0):
-        (_, (mse, r)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, z0)
+    def step(model, state, z0, key):
+        (_, (mse, r)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, z0, key)
         updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
         return eqx.apply_updates(model, updates), state, mse, r
 
@@ -85,7 +90,7 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = ""):
     bar = tqdm(range(cfg.iters), desc=desc, disable=not progress)
     for i in bar:
         z0 = jax.random.uniform(jax.random.fold_in(dkey, i), (cfg.batch, 1), jnp.float64, -1.0, 1.0)
-        model, state, mse, r = step(model, state, z0)
+        model, state, mse, r = step(model, state, z0, jax.random.fold_in(key, i))
         if i % 10 == 0 or i == cfg.iters - 1:
             history.append((i, float(mse), float(r)))
             bar.set_postfix(mse=f"{float(mse):.2e}", **({} if lam == 0 else {"R": f"{float(r):.2e}"}))
@@ -166,7 +171,7 @@ def run(cfg: ToyConfig = ToyConfig(), out_dir: str = "runs/demo", progress: bool
         results[name] = evaluate(model, cfg) | {"lam": lam}
     png = os.path.join(out_dir, "fig1.png")
     plot(models, cfg, png, results)
-    summary = {"config": asdict(cfg), "results": results, "figure": png}
+    summary = {"config": stored_config(cfg), "results": results, "figure": png}
     tmp = os.path.join(out_dir, "results.json.tmp")
     with open(tmp, "w") as fh:
         json.dump(summary, fh, indent=2)
