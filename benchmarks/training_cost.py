@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import jax
@@ -193,7 +194,7 @@ def main(argv=None):
         os.makedirs(os.path.dirname(os.path.abspath(ns.out)), exist_ok=True)
         tmp = ns.out + ".tmp"
         with open(tmp, "w") as fh:
-            fh.write(f"<!-- python benchmarks/training_cost.py {' '.join(argv or [])} -->\n" + text)
+            fh.write(f"<!-- python benchmarks/training_cost.py {' '.join(sys.argv[1:] if argv is None else argv)} -->\n" + text)
         os.replace(tmp, ns.out)
 
 
