@@ -173,7 +173,7 @@ def test_sampled_regularizers_over_the_observation_times(model):
     tol = dict(rtol=1e-10, atol=1e-10)
     ref = tn.solve(model.dynamics, z0, ts, regularizers=[RK(3)], **tol)
     run = jax.jit(jax.vmap(lambda k: decode(model, z0, ts, regularizers=[RK(3)], key=k, quadrature="sampled", samples=2, **tol)[1]))
-    sols = run(jax.random.split(jax.random.PRNGKey(0), 400))
+    sols = run(jax.random.split(jax.random.PRNGKey(0), 200))
     np.testing.assert_allclose(sols.ys[0], ref.ys, rtol=1e-8, atol=1e-10)
     v = np.asarray(sols.integrals["R3"])
     se = v.std(axis=0, ddof=1) / np.sqrt(len(v))

@@ -20,6 +20,7 @@ import re
 
 import numpy as np
 
+from taynode.studies import save_figure
 from taynode.train import read_log
 
 # Pal, Ma, Shah & Rackauckas (ICML 2021), rerunning the TayNODE code (Tsit5 at 1.4e-8, 160 epochs,
@@ -97,10 +98,7 @@ def plot(groups: dict, path: str) -> None:
     a2.set(xlabel="epoch", ylabel="training error (%)", yscale="log", title="Training error")
     a1.legend()
     a2.legend()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def main(argv=None):

@@ -20,3 +20,15 @@ def check_quadrature(cfg) -> None:
 def stored_config(cfg) -> dict:
     """``asdict(cfg)`` without the later-added settings that are at their defaults."""
     return {k: v for k, v in asdict(cfg).items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> None:
+    """Write a matplotlib figure to ``path`` atomically (a temporary file, then a rename) and close it."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, path)

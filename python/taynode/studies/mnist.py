@@ -59,7 +59,7 @@ from ..data import mnist as mnist_data
 from ..models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers
 from ..regularizers import RK
 from ..solvers import get as get_solver
-from . import check_quadrature, stored_config
+from . import check_quadrature, save_figure, stored_config
 from ..train import CHECKPOINT, ShuffledBatches, load_checkpoint, read_log, read_meta, train
 
 __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint", "run"]
@@ -368,7 +368,4 @@ def plot_fig3(curves: dict, path: str, results: dict) -> None:
     a2.set(xlabel="epoch", ylabel="training error (%)", title="Training error")
     a1.legend()
     a2.legend()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
