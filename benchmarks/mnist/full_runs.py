@@ -10,11 +10,12 @@ so the script can be given a fixed slice of a machine::
     python benchmarks/mnist/full_runs.py --out runs/mnist-full --runs none:0:0 r3:10000:0
 
 A run spec is ``reg:lam:seed`` or ``reg:lam:seed:quadrature`` (``sampled``: the regularizer at one
-random time per solve; the run folder then ends in ``-sampled``). Finished runs
+random time per solve, ``sampled4`` at 4 stratified times; the run folder then ends in
+``-sampled`` or ``-sampled4``). Finished runs
 (``results.json`` present) are skipped. ``--preset small`` runs the training-cost comparison::
 
     python benchmarks/mnist/full_runs.py --preset small --out runs/mnist-small-cost \
-        --runs none:0:0 r3:10000:0 r3:10000:0:sampled none:0:1 r3:10000:1 r3:10000:1:sampled
+        --runs none:0:0 r3:10000:0 r3:10000:0:sampled4 none:0:1 r3:10000:1 r3:10000:1:sampled4
 ``--taylor-method nested`` computes R_K with nested JVPs instead of the default incremental mode
 (the same values to 1e-10, ``tests/test_mnist_classifier.py``), for a JAX whose jaxpr internals
 the incremental interpreter does not support yet.
@@ -33,8 +34,16 @@ DEFAULT_RUNS = ["none:0:0", "none:0:1", "r3:10000:0", "r3:10000:1"]
 
 
 def parse(spec: str) -> tuple[str, float, int, str]:
+    """``reg:lam:seed[:quadrature]``; quadrature ``integrated`` (default), ``sampled`` or ``sampled<M>``."""
     reg, lam, seed, *quad = spec.split(":")
     return reg, float(lam), int(seed), (quad or ["integrated"])[0]
+
+
+def quadrature(q: str) -> dict:
+    """``sampled4`` → quadrature="sampled", samples=4."""
+    if q.startswith("sampled"):
+        return dict(quadrature="sampled", samples=int(q[7:] or 1))
+    return dict(quadrature=q)
 
 
 def run_name(reg: str, lam: float, seed: int, quadrature: str = "integrated") -> str:
@@ -51,7 +60,7 @@ def _one(spec: str, out: str, preset: str, taylor_method: str | None, log: str) 
     if taylor_method:
         mnist.parse_regularizers = functools.partial(mnist.parse_regularizers, taylor_method=taylor_method)
     reg, lam, seed, quad = parse(spec)
-    cfg = mnist.config(preset, reg=reg, lam=lam, seed=seed, quadrature=quad)
+    cfg = mnist.config(preset, reg=reg, lam=lam, seed=seed, **quadrature(quad))
     mnist.run(cfg, os.path.join(out, run_name(reg, lam, seed, quad)), resume=True, progress=False)
 
 

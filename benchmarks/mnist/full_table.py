@@ -33,7 +33,7 @@ def load(runs: str) -> tuple[dict, list]:
     for d in sorted(glob.glob(os.path.join(runs, "*-lam*-seed*"))):
         if not os.path.isdir(d):
             continue
-        m = re.fullmatch(r"(.+)-lam([^-]+)-seed(\d+)(?:-(sampled))?", os.path.basename(d))
+        m = re.fullmatch(r"(.+)-lam([^-]+)-seed(\d+)(?:-(sampled\d*))?", os.path.basename(d))
         reg, lam, seed, quad = m.group(1), float(m.group(2)), int(m.group(3)), m.group(4) or "integrated"
         epochs = read_log(d, "epoch")
         res_path = os.path.join(d, "results.json")
