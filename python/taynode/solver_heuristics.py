@@ -297,11 +297,17 @@ def step_info(tableau, t0, t1, z0, z1, z_error, ks, rtol, atol) -> StepInfo:
     return StepInfo(t0=t0, t1=t1, z0=z0, z1=z1, z_error=z_error, ks=ks, tableau=tableau, rtol=rtol, atol=atol)
 
 
-def wrap(solver, step_regs, select, rtol, atol):
-    """``solver`` with the step regularizers' accumulator; the stage loop set to "bounded" as
-    diffrax's RecursiveCheckpointAdjoint does for a bare RK solver (it cannot see through the wrapper)."""
+def _bounded(solver):
+    """The stage loop set to "bounded", as diffrax's RecursiveCheckpointAdjoint does for a bare RK
+    solver (it cannot see through the wrapper, and a lone step is outside diffeqsolve)."""
     if getattr(solver, "scan_kind", "bounded") is None:
         solver = eqx.tree_at(lambda s: s.scan_kind, solver, "bounded", is_leaf=lambda x: x is None)
+    return solver
+
+
+def wrap(solver, step_regs, select, rtol, atol):
+    """``solver`` with the step regularizers' accumulator."""
+    solver = _bounded(solver)
     return Accumulate(solver=solver, regs=tuple(step_regs), select=select, rtol=float(rtol), atol=float(atol))
 
 
@@ -317,7 +323,7 @@ def local_values(step_regs, solver, term, args, taus, y_taus, t1, direction, ord
     ``y_taus`` has a leading sample axis (M) on each leaf; each step's size is the initial-step
     rule at (τ_m, y(τ_m)), clipped so the step ends at or before t1.
     """
-    tableau = solver.tableau
+    tableau, solver = solver.tableau, _bounded(solver)
 
     def one(tau, y):
         fun = lambda t, y_: term.vf(t, y_, args)  # noqa: E731
