@@ -10,17 +10,18 @@ summed over the accepted steps j of the solve ("accumulating the (E_est)_j from 
 the time stepping process at the end of each step", line 42).
 
 **Error estimate** (thesis ``neural_ode.tex`` lines 110–122; the code of the local variant,
-``avik-pal/LocalRegNeuralDE.jl`` ``src/perform_step.jl`` lines 21–37, and OrdinaryDiffEq's
+``avik-pal/LocalRegNeuralDE.jl`` ``src/perform_step.jl`` lines 21–27 and 34–38, and OrdinaryDiffEq's
 ``calculate_residuals``/``internalnorm``): with the embedded pair's difference
 :math:`\tilde z = h\sum_i (b_i - \hat b_i) k_i` (diffrax's ``y_error``),
 
 .. math::  E_\text{est} = \sqrt{\tfrac1d \sum_{n=1}^d
            \Big(\frac{\tilde z_n}{\text{atol} + \text{rtol}\max(|z_{0,n}|, |z_{1,n}|)}\Big)^2},
 
-the scaled RMS error that the step-size controller compares with 1 (so a step is accepted iff
-:math:`E_\text{est} \le 1`), with the solve's own rtol and atol.
+the scaled RMS error that the step-size controller compares with 1 (for one example and no
+integrated regularizers a step is accepted iff :math:`E_\text{est} \le 1`), with the solve's own
+rtol and atol.
 
-**Stiffness estimate** (thesis ``neural_ode.tex`` lines 141–155, after Shampine 1977 and Hairer &
+**Stiffness estimate** (thesis ``neural_ode.tex`` lines 138–153, after Shampine 1977 and Hairer &
 Wanner II, §IV.2 p. 22; OrdinaryDiffEq ``src/perform_step/low_order_rk_perform_step.jl``,
 DP5/Tsit5 ``perform_step!``: ``eigen_est = internalnorm(k7 - k6) / internalnorm(g7 - g6)``): for two
 stages i ≠ j evaluated at the same time (:math:`c_i = c_j`) at the points
@@ -38,23 +39,28 @@ equal c in the tableau, i.e. (6, 7) for dopri5 and tsit5 (the pair Hairer and Or
 7 is the FSAL stage at z1) and (13, 14) for dopri8. bosh3, heun and midpoint have no such pair:
 :class:`StiffnessEstimate` then needs ``stages=(i, j)`` chosen by the user (an error says so).
 
+The repositories as fetched: smthesis 4f49159, RegNeuralDE.jl bb252b5, LocalRegNeuralDE.jl 043d700.
+
 **Differences from the authors' experiment code**, kept out on purpose (the thesis' formula is
-implemented): ``avik-pal/RegNeuralDE.jl`` ``experiments/mnist_node.jl`` lines 67–78 and
-``experiments/latent_ode.jl`` lines 159–171 aggregate ``EEst·dt`` with the *mean* over steps (not
+implemented): ``avik-pal/RegNeuralDE.jl`` ``experiments/mnist_node.jl`` lines 62–81 and
+``experiments/latent_ode.jl`` lines 153–171 aggregate ``EEst·dt`` with the *mean* over steps (not
 the sum), and the stiffness with the *maximum* over steps of ``eigen_est / 3.5068`` (Tsit5's
-stability size, no step-size factor); ``LocalRegNeuralDE.jl`` ``src/perform_step.jl`` lines 39–46
+stability size, no step-size factor); ``LocalRegNeuralDE.jl`` ``src/perform_step.jl`` lines 40–47
 does the same per sampled step. Their state is the whole batch (one RMS over all examples); here
 each example gets its own RMS (``Solution.integrals`` is per example, as for the other
-regularizers), so for a batch of one the two agree.
+regularizers), so for a batch of one the two agree. diffrax's dopri5 embeds a different
+4th-order formula (1951/21600, …, 1/60) than Hairer's DOPRI5 and OrdinaryDiffEq's DP5
+(5179/57600, …, 1/40): its error estimate, the one its controller uses and ERNODE sums, is exactly
+2/3 of theirs; tsit5's equals OrdinaryDiffEq's.
 
 **Local (sampled-step) variants** (Pal, Edelman & Rackauckas 2023; thesis
-``local_regularization_neural_odes.tex`` lines 63–103; ``LocalRegNeuralDE.jl``
-``src/layers/neural_ode.jl`` lines 68–78): with ``quadrature="sampled"`` the value is the mean, over
+``local_regularization_neural_odes.tex`` lines 61–104; ``LocalRegNeuralDE.jl``
+``src/layers/neural_ode.jl`` lines 68–84): with ``quadrature="sampled"`` the value is the mean, over
 M stratified uniform times τ_m (:func:`taynode.solve.sample_times`), of the heuristic of *one*
 fresh solver step from :math:`(\tau_m, z(\tau_m))` — z from the solve's dense output — whose size
 is the solver's initial-step rule (Hairer, Nørsett & Wanner; what ``init`` does in the reference
 code), clipped at t1: :math:`\frac1M \sum_m (\cdot)_{\tau_m}\,|h_{\tau_m}|`. The authors' "biased"
-variant (τ drawn from the accepted step times) is not implemented.
+variant (τ drawn from the accepted step times, ``neural_ode.jl`` lines 88–100) is not implemented.
 
 The global variant needs the discrete sensitivities (the k_i are not functions of the trajectory,
 thesis line 64), so it requires ``adjoint="backprop"``. The step sizes themselves carry no
