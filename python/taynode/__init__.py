@@ -7,8 +7,9 @@ from ._xla import disable_ynn_fusion
 
 disable_ynn_fusion()  # before anything below can start JAX's CPU client
 
-from . import regularizers, solvers, taylor  # noqa: E402
+from . import regularizers, solver_heuristics, solvers, taylor  # noqa: E402
 from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
+from .solver_heuristics import ErrorEstimate, StiffnessEstimate
 from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve
 from .taylor import UnsupportedPrimitiveError, derivatives
 
@@ -16,17 +17,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CHECKPOINTS",
+    "ErrorEstimate",
     "QUADRATURES",
     "RK",
     "JacobianFrobenius",
     "Kinetic",
     "Regularizer",
     "Solution",
+    "StiffnessEstimate",
     "UnsupportedPrimitiveError",
     "derivatives",
     "regularizers",
     "sample_times",
     "solve",
+    "solver_heuristics",
     "solvers",
     "taylor",
 ]

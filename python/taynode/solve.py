@@ -18,6 +18,7 @@ import numpy as np
 import optimistix as optx
 
 from . import regularizers as _reg
+from . import solver_heuristics as _heuristics
 from . import solvers as _solvers
 from .taylor import check_output_matches
 
@@ -214,7 +215,10 @@ def solve(
         steps: ``None`` for an adaptive solve; an integer for a fixed grid of that many steps.
         rtol, atol: tolerances of the adaptive solve (default :data:`DEFAULT_TOL` by dtype).
         regularizers: :class:`~taynode.regularizers.Regularizer` instances or names
-            (``"r3"``, ``"kinetic"``, ``"jacobian"``).
+            (``"r3"``, ``"kinetic"``, ``"jacobian"``), and the solver-heuristic ones
+            (:mod:`taynode.solver_heuristics`: ``"ernode"``, ``"srnode"``), which sum the error or
+            stiffness estimate times |h| over the accepted steps (with ``quadrature="sampled"``:
+            their local variant, one fresh step at each sample time).
         key: PRNG key for regularizers that need noise (``"jacobian"``) and for the sample
             times of ``quadrature="sampled"``.
         quadrature: how each regularizer's :math:`\int r(t, z(t))\,|dt|` is computed.
@@ -252,13 +256,16 @@ def solve(
     """
     # "taylor", "taylor<p>", "taylor-adaptive": the Taylor-series integrator (taynode.taylor_solver)
     taylor = isinstance(solver, str) and solver.startswith("taylor")
+    # ERNODE/SRNODE (taynode.solver_heuristics): summed over the accepted steps, not integrands
+    step_regs, regularizers = _heuristics.split(regularizers)
     if taylor:
         from . import taylor_solver as _taylor_solver
 
         taylor_options = _taylor_solver.parse_solver_name(solver, regularizers, adjoint, steps)
     spec = None if taylor else solver if isinstance(solver, _solvers.SolverSpec) else _solvers.get(solver)
+    _heuristics.check(step_regs, solver, spec, steps, adjoint, quadrature, _solvers.SOLVERS)
     regs = [_reg.parse(r) for r in regularizers]
-    names = [r.name for r in regs]
+    names = [r.name for r in regs] + [r.name for r in step_regs]
     if len(set(names)) != len(names):
         raise ValueError(f"regularizers must have distinct names, got {names}")
     if quadrature not in QUADRATURES:
@@ -268,7 +275,7 @@ def solve(
     _check_int("samples", samples, 1)
     _check_int("max_steps", max_steps, 1)
     _check_int("checkpoints", checkpoints, 1)
-    sampled = quadrature == "sampled" and bool(regs)
+    sampled = quadrature == "sampled" and bool(regs or step_regs)
     if sampled and key is None:
         raise ValueError("quadrature='sampled' draws the regularizers' sample times at random: pass key=")
     z0 = _as_state(z0)
@@ -362,15 +369,17 @@ def solve(
         every = jnp.concatenate([ts, taus])
         order = jnp.argsort(direction * every)
         save_ts, unsort = every[order], jnp.argsort(order)
+    accumulate = bool(step_regs) and not sampled
     if save_steps:
         if adjoint != "backprop":
             raise ValueError("save_steps=True works with adjoint='backprop' only (a diffrax limitation)")
-        saveat = dfx.SaveAt(subs=[dfx.SubSaveAt(ts=save_ts), dfx.SubSaveAt(steps=True)])
+        saveat = dfx.SaveAt(subs=[dfx.SubSaveAt(ts=save_ts), dfx.SubSaveAt(steps=True)], solver_state=accumulate)
     else:
-        saveat = dfx.SaveAt(ts=save_ts)
+        saveat = dfx.SaveAt(ts=save_ts, solver_state=accumulate)
+    inner = spec.make()
     sol = dfx.diffeqsolve(
         term,
-        spec.make(),
+        _heuristics.wrap(inner, step_regs, lambda y: y[0], rtol, atol) if accumulate else inner,
         t0,
         t1,
         dt0,
@@ -399,9 +408,15 @@ def solve(
             r.name: jnp.abs(t1 - t0) * jnp.mean(jax.vmap(lambda t, z: r.integrand(f_, t, z, args, noise))(taus, z_tau), axis=0)
             for r in regs
         }
+        if step_regs:
+            integrals.update(_heuristics.local_values(
+                step_regs, inner, term, packed, taus, (z_tau, {}), t1, direction, spec.order, rtol, atol,
+                _solvers.initial_step_size, lambda y: y[0]))
         reg_evals = jnp.array(samples)
     else:
         integrals = {n: r[-1] for n, r in rs.items()}
+        if accumulate:
+            integrals.update(_heuristics.accumulated(sol.solver_state))
         reg_evals = nfe if regs else jnp.array(0)
     stats = dict(nfe=nfe, steps=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"],
                  attempted=attempted, regularizer_evals=reg_evals)
