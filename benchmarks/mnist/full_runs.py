@@ -14,8 +14,11 @@ random time per solve, ``sampled4`` at 4 stratified times; the run folder then e
 ``-sampled`` or ``-sampled4``). Finished runs
 (``results.json`` present) are skipped. ``--preset small`` runs the training-cost comparison::
 
-    python benchmarks/mnist/full_runs.py --preset small --out runs/mnist-small-cost \
+    python benchmarks/mnist/full_runs.py --preset small --out runs/mnist-small-cost --sequential \
         --runs none:0:0 r3:10000:0 r3:10000:0:sampled4 none:0:1 r3:10000:1 r3:10000:1:sampled4
+
+``--sequential`` runs one at a time, so each has the machine to itself and the training times
+compare (side by side, a run that finishes early frees the cores for the others).
 ``--taylor-method nested`` computes R_K with nested JVPs instead of the default incremental mode
 (the same values to 1e-10, ``tests/test_mnist_classifier.py``), for a JAX whose jaxpr internals
 the incremental interpreter does not support yet.
@@ -71,6 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="full")
     p.add_argument("--time-limit", type=float, default=None, help="seconds after which every run is stopped")
     p.add_argument("--taylor-method", default=None, help="incremental (default), nested or jet")
+    p.add_argument("--sequential", action="store_true", help="one run at a time (fair training times), not side by side")
     ns = p.parse_args(argv)
     os.makedirs(ns.out, exist_ok=True)
     todo = []
@@ -82,20 +86,24 @@ def main(argv=None) -> int:
         todo.append((spec, os.path.join(ns.out, f"{name}.out")))
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_one, args=(spec, ns.out, ns.preset, ns.taylor_method, log)) for spec, log in todo]
-    for pr in procs:
-        pr.start()
     deadline = None if ns.time_limit is None else time.monotonic() + ns.time_limit
-    while any(pr.is_alive() for pr in procs):
+    # side by side, or one after another (each run then has the machine to itself: fair training times)
+    for group in ([[pr] for pr in procs] if ns.sequential else [procs]):
+        for pr in group:
+            pr.start()
+        while any(pr.is_alive() for pr in group):
+            if deadline is not None and time.monotonic() > deadline:
+                for pr in group:
+                    if pr.is_alive():
+                        pr.kill()
+                break
+            time.sleep(1)
+        for pr in group:
+            pr.join()
         if deadline is not None and time.monotonic() > deadline:
-            for pr in procs:
-                if pr.is_alive():
-                    pr.kill()
             print(f"time limit of {ns.time_limit:g} s reached; runs stopped, continue with the same command", flush=True)
             break
-        time.sleep(2)
-    for pr in procs:
-        pr.join()
-    failed = [spec for (spec, _), pr in zip(todo, procs) if pr.exitcode not in (0, -9)]
+    failed = [spec for (spec, _), pr in zip(todo, procs) if pr.exitcode not in (0, -9, None)]
     for spec in failed:
         print(f"{spec}: failed (see its .out file)", flush=True)
     return 1 if failed else 0

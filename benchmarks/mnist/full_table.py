@@ -59,22 +59,22 @@ def table(groups: dict, pal: bool = True) -> tuple[str, list]:
     base_nfe = np.mean([r["res"]["test_nfe"] for r in base]) if base else None
     base_acc = np.mean([r["res"]["test_acc"] for r in base]) if base else None
     base_time = np.mean([r["res"]["train_seconds"] for r in base]) if base else None
-    rows = ["| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE saving | first-epoch → final NFE (1,000 test images) | training time h (× unregularized) |" + (" Pal et al. rerun: NFE / acc. / time |" if pal else ""),
+    rows = ["| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE saving | first-epoch → final NFE (1,000 test images) | training time, min (× unregularized) |" + (" Pal et al. rerun: NFE / acc. / time |" if pal else ""),
             "|---|---|---|---|---|---|---|" + ("---|" if pal else "")]
     summary = []
     for (reg, lam, quad), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0])):
         acc = [100 * r["res"]["test_acc"] for r in runs]
         nfe = [r["res"]["test_nfe"] for r in runs]
-        hours = [r["res"]["train_seconds"] / 3600 for r in runs]
+        minutes = [r["res"]["train_seconds"] / 60 for r in runs]
         first = [r["curve"]["test_nfe"][0] for r in runs]
         last = [r["curve"]["test_nfe"][-1] for r in runs]
         label = "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}" + (f" ({quad})" if quad != "integrated" else "")
-        ratio = "" if base_time is None or reg == "none" else f" ({np.mean(hours) * 3600 / base_time:.2f}×)"
+        ratio = "" if base_time is None or reg == "none" else f" ({np.mean(minutes) * 60 / base_time:.2f}×)"
         saving = "" if base_nfe is None or reg == "none" else f"{base_nfe / np.mean(nfe):.2f}× fewer"
         ref = " " + (" / ".join(PAL[reg]) if reg in PAL and quad == "integrated" else "") + " |" if pal else ""
         rows.append(f"| {label} | {len(runs)} | {_stat(acc, '{:.2f}')} | {_stat(nfe, '{:.1f}')} | {saving} | "
-                    f"{_stat(first, '{:.0f}')} → {_stat(last, '{:.0f}')} | {_stat(hours, '{:.2f}')}{ratio} |{ref}")
-        summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_hours=hours,
+                    f"{_stat(first, '{:.0f}')} → {_stat(last, '{:.0f}')} | {_stat(minutes, '{:.1f}')}{ratio} |{ref}")
+        summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_minutes=minutes,
                             first_epoch_nfe=first, final_epoch_nfe=last, curves=[r["curve"] for r in runs],
                             acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc))))
     return "\n".join(rows) + "\n", summary
