@@ -78,7 +78,7 @@ def test_regularizer_names_and_lambda():
         check_lam(float("nan"), parse_regularizers("r2"))
     with pytest.raises(ValueError, match="no regularizer"):
         check_lam(0.1, ())
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; valid: \['fig', 'full', 'paper', 'small'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; valid: \['fig', 'full', 'long', 'paper', 'small'\]"):
         mnist.config("huge")
     with pytest.raises(ValueError, match="λ must be >= 0"):
         mnist.config("small", reg="r3", lam=-6e-5)

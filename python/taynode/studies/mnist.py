@@ -25,6 +25,9 @@ Presets (:data:`PRESETS`):
     10,000 test images, and test NFE on the first 1,000 test images after every epoch (Fig. 3's
     curve). Long enough for the unregularized dynamics to get harder; about 2–5 CPU-hours per
     run here, minutes on a GPU, and every run resumes from its checkpoint.
+``long``
+    ``full`` with 40 epochs, the learning rate divided by 10 after epochs 30 and 35: three times
+    as long at the high rate, where the unregularized NFE grows.
 ``fig``
     For the figure studies (Figs. 5–8, :mod:`taynode.studies.mnist_figs`), which need many runs:
     about 1–2 minutes per run on this project's shared 2-core machine (the unregularized
@@ -129,6 +132,14 @@ PRESETS = {
         train_examples=None,
         epochs=20,
         lr_drops=(10, 15),
+        eval_train_examples=10000,
+        eval_reg_examples=1000,
+        checkpoint_every=200,
+    ),
+    "long": dict(
+        train_examples=None,
+        epochs=40,
+        lr_drops=(30, 35),
         eval_train_examples=10000,
         eval_reg_examples=1000,
         checkpoint_every=200,
