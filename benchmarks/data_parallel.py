@@ -2,6 +2,7 @@
 
     python benchmarks/data_parallel.py                 # 1, 2 and 4 forced CPU devices, a few minutes on 2 cores
     python benchmarks/data_parallel.py --devices 2 4 8 --batch 128 --steps 5
+    python benchmarks/data_parallel.py --dtype float64 --tol 1.4e-8 --checkpoint runs/mnist-full/none-lam0-seed0/checkpoint.npz
 
 For each device count N a fresh subprocess starts JAX with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and builds the training step of
@@ -92,7 +93,12 @@ WORKER = textwrap.dedent(
         rng = np.random.default_rng(0)
         x = rng.uniform(size=(batch * steps, 784)).astype(npdt); y = rng.integers(0, 10, batch * steps).astype(np.int32)
         source = f"random images ({type(e).__name__})"
-    model = ODEClassifier(key=jax.random.PRNGKey(0), dtype=jdt)
+    model = ODEClassifier(key=jax.random.PRNGKey(0), dtype=jnp.float32)
+    if len(sys.argv) > 7 and sys.argv[7]:  # trained parameters (a float32 MNIST checkpoint)
+        from taynode.train import load_checkpoint
+        model, _, _ = load_checkpoint(sys.argv[7], model)
+        source += ", trained parameters"
+    model = jax.tree_util.tree_map(lambda a: a.astype(jdt) if eqx.is_inexact_array(a) else a, model)
     opt = optax.sgd(0.1, momentum=0.9)
     kw = dict(rtol=tol, atol=tol, solver="dopri5", max_steps=4096)
     def loss_fn(m, b, k):
@@ -131,10 +137,10 @@ WORKER = textwrap.dedent(
 )
 
 
-def run_one(n: int, batch: int, steps: int, tol: float, dtype: str = "float32") -> dict:
+def run_one(n: int, batch: int, steps: int, tol: float, dtype: str = "float32", checkpoint: str = "") -> dict:
     here = os.path.abspath(__file__)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-c", WORKER, str(n), str(batch), str(steps), str(tol), here, dtype],
+    r = subprocess.run([sys.executable, "-c", WORKER, str(n), str(batch), str(steps), str(tol), here, dtype, checkpoint],
                        capture_output=True, text=True, env=env, timeout=1800)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     if r.returncode or not line:
@@ -165,8 +171,9 @@ def main(argv=None):
     p.add_argument("--tol", type=float, default=1e-5)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--checkpoint", default="", help="an MNIST run's checkpoint.npz: measure at trained parameters (e.g. runs/mnist-full/none-lam0-seed0/checkpoint.npz)")
     a = p.parse_args(argv)
-    results = [run_one(n, a.batch, a.steps, a.tol, a.dtype) for n in a.devices]
+    results = [run_one(n, a.batch, a.steps, a.tol, a.dtype, os.path.abspath(a.checkpoint) if a.checkpoint else "") for n in a.devices]
     print(f"MNIST classifier (784-100-784 sigmoid, dopri5, {a.dtype}, tol {a.tol:g}), global batch {a.batch}, data: {results[0]['source']}\n")
     print(table(results))
     if a.json:
