@@ -136,14 +136,6 @@ PRESETS = {
         eval_reg_examples=1000,
         checkpoint_every=200,
     ),
-    "long": dict(
-        train_examples=None,
-        epochs=40,
-        lr_drops=(30, 35),
-        eval_train_examples=10000,
-        eval_reg_examples=1000,
-        checkpoint_every=200,
-    ),
     "paper": dict(
         train_examples=None,
         epochs=160,
@@ -156,6 +148,7 @@ PRESETS = {
         checkpoint_every=600,
     ),
 }
+PRESETS["long"] = PRESETS["full"] | dict(epochs=40, lr_drops=(30, 35))
 
 
 def config(preset: str = "small", **overrides) -> MNISTConfig:
