@@ -107,7 +107,7 @@ def _finite_at_start(dz):
 def _check_result(result, zs, max_steps):
     """diffrax's failure codes as clear errors (raised now for concrete values, at run time under jit)."""
     msgs = ["", _MAX_STEPS_MESSAGE.replace("max_steps=", f"max_steps={max_steps}"),
-            "the solve failed: " + "diffrax reported an error other than max_steps"]
+            "the solve failed: diffrax reported an error other than max_steps"]
     index = jnp.where(result == dfx.RESULTS.successful, 0, jnp.where(result == dfx.RESULTS.max_steps_reached, 1, 2))
     return eqx.branched_error_if(zs, index != 0, index, msgs)
 
