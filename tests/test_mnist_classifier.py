@@ -169,3 +169,20 @@ def test_fig3_reuses_finished_runs_and_plots(tmp_path, capsys):
     summary = json.loads((tmp_path / "fig3.json").read_text())
     assert summary["curves"]["unregularized"]["test_nfe"] == [21, 27]
     np.testing.assert_allclose(summary["curves"]["R3, λ=5"]["train_error"], [0.2, 0.15])
+
+
+def test_steer_draws_the_end_time_per_step_within_its_band():
+    from taynode.models.classifier import steer_end_time
+
+    t1 = jax.vmap(lambda k: steer_end_time(k, 0.25))(jax.random.split(jax.random.PRNGKey(0), 2000))
+    assert float(t1.min()) >= 0.75 and float(t1.max()) <= 1.25 and abs(float(t1.mean()) - 1.0) < 0.01
+    assert float(jnp.std(t1)) == pytest.approx(0.5 / np.sqrt(12), rel=0.05)  # uniform on [0.75, 1.25]
+    model = ODEClassifier(key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 784), jnp.float64)
+    t = steer_end_time(jax.random.PRNGKey(3), 0.25)
+    np.testing.assert_allclose(model.flow(x, t1=t, rtol=1e-9, atol=1e-9).z1,
+                               solve(model.dynamics, x, (0.0, float(t)), rtol=1e-9, atol=1e-9).z1, rtol=1e-8)
+    with pytest.raises(ValueError, match=r"STEER's half-width b must be in \[0, t1\)"):
+        steer_end_time(jax.random.PRNGKey(0), 1.0)
+    with pytest.raises(ValueError, match=r"steer .* must be in \[0, 1\)"):
+        mnist.config("small", steer=-0.1)

@@ -18,6 +18,7 @@ _MNIST_OPTIONS = (
     ("--eval-reg-examples", int, "images on which R_K is evaluated"),
     ("--epoch-eval-examples", int, "test images evaluated after each epoch"),
     ("--data", str, "MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)"),
+    ("--steer", float, "STEER: train with the end time drawn from [1 - b, 1 + b] each step (default 0: off)"),
 )
 
 # How the regularizers are computed in training; shared by every training command.

@@ -78,9 +78,10 @@ class ODEClassifier(eqx.Module):
         self.dynamics = MLPDynamics((dim, hidden, dim), activation, key=k1, dtype=dtype)
         self.head = eqx.nn.Linear(dim, classes, key=k2, dtype=dtype)
 
-    def flow(self, x, *, regularizers=(), key=None, **solve_kw):
-        """Solve the ODE from the flattened images ``x`` (batch, dim); the :class:`Solution`."""
-        return solve(self.dynamics, x, (0.0, 1.0), regularizers=regularizers, key=key, **solve_kw)
+    def flow(self, x, *, regularizers=(), key=None, t1=1.0, **solve_kw):
+        """Solve the ODE from the flattened images ``x`` (batch, dim) over [0, t1]; the :class:`Solution`."""
+        return solve(self.dynamics, x, jnp.stack([jnp.zeros_like(t1), t1]) if isinstance(t1, jax.Array) else (0.0, t1),
+                     regularizers=regularizers, key=key, **solve_kw)
 
     def logits(self, z1):
         return z1 @ self.head.weight.T + self.head.bias
@@ -89,6 +90,17 @@ class ODEClassifier(eqx.Module):
         """``(logits, solution)`` for the flattened images ``x``."""
         sol = self.flow(x, **solve_kw)
         return self.logits(sol.z1), sol
+
+
+def steer_end_time(key, b: float, t1: float = 1.0):
+    """STEER (Ghosh, Behl, Dupont, Torr & Namboodiri 2020): the end time drawn uniformly from
+    [t1 − b, t1 + b] for a training step, so the model cannot rely on one exact end time."""
+    if not 0 <= b < t1:
+        raise ValueError(f"STEER's half-width b must be in [0, t1) = [0, {t1:g}), got {b}")
+    return t1 + jax.random.uniform(jax.random.fold_in(key, STEER_STREAM), (), minval=-b, maxval=b)
+
+
+STEER_STREAM = 0x57  # the end time's PRNG stream, apart from the regularizers' noise and sample times
 
 
 def classifier_loss(model: ODEClassifier, x, y, *, regularizers=(), lam: float = 0.0, key=None, **solve_kw):

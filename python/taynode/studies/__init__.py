@@ -4,7 +4,8 @@ from dataclasses import asdict
 
 # Settings added after runs had been stored: at these defaults they are left out of a run's stored
 # config, so the checkpoints and cached results written before them still resume and match.
-LATER_DEFAULTS = {"quadrature": "integrated", "samples": 1}
+QUADRATURE_DEFAULTS = {"quadrature": "integrated", "samples": 1}
+LATER_DEFAULTS = QUADRATURE_DEFAULTS | {"steer": 0.0}
 
 
 def check_quadrature(cfg) -> None:

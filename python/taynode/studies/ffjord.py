@@ -75,7 +75,7 @@ from ..models.mlp import MLPDynamics
 from ..regularizers import RK
 from ..solvers import get as get_solver
 from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, read_meta, train
-from . import LATER_DEFAULTS, check_quadrature, stored_config
+from . import QUADRATURE_DEFAULTS, check_quadrature, stored_config
 
 __all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "mnist_images", "run_table", "train_one"]
 
@@ -288,7 +288,7 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
 
     batches = ShuffledBatches(train_x, cfg.batch, seed=cfg.seed)
     # the unregularized run does not depend on the quadrature: one run serves both
-    conf = stored_config(replace(cfg, **LATER_DEFAULTS) if reg == "none" else cfg) | {"data": None, "reg": reg, "train_steps": steps}
+    conf = stored_config(replace(cfg, **QUADRATURE_DEFAULTS) if reg == "none" else cfg) | {"data": None, "reg": reg, "train_steps": steps}
     try:
         res = train(model, optax.adam(cfg.lr), loss_fn, batches, run_dir, steps=cfg.iters, seed=cfg.seed,
                     checkpoint_every=cfg.checkpoint_every, log_every=10, resume=resume, progress=progress, config=conf,

@@ -48,7 +48,7 @@ from ..models.latent_ode import LatentODE, kl_coefficient, latent_ode_loss
 from ..regularizers import parse
 from ..solve import solve
 from ..train import ShuffledBatches, train
-from . import LATER_DEFAULTS, check_quadrature, stored_config
+from . import QUADRATURE_DEFAULTS, check_quadrature, stored_config
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
     steps = cfg.epochs * batches.steps_per_epoch
     schedule = optax.exponential_decay(cfg.lr, 1, cfg.lr_decay, end_value=cfg.lr / 10)
     # the run's own λ (and no regularizer when λ = 0), so one unregularized run serves every λ
-    config = stored_config(replace(cfg, lam=lam, **(LATER_DEFAULTS if lam == 0 else {}))) | ({"reg": "none"} if lam == 0 else {})
+    config = stored_config(replace(cfg, lam=lam, **(QUADRATURE_DEFAULTS if lam == 0 else {}))) | ({"reg": "none"} if lam == 0 else {})
     result = train(
         model, optax.adamax(schedule), loss_fn, batches, run_dir, steps=steps, seed=cfg.seed,
         checkpoint_every=max(1, batches.steps_per_epoch), resume=resume, progress=progress,

@@ -59,7 +59,7 @@ import numpy as np
 import optax
 
 from ..data import mnist as mnist_data
-from ..models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers
+from ..models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers, steer_end_time
 from ..regularizers import RK
 from ..solvers import get as get_solver
 from . import check_quadrature, save_figure, stored_config
@@ -86,6 +86,7 @@ class MNISTConfig:
     train_tol: float = 1e-5
     quadrature: str = "integrated"  # of the regularizers in training: "integrated" or "sampled"
     samples: int = 1  # sample times per solve with quadrature="sampled"
+    steer: float = 0.0  # STEER: train with the end time drawn from [1 − steer, 1 + steer] per step (0: off)
     eval_tol: float = 1.4e-8
     eval_batch: int = 1000
     eval_test_examples: int | None = None  # None: all 10,000
@@ -103,6 +104,8 @@ class MNISTConfig:
         check_lam(self.lam, regs)
         get_solver(self.solver)
         check_quadrature(self)
+        if not 0 <= self.steer < 1:
+            raise ValueError(f"steer (STEER's half-width b of the end time 1 ± b) must be in [0, 1), got {self.steer}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         for name in ("batch", "epochs", "hidden", "eval_batch", "checkpoint_every", "eval_reg_examples",
@@ -276,7 +279,8 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
 
     def loss_fn(model, batch, key):
         x, y = batch
-        return classifier_loss(model, x, y, regularizers=regs, lam=cfg.lam, key=key, **tol)
+        steer = {"t1": steer_end_time(key, cfg.steer)} if cfg.steer else {}
+        return classifier_loss(model, x, y, regularizers=regs, lam=cfg.lam, key=key, **tol, **steer)
 
     def epoch_eval(model):
         m = _to64(model)
