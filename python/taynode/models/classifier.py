@@ -80,8 +80,7 @@ class ODEClassifier(eqx.Module):
 
     def flow(self, x, *, regularizers=(), key=None, t1=1.0, **solve_kw):
         """Solve the ODE from the flattened images ``x`` (batch, dim) over [0, t1]; the :class:`Solution`."""
-        return solve(self.dynamics, x, jnp.stack([jnp.zeros_like(t1), t1]) if isinstance(t1, jax.Array) else (0.0, t1),
-                     regularizers=regularizers, key=key, **solve_kw)
+        return solve(self.dynamics, x, (0.0, t1), regularizers=regularizers, key=key, **solve_kw)
 
     def logits(self, z1):
         return z1 @ self.head.weight.T + self.head.bias
