@@ -5,7 +5,7 @@ from dataclasses import asdict
 # Settings added after runs had been stored: at these defaults they are left out of a run's stored
 # config, so the checkpoints and cached results written before them still resume and match.
 QUADRATURE_DEFAULTS = {"quadrature": "integrated", "samples": 1}
-LATER_DEFAULTS = QUADRATURE_DEFAULTS | {"steer": 0.0}
+LATER_DEFAULTS = QUADRATURE_DEFAULTS | {"steer": 0.0, "epoch_eval_records": 0}
 
 
 def check_quadrature(cfg) -> None:

@@ -78,6 +78,7 @@ class LatentConfig:
     eval_tol: float = 1.4e-8
     eval_batch: int = 100
     nfe_records: int | None = None  # test records whose per-sample NFE is measured (None: all)
+    epoch_eval_records: int = 0  # test records evaluated after each epoch for the log (Fig. 3's curve); 0: none
     seed: int = 0
 
 
@@ -131,8 +132,12 @@ def _regs(cfg: LatentConfig, lam: float):
     return ([parse(cfg.reg)], [lam]) if lam > 0 else ([], [])
 
 
-def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=True, resume=False, desc=None):
-    """Train one Latent ODE (λ = 0: no regularizer in the state); returns the trained model."""
+def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=True, resume=False, desc=None, result=False):
+    """Train one Latent ODE (λ = 0: no regularizer in the state); returns the trained model (with
+    ``result=True`` the loop's :class:`~taynode.train.TrainResult`, which has the training time).
+
+    With ``cfg.epoch_eval_records`` > 0 the first that many test records are evaluated as in
+    :func:`evaluate` after every epoch, and their loss and per-sample NFE go into the log."""
     dtype = jnp.dtype(cfg.dtype)
     model = make_model(cfg, len(physionet.VARIABLES), dtype)
     regs, lams = _regs(cfg, lam)
@@ -151,35 +156,47 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
     schedule = optax.exponential_decay(cfg.lr, 1, cfg.lr_decay, end_value=cfg.lr / 10)
     # the run's own λ (and no regularizer when λ = 0), so one unregularized run serves every λ
     config = stored_config(replace(cfg, lam=lam, **(QUADRATURE_DEFAULTS if lam == 0 else {}))) | ({"reg": "none"} if lam == 0 else {})
-    result = train(
+
+    def epoch_eval(model):
+        r = evaluate(model, cfg, split.test, ts, records=cfg.epoch_eval_records)
+        return {"test_loss_subset": r["loss"], "test_nfe_subset": r["nfe"]}
+
+    out = train(
         model, optax.adamax(schedule), loss_fn, batches, run_dir, steps=steps, seed=cfg.seed,
         checkpoint_every=max(1, batches.steps_per_epoch), resume=resume, progress=progress,
-        config=config, desc=desc,
+        config=config, desc=desc, evaluate=epoch_eval if cfg.epoch_eval_records > 0 else None,
     )  # fmt: skip
-    return result.model
+    return out if result else out.model
 
 
-def evaluate(model, cfg: LatentConfig, data: physionet.PhysioNet, ts, *, key=None):
-    """Held-out ELBO, masked MSE, R_K and per-sample decoder NFE in float64 at ``eval_tol``."""
+@eqx.filter_jit
+def _batch_metrics(model, values, mask, ts, key, nkey, cfg: LatentConfig):
+    # module level, with cfg static: compiled once per batch shape, not once per evaluate() call
+    tol = dict(rtol=cfg.eval_tol, atol=cfg.eval_tol)
+    reg = parse(cfg.reg)
+    _, parts = latent_ode_loss(model, values, mask, ts, key, n_samples=cfg.n_samples, obs_std=cfg.obs_std, iwae=cfg.iwae, **tol)
+    mean, log_std = model.encode(values, mask, ts)
+    eps = jax.random.normal(key, (cfg.n_samples,) + mean.shape, mean.dtype)
+    z0 = (mean + jnp.exp(log_std) * eps).reshape(-1, model.latent)
+    r = solve(model.dynamics, z0, ts, regularizers=[reg], key=nkey, **tol).integrals[reg.name]
+    # per-sample NFE: each trajectory solved on its own
+    nfe = jax.vmap(lambda z: solve(model.dynamics, z[None], ts, **tol).stats["nfe"])(z0)
+    return parts["elbo"], parts["mse"], jnp.sum(mask), jnp.mean(r), nfe
+
+
+def evaluate(model, cfg: LatentConfig, data: physionet.PhysioNet, ts, *, key=None, records=None):
+    """Held-out ELBO, masked MSE, R_K and per-sample decoder NFE in float64 at ``eval_tol``, on
+    all of ``data`` or its first ``records`` records."""
     model = cast(model, jnp.float64)
     ts = jnp.asarray(ts, jnp.float64)
-    tol = dict(rtol=cfg.eval_tol, atol=cfg.eval_tol)
     reg = parse(cfg.reg)
     key = jax.random.PRNGKey(cfg.seed + 1) if key is None else key
     nkey = jax.random.PRNGKey(cfg.seed + 2)  # Hutchinson noise, if the regularizer needs it
 
-    @eqx.filter_jit
     def batch_metrics(model, values, mask, key):
-        _, parts = latent_ode_loss(model, values, mask, ts, key, n_samples=cfg.n_samples, obs_std=cfg.obs_std, iwae=cfg.iwae, **tol)
-        mean, log_std = model.encode(values, mask, ts)
-        eps = jax.random.normal(key, (cfg.n_samples,) + mean.shape, mean.dtype)
-        z0 = (mean + jnp.exp(log_std) * eps).reshape(-1, model.latent)
-        r = solve(model.dynamics, z0, ts, regularizers=[reg], key=nkey, **tol).integrals[reg.name]
-        # per-sample NFE: each trajectory solved on its own
-        nfe = jax.vmap(lambda z: solve(model.dynamics, z[None], ts, **tol).stats["nfe"])(z0)
-        return parts["elbo"], parts["mse"], jnp.sum(mask), jnp.mean(r), nfe
+        return _batch_metrics(model, values, mask, ts, key, nkey, cfg)
 
-    n = len(data)
+    n = len(data) if records is None else min(records, len(data))
     n_nfe = n if cfg.nfe_records is None else min(cfg.nfe_records, n)
     sums = dict(elbo=0.0, mse=0.0, R=0.0)
     obs, nfes = 0.0, []

@@ -1,0 +1,98 @@
+"""Many training runs of one study, resumable: run specs, run folders, one process per run.
+
+A run spec is ``reg:lam:seed`` or ``reg:lam:seed:quadrature``, quadrature ``integrated`` (the
+default), ``sampled`` (the regularizer at one random time per solve) or ``sampled<M>`` (at M
+stratified times). Its folder is ``<reg>-lam<λ>-seed<s>[-sampled<M>]``. :func:`run_all` runs
+every unfinished spec (no ``results.json`` in its folder) in its own process, side by side or one
+after another, and can stop them all at a deadline: the training loop checkpoints atomically, so
+a killed run continues from its last checkpoint the next time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import time
+from typing import Callable, NamedTuple
+
+
+class Spec(NamedTuple):
+    reg: str
+    lam: float
+    seed: int
+    quadrature: str = "integrated"
+
+    @property
+    def name(self) -> str:
+        return f"{self.reg}-lam{self.lam:g}-seed{self.seed}" + ("" if self.quadrature == "integrated" else f"-{self.quadrature}")
+
+    def quadrature_kwargs(self) -> dict:
+        """``sampled4`` → ``quadrature="sampled", samples=4``."""
+        if self.quadrature.startswith("sampled"):
+            return dict(quadrature="sampled", samples=int(self.quadrature[7:] or 1))
+        return dict(quadrature=self.quadrature)
+
+
+_SPEC = re.compile(r"([A-Za-z0-9+_]+):([^:]+):(\d+)(?::(integrated|sampled\d*))?")
+_FOLDER = re.compile(r"(.+)-lam([^-]+)-seed(\d+)(?:-(sampled\d*))?")
+
+
+def parse_spec(text: str) -> Spec:
+    """``reg:lam:seed[:quadrature]`` → :class:`Spec`."""
+    m = _SPEC.fullmatch(text)
+    if m is None:
+        raise ValueError(f"run spec {text!r}: expected reg:lam:seed or reg:lam:seed:quadrature (e.g. r3:0.1:0:sampled4)")
+    return Spec(m.group(1), float(m.group(2)), int(m.group(3)), m.group(4) or "integrated")
+
+
+def parse_folder(name: str) -> Spec | None:
+    """A run folder's name back to its spec (None if it is not one)."""
+    m = _FOLDER.fullmatch(name)
+    return None if m is None else Spec(m.group(1), float(m.group(2)), int(m.group(3)), m.group(4) or "integrated")
+
+
+def run_all(target: Callable, specs: list[Spec], out: str, *, args: tuple = (), time_limit: float | None = None,
+            sequential: bool = False) -> list[Spec]:
+    """Run ``target(spec, run_dir, *args)`` for every unfinished spec, each in a fresh process whose
+    output goes to ``out/<name>.out``; returns the specs whose process failed.
+
+    ``sequential``: one at a time, so each has the machine to itself and training times compare.
+    ``time_limit``: seconds after which every run still going is killed (it resumes next time)."""
+    os.makedirs(out, exist_ok=True)
+    todo = []
+    for spec in specs:
+        if os.path.exists(os.path.join(out, spec.name, "results.json")):
+            print(f"{spec.name}: finished", flush=True)
+        else:
+            todo.append(spec)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_redirected, args=(target, s, os.path.join(out, s.name), os.path.join(out, f"{s.name}.out"), args))
+             for s in todo]
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    for group in ([[p] for p in procs] if sequential else [procs]):
+        for p in group:
+            p.start()
+        while any(p.is_alive() for p in group):
+            if deadline is not None and time.monotonic() > deadline:
+                for p in group:
+                    if p.is_alive():
+                        p.kill()
+                break
+            time.sleep(1)
+        for p in group:
+            p.join()
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"time limit of {time_limit:g} s reached; runs stopped, continue with the same command", flush=True)
+            break
+    failed = [s for s, p in zip(todo, procs) if p.exitcode not in (0, -9, None)]
+    for s in failed:
+        print(f"{s.name}: failed (see {os.path.join(out, s.name + '.out')})", flush=True)
+    return failed
+
+
+def _redirected(target, spec, run_dir, log, args):
+    import sys
+
+    sys.stdout = sys.stderr = open(log, "a", buffering=1)
+    target(spec, run_dir, *args)
