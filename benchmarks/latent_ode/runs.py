@@ -25,6 +25,7 @@ def _one(spec, run_dir, preset, overrides, root):
     import jax
 
     jax.config.update("jax_enable_x64", True)  # float64 evaluation; training arrays are explicitly typed
+    os.makedirs(run_dir, exist_ok=True)
     from taynode.studies import latent, stored_config
 
     reg = "r3" if spec.reg == "none" else spec.reg
@@ -41,6 +42,22 @@ def _one(spec, run_dir, preset, overrides, root):
     os.replace(tmp, os.path.join(run_dir, "results.json"))
 
 
+def _fields(pairs) -> dict:
+    """``["batch=4", "lr=0.1"]`` → typed overrides of :class:`~taynode.studies.latent.LatentConfig` fields."""
+    from dataclasses import fields
+
+    from taynode.studies.latent import LatentConfig
+
+    types = {f.name: type(f.default) for f in fields(LatentConfig)}
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in types or types[name] not in (int, float, str):
+            raise SystemExit(f"--set {pair!r}: expected FIELD=VALUE with FIELD a number or text field of LatentConfig")
+        out[name] = types[name](value)
+    return out
+
+
 def main(argv=None) -> int:
     from taynode.studies.batch import parse_spec, run_all
 
@@ -50,13 +67,15 @@ def main(argv=None) -> int:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument("--epoch-eval-records", type=int, default=100, help="test records evaluated after each epoch (default 100)")
+    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE", help="other LatentConfig overrides, e.g. batch=4")
     p.add_argument("--data", default=None, help="PhysioNet folder (default: the package's search path)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds after which every run is stopped")
     p.add_argument("--sequential", action="store_true", help="one run at a time (fair training times)")
+    p.add_argument("--in-process", action="store_true", help="run here, one after another (for a debugger; no --time-limit)")
     ns = p.parse_args(argv)
-    overrides = {"epoch_eval_records": ns.epoch_eval_records} | ({"epochs": ns.epochs} if ns.epochs else {})
+    overrides = {"epoch_eval_records": ns.epoch_eval_records} | ({"epochs": ns.epochs} if ns.epochs else {}) | _fields(ns.set)
     failed = run_all(_one, [parse_spec(s) for s in ns.runs], ns.out, args=(ns.preset, overrides, ns.data),
-                     time_limit=ns.time_limit, sequential=ns.sequential)
+                     time_limit=ns.time_limit, sequential=ns.sequential, in_process=ns.in_process)
     return 1 if failed else 0
 
 

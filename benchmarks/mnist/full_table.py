@@ -13,15 +13,13 @@ they reached and are left out of the table. Writes ``table.md``, ``summary.json`
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
-import re
 
 import numpy as np
 
 from taynode.studies import save_figure
-from taynode.train import read_log
+from taynode.studies.batch import collect, mean_range
 
 # Pal, Ma, Shah & Rackauckas (ICML 2021), rerunning the TayNODE code (Tsit5 at 1.4e-8, 160 epochs,
 # float64): test NFE / accuracy / training time, as quoted in issue #16 from Avik Pal's thesis.
@@ -29,29 +27,14 @@ PAL = {"none": ("253", "97.94 %", "0.98 h"), "r3": ("80.3", "97.89 %", "1.19 h")
 
 
 def load(runs: str) -> tuple[dict, list]:
-    groups, unfinished = {}, []
-    for d in sorted(glob.glob(os.path.join(runs, "*-lam*-seed*"))):
-        if not os.path.isdir(d):
-            continue
-        m = re.fullmatch(r"(.+)-lam([^-]+)-seed(\d+)(?:-(sampled\d*))?", os.path.basename(d))
-        reg, lam, seed, quad = m.group(1), float(m.group(2)), int(m.group(3)), m.group(4) or "integrated"
-        epochs = read_log(d, "epoch")
-        res_path = os.path.join(d, "results.json")
-        if not os.path.exists(res_path):
-            unfinished.append(dict(run=os.path.basename(d), epoch=epochs[-1]["epoch"] if epochs else 0))
-            continue
-        with open(res_path) as fh:
-            res = json.load(fh)
-        curve = dict(epoch=[r["epoch"] for r in epochs], test_nfe=[r.get("test_nfe_subset") for r in epochs],
-                     train_error=[1 - r["train_acc"] for r in epochs], time=[r["time"] for r in epochs])
-        groups.setdefault((reg, lam, quad), []).append(dict(seed=seed, res=res, curve=curve))
+    groups, unfinished = collect(runs)
+    for runs_ in groups.values():
+        for r in runs_:
+            ep = r.pop("epochs")
+            r["res"] = r.pop("results")
+            r["curve"] = dict(epoch=[e["epoch"] for e in ep], test_nfe=[e.get("test_nfe_subset") for e in ep],
+                              train_error=[1 - e["train_acc"] for e in ep], time=[e["time"] for e in ep])
     return groups, unfinished
-
-
-def _stat(vals, fmt):
-    vals = np.asarray(vals, float)
-    s = fmt.format(vals.mean())
-    return s if len(vals) == 1 else f"{s} [{fmt.format(vals.min())}–{fmt.format(vals.max())}]"
 
 
 def table(groups: dict, pal: bool = True) -> tuple[str, list]:
@@ -72,8 +55,8 @@ def table(groups: dict, pal: bool = True) -> tuple[str, list]:
         ratio = "" if base_time is None or reg == "none" else f" ({np.mean(minutes) * 60 / base_time:.2f}×)"
         saving = "" if base_nfe is None or reg == "none" else f"{base_nfe / np.mean(nfe):.2f}× fewer"
         ref = " " + (" / ".join(PAL[reg]) if reg in PAL and quad == "integrated" else "") + " |" if pal else ""
-        rows.append(f"| {label} | {len(runs)} | {_stat(acc, '{:.2f}')} | {_stat(nfe, '{:.1f}')} | {saving} | "
-                    f"{_stat(first, '{:.0f}')} → {_stat(last, '{:.0f}')} | {_stat(minutes, '{:.1f}')}{ratio} |{ref}")
+        rows.append(f"| {label} | {len(runs)} | {mean_range(acc, '{:.2f}')} | {mean_range(nfe, '{:.1f}')} | {saving} | "
+                    f"{mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | {mean_range(minutes, '{:.1f}')}{ratio} |{ref}")
         summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_minutes=minutes,
                             first_epoch_nfe=first, final_epoch_nfe=last, curves=[r["curve"] for r in runs],
                             acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc))))

@@ -34,8 +34,8 @@ class Spec(NamedTuple):
         return dict(quadrature=self.quadrature)
 
 
-_SPEC = re.compile(r"([A-Za-z0-9+_]+):([^:]+):(\d+)(?::(integrated|sampled\d*))?")
-_FOLDER = re.compile(r"(.+)-lam([^-]+)-seed(\d+)(?:-(sampled\d*))?")
+_SPEC = re.compile(r"([A-Za-z0-9+_]+):([-+.0-9eE]+):(\d+)(?::(integrated|sampled\d*))?")
+_FOLDER = re.compile(r"(.+?)-lam([-+.0-9eE]+)-seed(\d+)(?:-(sampled\d*))?")
 
 
 def parse_spec(text: str) -> Spec:
@@ -53,12 +53,16 @@ def parse_folder(name: str) -> Spec | None:
 
 
 def run_all(target: Callable, specs: list[Spec], out: str, *, args: tuple = (), time_limit: float | None = None,
-            sequential: bool = False) -> list[Spec]:
+            sequential: bool = False, in_process: bool = False) -> list[Spec]:
     """Run ``target(spec, run_dir, *args)`` for every unfinished spec, each in a fresh process whose
     output goes to ``out/<name>.out``; returns the specs whose process failed.
 
     ``sequential``: one at a time, so each has the machine to itself and training times compare.
-    ``time_limit``: seconds after which every run still going is killed (it resumes next time)."""
+    ``time_limit``: seconds after which every run still going is killed (it resumes next time).
+    ``in_process``: call ``target`` here, one run after another (for a debugger; exceptions
+    propagate, and there is no deadline)."""
+    if in_process and time_limit is not None:
+        raise ValueError("a time limit needs one process per run: drop in_process or time_limit")
     os.makedirs(out, exist_ok=True)
     todo = []
     for spec in specs:
@@ -66,6 +70,10 @@ def run_all(target: Callable, specs: list[Spec], out: str, *, args: tuple = (), 
             print(f"{spec.name}: finished", flush=True)
         else:
             todo.append(spec)
+    if in_process:
+        for s in todo:
+            target(s, os.path.join(out, s.name), *args)
+        return []
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_redirected, args=(target, s, os.path.join(out, s.name), os.path.join(out, f"{s.name}.out"), args))
              for s in todo]
@@ -96,3 +104,37 @@ def _redirected(target, spec, run_dir, log, args):
 
     sys.stdout = sys.stderr = open(log, "a", buffering=1)
     target(spec, run_dir, *args)
+
+
+def collect(out: str) -> tuple[dict, list]:
+    """The finished runs in ``out`` grouped by (reg, λ, quadrature): ``{key: [dict(seed, results,
+    epochs), …]}`` with ``results`` the run's ``results.json`` and ``epochs`` its per-epoch log
+    records; and the unfinished runs as ``[dict(run, epoch), …]`` (the epoch they reached)."""
+    import glob
+    import json
+
+    from ..train import read_log
+
+    groups, unfinished = {}, []
+    for d in sorted(glob.glob(os.path.join(out, "*-lam*-seed*"))):
+        spec = parse_folder(os.path.basename(d))
+        if spec is None or not os.path.isdir(d):
+            continue
+        epochs = read_log(d, "epoch")
+        path = os.path.join(d, "results.json")
+        if not os.path.exists(path):
+            unfinished.append(dict(run=spec.name, epoch=epochs[-1]["epoch"] if epochs else 0))
+            continue
+        with open(path) as fh:
+            results = json.load(fh)
+        groups.setdefault((spec.reg, spec.lam, spec.quadrature), []).append(dict(seed=spec.seed, results=results, epochs=epochs))
+    return groups, unfinished
+
+
+def mean_range(values, fmt: str = "{:.2f}") -> str:
+    """``mean [min–max]`` over seeds (just the value for one seed)."""
+    import numpy as np
+
+    v = np.asarray(values, float)
+    s = fmt.format(v.mean())
+    return s if len(v) == 1 else f"{s} [{fmt.format(v.min())}–{fmt.format(v.max())}]"

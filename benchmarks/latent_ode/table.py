@@ -1,0 +1,105 @@
+"""The Latent ODE headline table and per-epoch curves from ``runs.py``'s run folders.
+
+Rows group the seeds of one (regularizer, λ, quadrature): mean and, in brackets, the smallest and
+largest seed. Ratios are to the unregularized rows' mean. Unfinished runs are listed with the
+epoch they reached. Writes ``table.md``, ``summary.json`` and ``curves.png`` into ``--dest``::
+
+    python benchmarks/latent_ode/table.py --runs runs/latent-cpu --dest benchmarks/latent_ode/cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from taynode.studies import save_figure
+from taynode.studies.batch import collect, mean_range
+
+# The paper's Table/Fig. 4 (PhysioNet, their setup): 281 → 90 NFE at +8 % loss. Pal et al. (ICML 2021)
+# rerun (Tsit5, 1.4e-8): NFE / test loss ×1e-3 (their MSE-based loss) / training time, issue #16.
+REFERENCE = {"none": ("281", "733 / 3.55 / 1.75 h"), "r3": ("90 (+8 % loss)", "167.3 / 4.21 / 12.3 h")}
+
+
+def _label(reg, lam, quad):
+    return "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}" + (f" ({quad})" if quad != "integrated" else "")
+
+
+def _order(groups):
+    return sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0]))
+
+
+def table(groups: dict) -> tuple[str, list]:
+    base = groups.get(("none", 0.0, "integrated"), [])
+    mean = lambda runs, k: float(np.mean([r["results"][k] for r in runs]))  # noqa: E731
+    b_nfe, b_loss, b_time = (mean(base, k) for k in ("nfe", "loss", "train_seconds")) if base else (None,) * 3
+    rows = ["| model | seeds | test loss | Δ loss | test MSE | decoder NFE per sample | NFE saving | epoch-1 → final NFE (100 test records) "
+            "| training time, min (× unregularized) | paper: NFE | Pal et al. rerun: NFE / MSE×1e-3 / time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for (reg, lam, quad), runs in _order(groups):
+        loss = [r["results"]["loss"] for r in runs]
+        mse = [1e3 * r["results"]["mse"] for r in runs]
+        nfe = [r["results"]["nfe"] for r in runs]
+        minutes = [r["results"]["train_seconds"] / 60 for r in runs]
+        first = [r["epochs"][0].get("test_nfe_subset", np.nan) for r in runs]
+        last = [r["epochs"][-1].get("test_nfe_subset", np.nan) for r in runs]
+        other = reg != "none" and base
+        dloss = f"{100 * (np.mean(loss) - b_loss) / abs(b_loss):+.1f} %" if other else ""
+        saving = f"{b_nfe / np.mean(nfe):.2f}×" if other else ""
+        ratio = f" ({np.mean(minutes) * 60 / b_time:.2f}×)" if other else ""
+        ref = " | ".join(REFERENCE.get(reg, ("", "")))
+        rows.append(f"| {_label(reg, lam, quad)} | {len(runs)} | {mean_range(loss, '{:.3f}')} | {dloss} | {mean_range(mse, '{:.3f}')}e-3 | "
+                    f"{mean_range(nfe, '{:.1f}')} | {saving} | {mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | "
+                    f"{mean_range(minutes, '{:.1f}')}{ratio} | {ref} |")
+        summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], loss=loss, mse_e3=mse, nfe=nfe,
+                            train_minutes=minutes, first_epoch_nfe=first, final_epoch_nfe=last,
+                            nfe_saving=None if not other else b_nfe / float(np.mean(nfe)),
+                            loss_change=None if not other else (float(np.mean(loss)) - b_loss) / abs(b_loss)))
+    return "\n".join(rows) + "\n", summary
+
+
+def plot(groups: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    for i, ((reg, lam, quad), runs) in enumerate(_order(groups)):
+        for j, r in enumerate(runs):
+            ep = [e["epoch"] for e in r["epochs"]]
+            kw = dict(color=f"C{i}", alpha=1.0 if j == 0 else 0.5, label=_label(reg, lam, quad) if j == 0 else None)
+            a1.plot(ep, [e.get("test_nfe_subset") for e in r["epochs"]], "-", **kw)
+            a2.plot(ep, [e.get("test_loss_subset") for e in r["epochs"]], "-", **kw)
+    a1.set(xlabel="epoch", ylabel="decoder NFE per sample (dopri5, 1.4e-8)", title="NFE during training (100 test records)")
+    a2.set(xlabel="epoch", ylabel="test loss (100 records)", title="Test loss during training", yscale="log")
+    a1.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", default="runs/latent-cpu")
+    p.add_argument("--dest", default="benchmarks/latent_ode/cpu")
+    ns = p.parse_args(argv)
+    groups, unfinished = collect(ns.runs)
+    if not groups:
+        raise SystemExit(f"no finished run in {ns.runs} (unfinished: {unfinished})")
+    os.makedirs(ns.dest, exist_ok=True)
+    text, summary = table(groups)
+    if unfinished:
+        text += "\nUnfinished (not in the table): " + ", ".join(f"{u['run']} at epoch {u['epoch']:g}" for u in unfinished) + "\n"
+    print(text)
+    for name, content in (("table.md", text), ("summary.json", json.dumps(dict(rows=summary, unfinished=unfinished), indent=2))):
+        tmp = os.path.join(ns.dest, name + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.write(content)
+        os.replace(tmp, os.path.join(ns.dest, name))
+    plot(groups, os.path.join(ns.dest, "curves.png"))
+
+
+if __name__ == "__main__":
+    main()
