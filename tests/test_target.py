@@ -243,9 +243,11 @@ def _ffjord(tmp_path, lam0):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="not tuned yet: from λ0 a decade low, held-out R2 ended 2.5x (toy, 400 steps) and "
-                   "2.7x (FFJORD, 200 steps) the target; λ first falls while the young model's R2 is below any target")
-@pytest.mark.parametrize("problem, lam0s, band", [(_toy, (0.012, 0.12, 1.2), 0.25), (_ffjord, (0.5, 5.0, 50.0), 0.25)],
+@pytest.mark.parametrize("problem, lam0s, band", [
+    pytest.param(_toy, (0.012, 0.12, 1.2), 0.25, marks=pytest.mark.xfail(strict=False, reason=(
+        "not met yet: from λ0 = 0.012 the held-out R2 ended 2.5x the target after 400 steps; λ first falls while "
+        "the young model's R2 is below any target, then chases it too slowly"))),
+    (_ffjord, (0.5, 5.0, 50.0), 0.25)],
                          ids=["toy", "ffjord"])
 def test_lands_within_band_from_a_decade_either_side(tmp_path, problem, lam0s, band):
     """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target,
