@@ -23,6 +23,7 @@ from .batches import ShuffledBatches
 from .checkpoint import CheckpointError, CorruptCheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .lock import RunLockedError
 from .loop import CHECKPOINT, LOG, PREVIOUS, NonFiniteLossError, TrainResult, read_log, train
+from .target import LambdaTarget
 
 __all__ = [
     "CHECKPOINT",
@@ -30,6 +31,7 @@ __all__ = [
     "PREVIOUS",
     "CheckpointError",
     "CorruptCheckpointError",
+    "LambdaTarget",
     "NonFiniteLossError",
     "RunLockedError",
     "ShuffledBatches",

@@ -22,12 +22,16 @@ Files in the run folder:
   training wall time in seconds (compilation included, evaluation excluded, resumed runs
   included). Non-finite values
   are written as ``null``. On resume, lines after the checkpoint's step are dropped first.
+  With a ``target`` (:class:`~taynode.train.target.LambdaTarget`) every step and epoch record
+  has ``lam``, the weight in force, and each update of λ writes ``{"kind": "target", "step",
+  "quantity", "measured", "target", "lam_before", "lam"}``.
 """
 
 from __future__ import annotations
 
 import json
 import contextlib
+import inspect
 import math
 import os
 import sys
@@ -52,6 +56,7 @@ from .checkpoint import (
 )
 from .lock import run_lock
 from .parallel import DataParallel, DistributedError, is_writer
+from .target import LambdaTarget
 
 __all__ = ["CHECKPOINT", "LOG", "PREVIOUS", "NonFiniteLossError", "TrainResult", "read_log", "train"]
 
@@ -160,6 +165,64 @@ def _recover(run_dir, ckpt) -> None:
     print(f"taynode: {problem}; resuming from the previous checkpoint {prev} (step {step})", file=sys.stderr)
 
 
+def _check_target(target, loss_fn):
+    if not isinstance(target, LambdaTarget):
+        raise TypeError(f"target must be a taynode.train.LambdaTarget, got {type(target).__name__}")
+    try:
+        inspect.signature(loss_fn).bind(None, None, None, None)
+    except TypeError:
+        raise TypeError(f"with a target, loss_fn is called as loss_fn(model, batch, key, lam) (λ is set by the loop); "
+                        f"{getattr(loss_fn, '__name__', 'loss_fn')}{inspect.signature(loss_fn)} does not take lam: add it and "
+                        "weight the regularizer by it") from None
+    except ValueError:  # no signature to inspect (some builtins): find out at the first call
+        pass
+
+
+def _resume_target(ckpt, meta, target):
+    """The controller's state from a checkpoint; its settings must be this run's."""
+    stored = meta["extra"].get("lam_target")
+    if target is None and stored is None:
+        return None
+    if target is None or stored is None:
+        raise CheckpointError(f"checkpoint {ckpt} was written {'with' if stored else 'without'} a λ target and this run "
+                              f"is {'without' if stored else 'with'} one; resume needs the same target (or none)")
+    if stored["spec"] != target.spec():
+        keys = sorted(k for k in stored["spec"] if stored["spec"][k] != target.spec().get(k))
+        raise CheckpointError(f"checkpoint {ckpt} was written with other λ-target settings (differs in {keys}); "
+                              "resume needs the same target")
+    return dict(stored["state"])
+
+
+def _target_step(target, tstate, metrics, done, model, write, when):
+    """After step ``done``: add its value to the window; every ``target.every`` steps, measure
+    and update λ (writing a ``"target"`` record). Returns the new state."""
+    q, tstate = target.quantity, dict(tstate)
+    if target.measure is None:
+        if q not in metrics or q in ("loss", "lam"):
+            have = sorted(k for k in metrics if k not in ("loss", "lam"))
+            raise ValueError(f"the λ target's quantity {q!r} is not in the loss's aux dict (it has {have}); return it "
+                             "from loss_fn's aux, or give LambdaTarget a measure= function")
+        if metrics[q] is None:
+            raise ValueError(f"the λ target's quantity {q!r} is NaN or inf at step {done}")
+        tstate["sum"], tstate["count"] = tstate["sum"] + metrics[q], tstate["count"] + 1
+    if done % target.every:
+        return tstate
+    if target.measure is None:
+        measured = tstate["sum"] / tstate["count"]
+        tstate["sum"], tstate["count"] = 0.0, 0
+    else:
+        results = target.measure(model())
+        if not isinstance(results, dict) or q not in results:
+            raise ValueError(f"LambdaTarget's measure must return a dict with {q!r}, got "
+                             f"{sorted(results) if isinstance(results, dict) else type(results).__name__}")
+        measured = float(results[q])
+    lam, tstate["error"] = target.update(tstate["lam"], tstate["error"], measured)
+    write(dict(kind="target", step=done) | when | dict(quantity=q, measured=measured, target=float(target.target),
+                                                      lam_before=tstate["lam"], lam=lam))
+    tstate["lam"] = lam
+    return tstate
+
+
 def train(
     model,
     optimizer,
@@ -179,6 +242,7 @@ def train(
     desc: str | None = None,
     devices=None,
     sharding: str = "global",
+    target: LambdaTarget | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` optimizer steps, logging and checkpointing into ``run_dir``.
 
@@ -212,6 +276,14 @@ def train(
             process-local copy of the model in every process.
         sharding: ``"global"`` (one adaptive step-size sequence for the whole global batch, the
             single-device semantics) or ``"per-shard"`` (each device its own solve).
+        target: a :class:`~taynode.train.target.LambdaTarget` instead of a fixed λ. ``loss_fn``
+            then takes λ as a fourth argument, ``(model, batch, key, lam) -> (loss, aux)`` (a
+            scalar array, an input of the compiled step, so a new λ does not recompile), and
+            the loop sets it every ``target.every`` steps by log λ ← log λ +
+            clip(rate · log(m / m*), ±max_step), m the mean of ``aux[target.quantity]`` over
+            those steps (or ``target.measure(model)`` on held-out data), m* = ``target.target``.
+            λ is in every step and epoch record (``lam``) and in the checkpoint, so a resume is
+            exact; a resume with other target settings is an error.
 
     Raises:
         NonFiniteLossError: training diverged: the loss or the parameter update became NaN/inf,
@@ -227,6 +299,8 @@ def train(
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     if eval_every is not None and (not isinstance(eval_every, (int, np.integer)) or eval_every < 1):
         raise ValueError(f"eval_every must be a positive integer or None, got {eval_every!r}")
+    if target is not None:
+        _check_target(target, loss_fn)
     dp = devices if isinstance(devices, DataParallel) else DataParallel(devices, sharding)
     writer = is_writer()
     run_dir = os.fspath(run_dir)
@@ -236,11 +310,11 @@ def train(
         return _train_locked(model, optimizer, loss_fn, batches, run_dir, steps=steps, seed=seed,
                              checkpoint_every=checkpoint_every, log_every=log_every, evaluate=evaluate,
                              eval_every=eval_every, resume=resume, progress=progress, config=config, desc=desc,
-                             dp=dp, writer=writer)
+                             dp=dp, writer=writer, target=target)
 
 
 def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, checkpoint_every, log_every, evaluate,
-                  eval_every, resume, progress, config, desc, dp, writer):
+                  eval_every, resume, progress, config, desc, dp, writer, target):
     ckpt = os.path.join(run_dir, CHECKPOINT)
     if writer:
         # a process killed while writing left these; no one else writes here (we hold the lock)
@@ -256,6 +330,7 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
     spe = getattr(batches, "steps_per_epoch", None)
 
     start, train_time, sums, count = 0, 0.0, {}, 0
+    tstate = target.init_state() if target is not None else None
     if os.path.exists(ckpt):
         if not resume:
             raise FileExistsError(f"{run_dir} already holds a checkpoint; pass resume=True to continue it, or use another folder")
@@ -272,6 +347,7 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
             raise ValueError(f"checkpoint {ckpt} is at step {start}, beyond steps={steps}")
         train_time = meta["extra"].get("train_time", 0.0)
         sums, count = meta["extra"].get("epoch_sums", {}), meta["extra"].get("epoch_count", 0)
+        tstate = _resume_target(ckpt, meta, target)
         if writer:
             _truncate_log(run_dir, start)
     elif os.path.exists(os.path.join(run_dir, LOG)) and not resume:
@@ -281,18 +357,20 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
 
     if dp.single:
         @eqx.filter_jit
-        def step_fn(model, opt_state, batch, key):
-            (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key)
+        def step_fn(model, opt_state, batch, key, *lam):
+            (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key, *lam)
             updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
             finite_updates = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
             return eqx.apply_updates(model, updates), opt_state, loss, aux, finite_updates
 
         step_inputs = lambda step: (batches(step), jax.random.fold_in(base_key, step))  # noqa: E731
+        put_lam = jnp.asarray
         local = lambda m: m  # noqa: E731
     else:
         step_fn = dp.step(loss_fn, optimizer)
         model, opt_state = dp.replicate((model, opt_state))
         step_inputs = lambda step: (dp.put_batch(batches(step)), dp.replicate(jax.random.fold_in(base_key, step)))  # noqa: E731
+        put_lam = lambda x: dp.replicate(jnp.asarray(x))  # noqa: E731
         local = dp.local_copy
         dp.check_batch(batches(start if start < steps else 0))  # a batch that does not split: an error before any work
 
@@ -300,6 +378,8 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
         if not writer:
             return
         extra = dict(seed=seed, train_time=train_time, epoch_sums=sums, epoch_count=count)
+        if target is not None:
+            extra["lam_target"] = dict(spec=target.spec(), state=tstate)
         save_checkpoint(ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra,
                         previous=os.path.join(run_dir, PREVIOUS))
 
@@ -324,7 +404,9 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
         for step in range(start, steps):
             t0 = time.perf_counter()
             try:
-                new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, *step_inputs(step))
+                # λ as an array of the caller's dtype: a new value is a new input, not a recompile
+                lam_in = () if target is None else (put_lam(np.asarray(tstate["lam"], target.dtype)),)
+                new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, *step_inputs(step), *lam_in)
                 loss, finite = float(loss), bool(finite)  # waits for the step to finish
             except eqx.EquinoxRuntimeError as e:  # e.g. an adaptive solve past max_steps: the dynamics blew up
                 _diverged(f"the step failed ({_equinox_message(e)})", step, ckpt)
@@ -340,6 +422,10 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
             train_time += time.perf_counter() - t0
             done = step + 1
             metrics = {"loss": loss} | {k: _scalar(v) for k, v in aux.items()}
+            if target is not None:
+                metrics["lam"] = tstate["lam"]
+                tstate = _target_step(target, tstate, metrics, done, lambda: local(model), write,
+                                      dict(epoch=done / spe if spe else None, time=train_time))
             for k, v in metrics.items():
                 if v is not None:
                     sums[k] = sums.get(k, 0.0) + v
@@ -351,6 +437,8 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
             epoch_end = bool(spe) and done % spe == 0
             if epoch_end:
                 means = {f"train_{k}": v / count for k, v in sums.items()}
+                if target is not None:
+                    means["lam"] = tstate["lam"]  # the λ the next epoch starts with
                 sums, count = {}, 0
                 if eval_every is None:
                     run_eval(done, "epoch", means)

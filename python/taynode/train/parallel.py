@@ -253,11 +253,13 @@ class DataParallel:
         return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)) if eqx.is_array(x) else x, tree)
 
     def step(self, loss_fn, optimizer):
-        """The training step ``(model, opt_state, batch, key) -> (model, opt_state, loss, aux, finite)``
-        for this mesh, jit-compiled; parameters and optimizer state come out replicated."""
+        """The training step ``(model, opt_state, batch, key, *extra) -> (model, opt_state, loss, aux, finite)``
+        for this mesh, jit-compiled; parameters and optimizer state come out replicated; ``extra``
+        (replicated, e.g. λ) goes to ``loss_fn`` after the key."""
 
-        def grads_and_update(model, opt_state, batch, key, reduce):
-            (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key)
+        def grads_and_update(model, opt_state, batch, key, reduce, extra=()):
+            # extra: replicated scalars passed on to loss_fn (λ when the loop sets it by a target)
+            (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key, *extra)
             loss, aux, grads = reduce(loss), jax.tree_util.tree_map(reduce, aux), reduce(grads)
             updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
             finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
@@ -268,8 +270,8 @@ class DataParallel:
                 return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, self.replicated) if eqx.is_array(x) else x, tree)
 
             @eqx.filter_jit
-            def step(model, opt_state, batch, key):
-                return pin(grads_and_update(model, opt_state, batch, key, lambda t: t))
+            def step(model, opt_state, batch, key, *extra):
+                return pin(grads_and_update(model, opt_state, batch, key, lambda t: t, extra))
 
             return step
 
@@ -277,20 +279,20 @@ class DataParallel:
             return jax.tree_util.tree_map(lambda x: jax.lax.pmean(x, AXIS) if eqx.is_array(x) else x, tree)
 
         @eqx.filter_jit
-        def step(model, opt_state, batch, key):
+        def step(model, opt_state, batch, key, *extra):
             arrays, static = eqx.partition((model, opt_state), eqx.is_array)
 
-            def local(arrays, batch, key):
+            def local(arrays, batch, key, *extra):
                 m, o = eqx.combine(arrays, static)
                 key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
-                m, o, loss, aux, finite = grads_and_update(m, o, batch, key, pmean)
+                m, o, loss, aux, finite = grads_and_update(m, o, batch, key, pmean, extra)
                 finite = jax.lax.pmin(finite.astype(jnp.int32), AXIS).astype(bool)
                 out_arrays, out_static = eqx.partition((m, o), eqx.is_array)
                 return out_arrays, loss, aux, finite
 
             with equinox_shard_map_fix():
-                out_arrays, loss, aux, finite = jax.shard_map(local, mesh=self.mesh, in_specs=(P(), P(AXIS), P()),
-                                                              out_specs=(P(), P(), P(), P()), check_vma=False)(arrays, batch, key)
+                out_arrays, loss, aux, finite = jax.shard_map(local, mesh=self.mesh, in_specs=(P(), P(AXIS), P()) + (P(),) * len(extra),
+                                                              out_specs=(P(), P(), P(), P()), check_vma=False)(arrays, batch, key, *extra)
             m, o = eqx.combine(out_arrays, eqx.partition((model, opt_state), eqx.is_array)[1])
             return m, o, loss, aux, finite
 
