@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from julia_support import julia_backend_or_skip
 from taynode import portable
 from taynode.backends import BACKENDS, get_backend
 from taynode.models import MLPDynamics
-
-from julia_support import julia_backend_or_skip
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -68,7 +67,9 @@ def test_mlp_solve_matches_scipy(backend, mlp_spec):
     f = portable.numpy_field(mlp_spec)
     z0 = np.array([[0.5, -0.2], [0.1, 0.3]])
     res = backend.solve(mlp_spec, z0, np.array([0.0, 1.0]), "dopri5", rtol=1e-10, atol=1e-10)
-    ref = solve_ivp(lambda t, y: f(t, y.reshape(2, 2)).ravel(), (0, 1), z0.ravel(), method="DOP853", rtol=1e-13, atol=1e-13).y[:, -1]
+    ref = solve_ivp(lambda t, y: f(t, y.reshape(2, 2)).ravel(), (0, 1), z0.ravel(), method="DOP853", rtol=1e-13, atol=1e-13).y[
+        :, -1
+    ]
     np.testing.assert_allclose(res.ys[-1].ravel(), ref, rtol=1e-8, atol=1e-10)
 
 

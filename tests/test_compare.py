@@ -41,14 +41,21 @@ def test_portable_mlp_same_in_numpy_torch_and_jax(act):
     z = np.random.default_rng(1).normal(size=(5, 3)) * 3.0  # wide inputs: softplus/gelu tails matter
     want = np.asarray(model(0.7, jnp.asarray(z)))
     np.testing.assert_allclose(portable.numpy_field(spec)(0.7, z), want, rtol=1e-12, atol=1e-12)
-    got = compare.torch_field(spec)(0.7, torch.as_tensor(z, dtype=torch.float64)).numpy()
+    assert compare.torch_field is portable.torch_field  # the old import path still works
+    got = portable.torch_field(spec)(0.7, torch.as_tensor(z, dtype=torch.float64)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_harness_one_problem_one_tolerance(tmp_path, capsys):
     impls = ("taynode", "scipy", "torchdiffeq", "julia")
-    cfg = compare.CompareConfig(problems=("lotka_volterra",), tols=(1e-6,), implementations=impls, repeats=1, cost_orders=(8,),
-                                methods={"taynode": ("dopri5", "taylor"), "scipy": ("RK45",), "torchdiffeq": ("dopri5",)})
+    cfg = compare.CompareConfig(
+        problems=("lotka_volterra",),
+        tols=(1e-6,),
+        implementations=impls,
+        repeats=1,
+        cost_orders=(8,),
+        methods={"taynode": ("dopri5", "taylor"), "scipy": ("RK45",), "torchdiffeq": ("dopri5",)},
+    )
     s = compare.run(cfg, str(tmp_path))
     rows = {(r["implementation"], r["method"]): r for r in s["rows"]}
     for key in [("taynode", "dopri5"), ("taynode", "taylor"), ("scipy", "RK45")]:
@@ -78,8 +85,24 @@ def test_harness_one_problem_one_tolerance(tmp_path, capsys):
 
 
 def test_cli_and_bad_input(tmp_path, capsys):
-    assert main(["compare-solvers", "--problems", "van_der_pol", "--tols", "1e-5", "--implementations", "scipy",
-                 "--repeats", "1", "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "compare-solvers",
+                "--problems",
+                "van_der_pol",
+                "--tols",
+                "1e-5",
+                "--implementations",
+                "scipy",
+                "--repeats",
+                "1",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "DOP853" in out and "LSODA" in out
     with pytest.raises(ValueError, match="unknown problem"):
@@ -89,5 +112,55 @@ def test_cli_and_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown implementation"):
         compare.CompareConfig(implementations=("matlab",))
     with pytest.raises(FileNotFoundError, match="nope.npz"):
-        compare.run(compare.CompareConfig(problems=("neural_ode",), implementations=("scipy",), model=str(tmp_path / "nope.npz")),
-                    str(tmp_path))
+        compare.run(
+            compare.CompareConfig(problems=("neural_ode",), implementations=("scipy",), model=str(tmp_path / "nope.npz")),
+            str(tmp_path),
+        )
+
+
+def test_availability_reports_an_unexpected_check_failure(monkeypatch):
+    from taynode.compare import runners
+
+    def broken():
+        raise RuntimeError("boom")
+
+    def absent():
+        raise runners.Unavailable("not here")
+
+    monkeypatch.setitem(runners.RUNNERS, "scipy", runners.Runner("scipy", ("RK45",), runners.run_scipy, broken))
+    monkeypatch.setitem(
+        runners.RUNNERS, "torchdiffeq", runners.Runner("torchdiffeq", ("dopri5",), runners.run_torchdiffeq, absent)
+    )
+    got, skipped = compare.availability(("taynode", "scipy", "torchdiffeq"))
+    assert list(got) == ["taynode"]
+    assert skipped == {"scipy": "its availability check failed unexpectedly: RuntimeError: boom", "torchdiffeq": "not here"}
+    with pytest.raises(ValueError, match="unknown implementation 'matlab'"):
+        compare.availability(("taynode", "matlab"))
+
+
+def test_run_does_not_change_the_callers_x64_setting(tmp_path):
+    cfg = compare.CompareConfig(
+        problems=("lotka_volterra",),
+        tols=(1e-10,),
+        implementations=("taynode",),
+        repeats=1,
+        cost_orders=(),
+        methods={"taynode": ("dopri5",)},
+    )
+    with jax.enable_x64(False):
+        s = compare.run(cfg, str(tmp_path), log=lambda *a: None)
+        assert not jax.config.jax_enable_x64
+        assert jnp.zeros(1).dtype == jnp.float32
+    (row,) = s["rows"]
+    assert row["error"] < 1e-8, row  # float64 inside: float32 cannot get within 1e-8 of z(10) ≈ 1
+
+
+@pytest.mark.slow
+def test_neural_ode_is_the_toy_studys_model():
+    """compare trains its neural ODE with taynode.train; the weights equal the toy study's loop's."""
+    from taynode.studies import toy
+
+    want, _ = toy.train(toy.ToyConfig(hidden=32, iters=3, seed=1), 1.0, progress=False)
+    got = compare.neural_ode.train_model(iters=3, seed=1)
+    for a, b in zip(portable.from_model(got)["weights"], portable.from_model(want)["weights"]):
+        np.testing.assert_array_equal(a, b)

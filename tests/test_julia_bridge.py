@@ -13,11 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from julia_support import julia_backend_or_skip
 from taynode import portable
 from taynode.backends import get_backend
 from taynode.backends import julia_backend as jb
-
-from julia_support import julia_backend_or_skip
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_juliacall")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,8 +34,14 @@ def env(monkeypatch, tmp_path):
     """A clean slate: no Julia anywhere, no juliacall imported, the fake importable; all undone
     afterwards (set-then-delete makes monkeypatch restore the variables and the module entry even
     when the bridge sets them during the test)."""
-    for var in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIACALL_PROJECT", "PYTHON_JULIAPKG_EXE", "TAYNODE_JULIA_DOWNLOAD",
-                "TAYNODE_REQUIRE_JULIA", "FAKE_JULIACALL_MODE"):
+    for var in (
+        "PYTHON_JULIACALL_EXE",
+        "PYTHON_JULIACALL_PROJECT",
+        "PYTHON_JULIAPKG_EXE",
+        "TAYNODE_JULIA_DOWNLOAD",
+        "TAYNODE_REQUIRE_JULIA",
+        "FAKE_JULIACALL_MODE",
+    ):
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
     monkeypatch.setitem(sys.modules, "juliacall", None)
@@ -97,11 +102,14 @@ def test_juliapkg_exe_that_does_not_exist_is_an_error(env, monkeypatch):
         get_backend("julia")
 
 
-@pytest.mark.parametrize("mode,match", [
-    ("load_error", "Failed to precompile TayNodeJulia"),
-    ("pkg_error", "PYTHON_JULIAPKG_OFFLINE=yes"),
-    ("exception", "must be set together"),
-])
+@pytest.mark.parametrize(
+    "mode,match",
+    [
+        ("load_error", "Failed to precompile TayNodeJulia"),
+        ("pkg_error", "PYTHON_JULIAPKG_OFFLINE=yes"),
+        ("exception", "must be set together"),
+    ],
+)
 def test_broken_julia_fails_naming_the_julia_error(env, monkeypatch, mode, match):
     _with_julia(env, monkeypatch, mode)
     with pytest.raises(jb.JuliaBackendError, match=match):
@@ -219,8 +227,11 @@ def test_compare_starts_julia_before_torch(tmp_path):
         "print('torch_before=%s torch_now=%s' % (juliacall.TORCH_BEFORE, 'torch' in sys.modules))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON_JULIA", "TAYNODE_JULIA"))}
-    env.update(PYTHONPATH=os.pathsep.join([FAKE, os.path.join(ROOT, "python")]), FAKE_JULIACALL_MODE="ok",
-               PYTHON_JULIAPKG_EXE=_exe(tmp_path, "julia"))
+    env.update(
+        PYTHONPATH=os.pathsep.join([FAKE, os.path.join(ROOT, "python")]),
+        FAKE_JULIACALL_MODE="ok",
+        PYTHON_JULIAPKG_EXE=_exe(tmp_path, "julia"),
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "torch_before=False" in out.stdout, out.stdout

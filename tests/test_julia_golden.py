@@ -7,23 +7,29 @@ Julia: the same values through the Julia backend (skipped only where Julia is ab
 
 import math
 import os
-import tomllib
 
 import numpy as np
 import pytest
+import tomllib
 from scipy.integrate import solve_ivp
 
+from julia_support import julia_backend_or_skip
 from taynode import portable
 from taynode.taylor import derivatives
-
-from julia_support import julia_backend_or_skip
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "julia_golden.toml")
 with open(PATH, "rb") as fh:
     GOLDEN = tomllib.load(fh)
 MODELS = {
-    m["name"]: portable.validate({"format": portable.FORMAT, "kind": "mlp", "activation": m["activation"],
-                                  "weights": [np.array(W) for W in m["weights"]], "biases": [np.array(b) for b in m["biases"]]})
+    m["name"]: portable.validate(
+        {
+            "format": portable.FORMAT,
+            "kind": "mlp",
+            "activation": m["activation"],
+            "weights": [np.array(W) for W in m["weights"]],
+            "biases": [np.array(b) for b in m["biases"]],
+        }
+    )
     for m in GOLDEN["mlp"]
 }
 
@@ -64,8 +70,9 @@ def test_golden_derivatives_against_independent_truth(c):
             want.append(z * P(t))
         want = np.stack(want)
     else:  # nested JVPs: a different method from the incremental one that wrote the file
-        want = np.stack([np.asarray(d) for d in derivatives(portable.jax_field(spec_of(c["dynamics"])), t, z, None, K,
-                                                            method="nested")])
+        want = np.stack(
+            [np.asarray(d) for d in derivatives(portable.jax_field(spec_of(c["dynamics"])), t, z, None, K, method="nested")]
+        )
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
@@ -73,8 +80,15 @@ def test_golden_derivatives_against_independent_truth(c):
 def test_golden_solves_against_scipy(c):
     f = portable.numpy_field(spec_of(c["dynamics"]))
     z0, ts = np.array(c["z0"]), c["ts"]
-    ref = solve_ivp(lambda t, y: f(t, y.reshape(z0.shape)).ravel(), (ts[0], ts[-1]), z0.ravel(), method="DOP853",
-                    t_eval=ts, rtol=1e-13, atol=1e-13).y.T.reshape((len(ts),) + z0.shape)
+    ref = solve_ivp(
+        lambda t, y: f(t, y.reshape(z0.shape)).ravel(),
+        (ts[0], ts[-1]),
+        z0.ravel(),
+        method="DOP853",
+        t_eval=ts,
+        rtol=1e-13,
+        atol=1e-13,
+    ).y.T.reshape((len(ts),) + z0.shape)
     np.testing.assert_allclose(np.array(c["expected"]), ref, rtol=1e-9, atol=1e-10)
 
 

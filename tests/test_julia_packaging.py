@@ -50,8 +50,12 @@ def wheel(tmp_path_factory):
             shutil.copy(os.path.join(ROOT, name), src)
     shutil.copytree(os.path.join(ROOT, "python"), src / "python", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (whl,) = out.glob("taynode-*.whl")
     return whl
 
@@ -75,11 +79,11 @@ def test_fresh_venv_install_resolves_to_an_existing_package(wheel, tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = str(env_dir / "bin" / "python")
-    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, capture_output=True, timeout=300
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    out = subprocess.run([py, "-c", DISCOVER], check=True, capture_output=True, text=True, env=env, cwd=tmp_path,
-                         timeout=120)
+    out = subprocess.run([py, "-c", DISCOVER], check=True, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     found = json.loads(out.stdout.strip().splitlines()[-1])["found"]
     path, uuid = found["TayNodeJulia"]
     assert path.startswith(str(env_dir)), f"resolves outside the venv: {path}"

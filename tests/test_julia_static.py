@@ -12,9 +12,9 @@ import ast
 import json
 import os
 import re
-import tomllib
 
 import pytest
+import tomllib
 
 from taynode import portable, problems
 from taynode.backends import julia_backend
@@ -98,8 +98,11 @@ def _table(tree, name) -> set:
 
 
 def _body(tree, name) -> str:
-    return "\n".join(_text(call.parent if call.parent.type != "signature" else call.parent.parent)
-                     for call in _definitions(tree)[name] if call is not None)
+    return "\n".join(
+        _text(call.parent if call.parent.type != "signature" else call.parent.parent)
+        for call in _definitions(tree)[name]
+        if call is not None
+    )
 
 
 def test_sources_parse_without_error_nodes(tree):

@@ -10,7 +10,8 @@ A *portable description* is a dict:
 
 :func:`save` / :func:`load` store it as one ``.npz`` (arrays plus a JSON header), written
 atomically. :func:`numpy_field` is an independent NumPy implementation, for SciPy and as a
-reference for the other backends.
+reference for the other backends; :func:`jax_field` and :func:`torch_field` rebuild the same
+field in JAX and torch.
 """
 
 from __future__ import annotations
@@ -71,9 +72,7 @@ def validate(spec: dict) -> dict:
     dim = width
     for i, (W, b) in enumerate(zip(Ws, bs)):
         if W.ndim != 2 or W.shape[1] != width + 1 or b.shape != (W.shape[0],):
-            raise ValueError(
-                f"layer {i}: weight {W.shape} and bias {b.shape} do not fit an input of size {width} plus time"
-            )
+            raise ValueError(f"layer {i}: weight {W.shape} and bias {b.shape} do not fit an input of size {width} plus time")
         if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
             raise ValueError(f"layer {i} has NaN or inf weights")
         width = W.shape[0]
@@ -113,8 +112,10 @@ def load(path: str) -> dict:
                 spec["weights"] = [data[f"weight_{i}"] for i in range(n)]
                 spec["biases"] = [data[f"bias_{i}"] for i in range(n)]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a readable portable model (truncated, corrupt, or not written by "
-                         f"taynode.portable.save): {type(e).__name__}: {e}") from None
+        raise ValueError(
+            f"{path} is not a readable portable model (truncated, corrupt, or not written by "
+            f"taynode.portable.save): {type(e).__name__}: {e}"
+        ) from None
     try:
         return validate(spec)
     except ValueError as e:
@@ -159,5 +160,46 @@ def jax_field(spec: dict):
     sizes = [spec["weights"][0].shape[1] - 1] + [W.shape[0] for W in spec["weights"]]
     model = MLPDynamics(sizes, spec["activation"], key=jax.random.PRNGKey(0), dtype=jnp.float64)
     for i, (W, b) in enumerate(zip(spec["weights"], spec["biases"])):
-        model = eqx.tree_at(lambda m: (m.layers[i].weight, m.layers[i].bias), model, (jnp.asarray(W), jnp.asarray(b)))
+        model = eqx.tree_at(lambda m, i=i: (m.layers[i].weight, m.layers[i].bias), model, (jnp.asarray(W), jnp.asarray(b)))
     return model
+
+
+def _torch_activations(torch):
+    return {
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "softplus": lambda x: torch.logaddexp(x, torch.zeros_like(x)),  # no threshold, unlike F.softplus
+        "relu": torch.relu,
+        "gelu": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),  # jax.nn.gelu's default
+        "swish": lambda x: x * torch.sigmoid(x),
+    }
+
+
+def torch_field(spec: dict):
+    """``f(t, z)`` in torch (float64) for a portable description: the same MLP as
+    :func:`numpy_field` (time concatenated to every layer's input); named problems from
+    :mod:`taynode.array_problems`."""
+    import torch
+
+    spec = validate(spec)
+    if spec["kind"] == "problem":
+        from .array_problems import FIELDS
+
+        fn = FIELDS.get(spec["name"])
+        if fn is None:
+            raise ValueError(f"problem {spec['name']!r} has no torch implementation")
+        return lambda t, z: fn(torch, t, z)
+    act = _torch_activations(torch)[spec["activation"]]
+    Ws = [torch.tensor(np.array(W), dtype=torch.float64) for W in spec["weights"]]
+    bs = [torch.tensor(np.array(b), dtype=torch.float64) for b in spec["biases"]]
+
+    def f(t, z):
+        h = z
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            tt = torch.as_tensor(t, dtype=h.dtype).expand(h.shape[:-1] + (1,))
+            h = torch.cat([h, tt], -1) @ W.T + b
+            if i < len(Ws) - 1:
+                h = act(h)
+        return h
+
+    return f

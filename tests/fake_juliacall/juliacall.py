@@ -96,11 +96,20 @@ class _TayNodeJulia:
         _check_columns(Z0)
         field = portable.numpy_field(f.spec)
         shape = Z0.T.shape
-        out = solve_ivp(lambda t, y: field(t, y.reshape(shape)).ravel(), (ts[0], ts[-1]), Z0.T.ravel(), method="RK45",
-                        t_eval=ts, rtol=reltol, atol=abstol)
+        out = solve_ivp(
+            lambda t, y: field(t, y.reshape(shape)).ravel(),
+            (ts[0], ts[-1]),
+            Z0.T.ravel(),
+            method="RK45",
+            t_eval=ts,
+            rtol=reltol,
+            atol=abstol,
+        )
         if out.status != 0:
-            raise JuliaError(f"SolveFailed: {alg} stopped with retcode DtLessThanMin (last time reached {out.t[-1]}, "
-                             f"asked for [{ts[0]}, {ts[-1]}]); OrdinaryDiffEq returned a partial solution.")
+            raise JuliaError(
+                f"SolveFailed: {alg} stopped with retcode DtLessThanMin (last time reached {out.t[-1]}, "
+                f"asked for [{ts[0]}, {ts[-1]}]); OrdinaryDiffEq returned a partial solution."
+            )
         self.last_result = _julia_layout(out.y.T.reshape((len(ts),) + shape))
         return (self.last_result, int(out.nfev), int(out.t.size), 0)
 

@@ -32,10 +32,20 @@ class JaxBackend:
         return np.stack([np.asarray(d) for d in derivatives(f, t, _state(z), None, order)])
 
     def solve(self, spec, z0, ts, method="dopri5", rtol=1e-8, atol=1e-8):
-        sol = solve(portable.jax_field(spec), _state(z0), np.asarray(ts, np.float64), solver=method, rtol=rtol, atol=atol, max_steps=100_000)
+        sol = solve(
+            portable.jax_field(spec),
+            _state(z0),
+            np.asarray(ts, np.float64),
+            solver=method,
+            rtol=rtol,
+            atol=atol,
+            max_steps=100_000,
+        )
         s = sol.stats
         return SolveResult(np.asarray(sol.ys), int(s["nfe"]), int(s["steps"]), int(s["rejected"]))
 
     def rk_integral(self, spec, z0, t0, t1, order, rtol=1e-8, atol=1e-8):
-        sol = solve(portable.jax_field(spec), _state(z0), (t0, t1), rtol=rtol, atol=atol, regularizers=[RK(order)], max_steps=100_000)
+        sol = solve(
+            portable.jax_field(spec), _state(z0), (t0, t1), rtol=rtol, atol=atol, regularizers=[RK(order)], max_steps=100_000
+        )
         return np.asarray(sol.integrals[f"R{order}"])
