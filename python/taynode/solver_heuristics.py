@@ -225,7 +225,7 @@ def check(step_regs, solver, spec, steps, adjoint, quadrature, registry):
     names = [r.name for r in step_regs]
     works = [n for n, s in registry.items() if s.embedded]
     label = solver if isinstance(solver, str) else getattr(spec, "name", solver)
-    if spec is None or not spec.embedded:
+    if spec is None or spec.make is None or not spec.embedded:  # no Runge–Kutta pair (e.g. the Taylor method)
         raise ValueError(
             f"regularizers {names} are built from an embedded Runge–Kutta pair's error estimate and stages, which "
             f"solver {label!r} does not have; use an adaptive embedded Runge–Kutta solver: one of {works}"

@@ -57,7 +57,8 @@ import numpy as np
 
 from .taylor import MAX_ORDER, UnsupportedPrimitiveError, check_method, coefficients
 
-__all__ = ["jorba_zou_order", "jorba_zou_step", "taylor_coefficients", "horner", "taylor_solve"]
+__all__ = ["check_taylor_options", "integrate_taylor", "jorba_zou_order", "jorba_zou_step", "taylor_coefficients", "horner",
+           "taylor_solve"]
 
 
 def jorba_zou_order(rel_tol: float) -> int:
@@ -323,18 +324,14 @@ def taylor_solve(
     return ys, stats, st, sy
 
 
-def parse_solver_name(name: str, regularizers=(), adjoint: str = "backprop", steps=None) -> dict:
-    """Options of :func:`taylor_solve` for the names :func:`taynode.solve` accepts:
-    ``"taylor"``, ``"taylor<p>"``, ``"taylor-adaptive"``; and what that path cannot do."""
-    if name == "taylor":
-        options = {}
-    elif name == "taylor-adaptive":
-        options = {"adaptive_order": True}
-    elif name[len("taylor"):].isdigit():
-        options = {"order": int(name[len("taylor"):])}
-        _check_orders(options["order"], None)
-    else:
-        raise ValueError(f"unknown solver {name!r}; the Taylor solvers are 'taylor', 'taylor<p>' (e.g. 'taylor12') and 'taylor-adaptive'")
+def check_fixed_order(order: int) -> int:
+    """A fixed order p of ``"taylor<p>"``, checked against what the Taylor core supports."""
+    _check_orders(order, None)
+    return order
+
+
+def check_taylor_options(spec, regularizers=(), adjoint: str = "backprop", steps=None) -> None:
+    """What the Taylor method cannot do, as clear errors (``spec`` a :class:`~taynode.solvers.TaylorSpec`)."""
     if regularizers:
         raise NotImplementedError(
             "regularizers are not implemented with the Taylor solver (their integrands would need Taylor "
@@ -344,4 +341,25 @@ def parse_solver_name(name: str, regularizers=(), adjoint: str = "backprop", ste
         raise NotImplementedError("the Taylor solver has no continuous adjoint; use adjoint='backprop' (forward-mode only) or an RK solver")
     if steps is not None:
         raise ValueError("the Taylor solver chooses its own steps (Jorba & Zou): pass rtol/atol, not steps=")
-    return options
+
+
+def parse_solver_name(name: str, regularizers=(), adjoint: str = "backprop", steps=None) -> dict:
+    """Options of :func:`taylor_solve` for the names :func:`taynode.solve` accepts:
+    ``"taylor"``, ``"taylor<p>"``, ``"taylor-adaptive"``; and what that path cannot do."""
+    from .solvers import TaylorSpec, get
+
+    spec = get(name) if isinstance(name, str) and name.startswith("taylor") else None
+    if not isinstance(spec, TaylorSpec):
+        raise ValueError(f"unknown solver {name!r}; the Taylor solvers are 'taylor', 'taylor<p>' (e.g. 'taylor12') and 'taylor-adaptive'")
+    check_taylor_options(spec, regularizers, adjoint, steps)
+    return spec.options
+
+
+def integrate_taylor(spec, p):
+    """Integrate a validated :class:`~taynode.problem.Problem` with the Taylor entry ``spec``."""
+    from .problem import Solution
+
+    ys, stats, step_ts, step_ys = taylor_solve(
+        p.f, p.z0, p.ts, p.args, rtol=p.rtol, atol=p.atol, max_steps=p.max_steps, save_steps=p.save_steps, **spec.options
+    )
+    return Solution(ts=p.ts, ys=ys, integrals={}, stats=stats, step_ts=step_ts, step_ys=step_ys, nfe_unit=spec.nfe_unit)

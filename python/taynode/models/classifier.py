@@ -26,43 +26,25 @@ from .mlp import MLPDynamics
 
 __all__ = ["ODEClassifier", "classifier_loss", "parse_regularizers"]
 
-RNODE = ("kinetic", "jacobian")
+RNODE = _reg.RNODE
 
 
 def parse_regularizers(spec, taylor_method: str = "incremental") -> tuple:
     """``"none"`` → (), ``"r3"`` → (RK(3),), ``"kinetic+jacobian"`` or ``"rnode"`` → (𝒦, ℬ);
-    a list of names or instances works too. Unknown names raise ValueError.
+    a list of names or instances works too. Unknown names raise ValueError
+    (:meth:`taynode.regularizers.RegularizerSet.parse`).
 
     R_K parsed from a name uses ``taylor_method`` (default ``"incremental"``, the project's
     fastest; ``tests/test_mnist_classifier.py`` checks that its R_K and gradients agree with
     ``"nested"`` on the classifier to 1e-10. Not ``"jet"``: under ``jax.jit`` it returned NaN or
     wrong values for this 784-dimensional float32 MLP here, nondeterministically).
     """
-    if isinstance(spec, str):
-        s = spec.strip().lower()
-        if s in ("none", ""):
-            return ()
-        names = RNODE if s == "rnode" else [p for p in s.split("+")]
-    else:
-        names = list(spec)
-    regs = tuple(_reg.parse(n) for n in names)
-    regs = tuple(_reg.RK(r.order, taylor_method) if isinstance(r, _reg.RK) and isinstance(n, str) else r for r, n in zip(regs, names))
-    if len({r.name for r in regs}) != len(regs):
-        raise ValueError(f"regularizer {spec!r} names one regularizer twice")
-    return regs
+    return _reg.RegularizerSet.parse(spec, taylor_method=taylor_method).regularizers
 
 
 def check_lam(lam: float, regs) -> float:
-    lam = float(lam)
-    if not lam >= 0:  # also catches NaN
-        raise ValueError(f"the regularization weight λ must be >= 0, got {lam}")
-    if lam > 0 and not regs:
-        raise ValueError(f"λ = {lam} > 0 but no regularizer is chosen (reg 'none')")
-    if lam == 0 and regs:
-        # the regularizer would be integrated at every step and then multiplied by 0
-        raise ValueError("a regularizer is chosen but its weight λ is 0; pass λ > 0 (--lam), or reg 'none' to train "
-                         "unregularized")
-    return lam
+    """λ for the regularizers ``regs``: >= 0, > 0 exactly when there is a regularizer."""
+    return _reg.RegularizerSet.parse(tuple(regs), lam=lam).lam
 
 
 class ODEClassifier(eqx.Module):
@@ -108,9 +90,11 @@ def classifier_loss(model: ODEClassifier, x, y, *, regularizers=(), lam: float =
     ``aux`` holds ``ce``, ``acc`` (batch accuracy), ``nfe`` of the training solve, and the mean
     integral of each regularizer under its name (e.g. ``R3``).
     """
-    logits, sol = model(x, regularizers=regularizers, key=key, **solve_kw)
+    # one λ for all (λ is checked by the caller, check_lam; it may be traced here)
+    rset = _reg.RegularizerSet(parse_regularizers(regularizers), lam)
+    logits, sol = model(x, regularizers=rset.regularizers, key=key, **solve_kw)
     ce = jnp.mean(-jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
     regs = {name: jnp.mean(v) for name, v in sol.integrals.items()}
-    loss = ce + lam * sum(regs.values()) if regs else ce
+    loss = ce + rset.penalty(regs) if regs else ce
     acc = jnp.mean(jnp.argmax(logits, axis=1) == y)
     return loss, dict(ce=ce, acc=acc, nfe=sol.stats["nfe"]) | regs

@@ -266,11 +266,11 @@ class FlowResult(eqx.Module):
 
 
 def _parse_regs(regularizers):
-    regs = tuple(_reg.parse(r) for r in regularizers)
-    names = [r.name for r in regs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"regularizers must have distinct names, got {names}")
-    return regs
+    rset = _reg.RegularizerSet.parse(regularizers)
+    if rset.step_regularizers:
+        raise ValueError(f"the CNF integrates integrand regularizers only (R_K, kinetic, jacobian); "
+                         f"{[r.name for r in rset.step_regularizers]} need the solver's steps: use taynode.solve")
+    return rset.regularizers
 
 
 class CNF(eqx.Module):

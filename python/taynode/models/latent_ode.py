@@ -51,7 +51,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..regularizers import parse
+from ..regularizers import RegularizerSet
 from ..solve import solve
 from .mlp import MLPDynamics
 
@@ -191,10 +191,11 @@ def latent_ode_loss(
     Returns ``(loss, parts)`` with ``parts`` = elbo, loglik, kl, mse, nfe and each
     regularizer's mean integral (by name).
     """
-    regs = [parse(r) for r in regularizers]
+    regs = RegularizerSet.parse(regularizers).regularizers
     lam = tuple(lam)
     if len(lam) != len(regs):
         raise ValueError(f"give one weight λ per regularizer: {len(regs)} regularizers, {len(lam)} weights")
+    rset = RegularizerSet(regs, lam)  # λ_i as given (they may be traced); the studies check them
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
     if not obs_std > 0:
@@ -214,7 +215,7 @@ def latent_ode_loss(
     else:
         elbo = jnp.mean(per_sample, axis=0)
     parts = {r.name: jnp.mean(sol.integrals[r.name]) for r in regs}
-    loss = -jnp.mean(elbo) + sum((w * parts[r.name] for w, r in zip(lam, regs)), 0.0)
+    loss = -jnp.mean(elbo) + rset.penalty(parts)
     parts |= dict(
         elbo=jnp.mean(elbo),
         loglik=jnp.mean(loglik),

@@ -72,7 +72,7 @@ import optax
 from ..data import toy2d
 from ..models.cnf import CNF, ConcatSquashMLP, ConvDynamics, bits_per_dim, dequantize_logit
 from ..models.mlp import MLPDynamics
-from ..regularizers import RK
+from ..regularizers import RK, RegularizerSet
 from ..solvers import get as get_solver
 from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, read_meta, train
 from . import QUADRATURE_DEFAULTS, check_quadrature, stored_config
@@ -244,13 +244,11 @@ def _data_loss(cfg: FFJORDConfig, log_prob, logdet, dims: int):
 
 def regularizers(cfg: FFJORDConfig, reg: str):
     """``(regularizers, λ)`` of ``reg`` ∈ :data:`REGS`."""
-    if reg == "none":
-        return (), 0.0
-    if reg == "rnode":
-        return ("kinetic", "jacobian"), cfg.lam_rnode
-    if reg == "r2":
-        return (RK(2, cfg.taylor_method),), cfg.lam_r2
-    raise ValueError(f"unknown regularization {reg!r}; valid: {list(REGS)}")
+    lams = {"none": 0.0, "rnode": cfg.lam_rnode, "r2": cfg.lam_r2}  # RNODE: one λ for 𝒦 and ℬ
+    if reg not in lams:
+        raise ValueError(f"unknown regularization {reg!r}; valid: {list(REGS)}")
+    rset = RegularizerSet.parse(reg, lam=lams[reg], taylor_method=cfg.taylor_method)
+    return rset.regularizers, rset.lam
 
 
 def solver_label(steps, fixed_solver: str = "rk4") -> str:

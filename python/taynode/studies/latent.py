@@ -45,7 +45,7 @@ import optax
 
 from ..data import physionet
 from ..models.latent_ode import LatentODE, kl_coefficient, latent_ode_loss
-from ..regularizers import parse
+from ..regularizers import RegularizerSet, parse
 from ..solve import solve
 from ..train import ShuffledBatches, train
 from . import QUADRATURE_DEFAULTS, check_quadrature, stored_config
@@ -129,7 +129,8 @@ class _Batches:
 
 
 def _regs(cfg: LatentConfig, lam: float):
-    return ([parse(cfg.reg)], [lam]) if lam > 0 else ([], [])
+    rset = RegularizerSet.parse(cfg.reg, lam=[lam]) if lam > 0 else RegularizerSet()
+    return list(rset.regularizers), list(rset.lam or ())
 
 
 def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=True, resume=False, desc=None, result=False):

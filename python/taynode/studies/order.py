@@ -15,11 +15,12 @@ Solvers (order m; embedded order m̂ of the error estimate):
 ==============  ===  ===  =====================================================================
 name            m    m̂    source
 ==============  ===  ===  =====================================================================
-euler_heun      1    2    Euler stepped, Heun as the estimate (defined here; FSAL, 1 f/step)
+euler_heun      1    2    Euler stepped, Heun as the estimate (:data:`taynode.solvers.STUDY_SOLVERS`;
+                          FSAL, 1 f/step)
 heun            2    1    :data:`taynode.solvers.SOLVERS` (diffrax.Heun, embedded Euler)
-ralston         2    1    diffrax.Ralston (embedded Euler)
+ralston         2    1    diffrax.Ralston (embedded Euler; ``STUDY_SOLVERS``)
 bosh3           3    2    registry (diffrax.Bosh3)
-fehlberg45      4    5    Fehlberg's RK4(5), the 4th-order solution stepped (defined here)
+fehlberg45      4    5    Fehlberg's RK4(5), the 4th-order solution stepped (``STUDY_SOLVERS``)
 dopri5, tsit5   5    4    registry
 dopri8          8    7    registry (diffrax.Dopri8)
 ==============  ===  ===  =====================================================================
@@ -47,88 +48,29 @@ import io
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Callable
 
-import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import solvers as _solvers
 from ..solve import solve
+from ..solvers import EulerHeun, Fehlberg45  # noqa: F401 (their old home; kept importable here)
 
-# ---- the extra solvers -----------------------------------------------------------------------
+# ---- the solvers: registry entries (the pairs only this study uses: solvers.STUDY_SOLVERS) ----
 
-_euler_heun_tableau = dfx.ButcherTableau(
-    c=np.array([1.0]),
-    a_lower=(np.array([1.0]),),
-    b_sol=np.array([1.0, 0.0]),  # Euler
-    b_error=np.array([0.5, -0.5]),  # Euler − Heun
-)
+EXTRA_SOLVERS = _solvers.STUDY_SOLVERS
 
-
-class EulerHeun(dfx.AbstractERK):
-    """Euler's method with Heun's as the error estimate (no local extrapolation): order 1.
-
-    Its second stage f(t + h, z + h f₀) is the next step's first, so it costs one f per step.
-    """
-
-    tableau: ClassVar[dfx.ButcherTableau] = _euler_heun_tableau
-    interpolation_cls: ClassVar[Callable] = dfx.ThirdOrderHermitePolynomialInterpolation.from_k
-
-    def order(self, terms):
-        return 1
-
-
-# Fehlberg (1969), RK4(5): the classical coefficients; b4 steps, b5 − b4 estimates the error.
-_F_B4 = np.array([25 / 216, 0.0, 1408 / 2565, 2197 / 4104, -1 / 5, 0.0])
-_F_B5 = np.array([16 / 135, 0.0, 6656 / 12825, 28561 / 56430, -9 / 50, 2 / 55])
-_fehlberg_tableau = dfx.ButcherTableau(
-    c=np.array([1 / 4, 3 / 8, 12 / 13, 1.0, 1 / 2]),
-    a_lower=(
-        np.array([1 / 4]),
-        np.array([3 / 32, 9 / 32]),
-        np.array([1932 / 2197, -7200 / 2197, 7296 / 2197]),
-        np.array([439 / 216, -8.0, 3680 / 513, -845 / 4104]),
-        np.array([-8 / 27, 2.0, -3544 / 2565, 1859 / 4104, -11 / 40]),
-    ),
-    b_sol=_F_B4,
-    b_error=_F_B4 - _F_B5,
-)
-
-
-class Fehlberg45(dfx.AbstractERK):
-    """Fehlberg's RK4(5) stepping with its 4th-order solution: order 4, six stages."""
-
-    tableau: ClassVar[dfx.ButcherTableau] = _fehlberg_tableau
-    interpolation_cls: ClassVar[Callable] = dfx.ThirdOrderHermitePolynomialInterpolation.from_k
-
-    def order(self, terms):
-        return 4
-
-
-EXTRA_SOLVERS = {
-    s.name: s
-    for s in [
-        _solvers.SolverSpec("euler_heun", EulerHeun, order=1, stages=2, fsal=True, embedded=True),
-        _solvers.SolverSpec("ralston", dfx.Ralston, order=2, stages=2, fsal=False, embedded=True),
-        _solvers.SolverSpec("fehlberg45", Fehlberg45, order=4, stages=6, fsal=False, embedded=True),
-    ]
-}
-
-# Order of each solver's error estimate (the embedded formula), for the table.
-EMBEDDED_ORDER = {"euler_heun": 2, "heun": 1, "midpoint": 1, "ralston": 1, "bosh3": 2, "fehlberg45": 5,
-                  "dopri5": 4, "tsit5": 4, "dopri8": 7}
+# Order m̂ of each solver's error estimate (the embedded formula), for the table: the registry's.
+EMBEDDED_ORDER = {n: s.error_order for n, s in _solvers.REGISTRY.items() if s.error_order is not None}
 
 DEFAULT_SOLVERS = ("euler_heun", "heun", "ralston", "bosh3", "fehlberg45", "dopri5", "tsit5", "dopri8")
 MISSING_ORDERS = {6: "no explicit embedded 6th-order pair in diffrax", 7: "no explicit embedded 7th-order pair in diffrax"}
 
 
 def get_solver(name: str) -> _solvers.SolverSpec:
-    if name in EXTRA_SOLVERS:
-        return EXTRA_SOLVERS[name]
     spec = _solvers.get(name)
-    if not spec.embedded:
+    if spec.make is None or not spec.embedded:
         raise ValueError(f"solver {name!r} has no error estimate; the order study needs adaptive solvers")
     return spec
 

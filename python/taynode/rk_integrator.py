@@ -1,0 +1,199 @@
+r"""The explicit Runge–Kutta entries' integrator: a validated :class:`~taynode.problem.Problem`
+through one ``diffrax.diffeqsolve``.
+
+The augmented state is ``(z, {name: r})`` with :math:`\dot r = \text{integrand}(t, z)` per
+example (:func:`augmented_field`), so one solve returns the trajectory and every regularizer's
+integral :math:`\int_{t_0}^{t_1} \text{integrand}\,|dt|` (non-negative in either time direction).
+With ``quadrature="sampled"`` the integrands are evaluated after the solve at random times on
+its dense output instead (:func:`sampled_integrals`).
+"""
+
+from __future__ import annotations
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optimistix as optx
+
+from . import solver_heuristics as _heuristics
+from . import solvers as _solvers
+from .problem import Problem, Solution
+
+__all__ = ["SAMPLE_STREAM", "augmented_field", "integrate_rk", "sample_times"]
+
+SAMPLE_STREAM = 0x5A  # the sample times' PRNG stream, independent of the Hutchinson noise drawn from key
+
+_MAX_STEPS_MESSAGE = (
+    "The maximum number of solver steps was reached before t1 (raise max_steps=): the step size "
+    "collapsed. An explicit solver does this on a stiff problem (e.g. Van der Pol with large mu; "
+    "use a looser rtol/atol or an implicit solver) and when the solution blows up or becomes NaN "
+    "(check the dynamics, its parameters and the learning rate)."
+)
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def sample_times(key, t0, t1, samples: int):
+    r"""Stratified uniform times :math:`\tau_m = t_0 + (t_1 - t_0)(m + u_m)/M`, :math:`u_m \sim U[0, 1)`.
+
+    Each :math:`\tau_m` is uniform on its own M-th of [t0, t1], so
+    :math:`|t_1 - t_0|\,\frac1M\sum_m r(\tau_m)` is an unbiased estimate of
+    :math:`\int r\,|dt|`; the times are monotone in the direction of integration.
+    """
+    u = jax.random.uniform(key, (samples,), dtype=jnp.result_type(t0))
+    return t0 + (t1 - t0) * (jnp.arange(samples, dtype=u.dtype) + u) / samples
+
+
+def _finite_at_start(dz):
+    """f(t0, z0) is finite, or an error: catches NaN/inf in arrays a plain function closes over,
+    which would otherwise only surface as step-size collapse (max_steps)."""
+    msg = ("f(t0, z0, args) contains NaN or inf although z0 and args are finite: check the arrays f "
+           "closes over (e.g. the weights of a plain function) and what f computes at t0")
+    bad = ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(dz)]))
+    if _is_concrete(bad):
+        if bool(bad):
+            raise ValueError(msg)
+        return dz
+    return eqx.error_if(dz, bad, msg)
+
+
+def _check_result(result, zs, max_steps):
+    """diffrax's failure codes as clear errors (raised now for concrete values, at run time under jit)."""
+    msgs = ["", _MAX_STEPS_MESSAGE.replace("max_steps=", f"max_steps={max_steps}"),
+            "the solve failed: diffrax reported an error other than max_steps"]
+    index = jnp.where(result == dfx.RESULTS.successful, 0, jnp.where(result == dfx.RESULTS.max_steps_reached, 1, 2))
+    return eqx.branched_error_if(zs, index != 0, index, msgs)
+
+
+def _adjoint(name, checkpoints, adaptive, rtol, atol):
+    if name == "backprop":
+        # diffrax's default keeps O(sqrt(max_steps)) checkpoints (90 for 4096) and sorts and
+        # copies that whole buffer in the backward pass, a fixed cost that dominates short
+        # solves: 16 store every step of a typical neural-ODE solve and recompute each step at
+        # most once up to 153 steps (benchmarks/training_cost.py measures the choice).
+        return dfx.RecursiveCheckpointAdjoint(checkpoints=checkpoints)
+    if name == "adjoint":
+        if not adaptive:
+            return dfx.BacksolveAdjoint()
+        # Kidger, Chen & Lyons (2021): the parameter cotangents need no error control.
+        return dfx.BacksolveAdjoint(stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol, norm=dfx.adjoint_rms_seminorm))
+    raise ValueError(f"unknown adjoint {name!r}; valid: 'backprop' (through the solver), 'adjoint' (continuous)")
+
+
+def augmented_field(f_static, integrated):
+    """diffrax's vector field of ``(z, {name: r})``: ``(f, {name: direction · integrand})``.
+
+    Everything differentiable travels in diffrax's args as ``(f's arrays, args, noise,
+    direction)`` (the continuous adjoint only differentiates explicit inputs); f's static parts
+    are closed over.
+    """
+
+    def vector_field(t, y, packed):
+        f_arrays, args, noise, direction = packed
+        f_ = eqx.combine(f_arrays, f_static)
+        z, _ = y
+        dz = f_(t, z, args)
+        dr = {r.name: direction * r.integrand(f_, t, z, args, noise) for r in integrated}
+        return dz, dr
+
+    return vector_field
+
+
+def _step_control(spec, p: Problem, fun, y0, t0, t1, direction):
+    """``(dt0, controller, max_steps)``: Hairer's initial step and a PID controller (adaptive),
+    or the fixed grid."""
+    if not p.adaptive:
+        return (t1 - t0) / p.steps, dfx.ConstantStepSize(), max(p.max_steps, p.steps)
+    f0 = fun(t0, y0)
+    f0 = (_finite_at_start(f0[0]), f0[1])
+    dt0 = _solvers.initial_step_size(fun, t0, y0, direction, spec.order, p.rtol, p.atol, f0)
+    norm = (lambda err: optx.rms_norm(err[0])) if p.error_control == "state" else optx.rms_norm
+    return dt0, dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm), p.max_steps
+
+
+def _saveat(p: Problem, save_ts, accumulate: bool):
+    if p.save_steps:
+        if p.adjoint != "backprop":
+            raise ValueError("save_steps=True works with adjoint='backprop' only (a diffrax limitation)")
+        return dfx.SaveAt(subs=[dfx.SubSaveAt(ts=save_ts), dfx.SubSaveAt(steps=True)], solver_state=accumulate)
+    return dfx.SaveAt(ts=save_ts, solver_state=accumulate)
+
+
+def sampled_integrals(p: Problem, f_, taus, z_tau, t0, t1):
+    r""":math:`|t_1 - t_0|\frac1M\sum_m r(\tau_m, z(\tau_m))` for each integrand regularizer."""
+    return {
+        r.name: jnp.abs(t1 - t0) * jnp.mean(jax.vmap(lambda t, z: r.integrand(f_, t, z, p.args, p.noise))(taus, z_tau), axis=0)
+        for r in p.regs
+    }
+
+
+def integrate_rk(spec, p: Problem) -> Solution:
+    """Integrate ``p`` with the Runge–Kutta entry ``spec`` (its ``make()`` is a diffrax solver)."""
+    ts, dtype = p.ts, p.dtype
+    t0, t1 = ts[0], ts[-1]
+    direction = jnp.sign(t1 - t0)
+    regs, step_regs = list(p.regs), list(p.step_regs)
+    integrated = [] if p.sampled else regs
+
+    f_arrays, f_static = eqx.partition(p.f, eqx.is_array)
+    vector_field = augmented_field(f_static, integrated)
+    packed = (f_arrays, p.args, p.noise, direction)
+    y0 = (p.z0, {r.name: jnp.zeros((p.batch,), dtype) for r in integrated})
+    term = dfx.ODETerm(vector_field)
+    fun = lambda t, y: vector_field(t, y, packed)  # noqa: E731
+    dt0, controller, max_steps = _step_control(spec, p, fun, y0, t0, t1, direction)
+
+    save_ts, n_out = ts, ts.shape[0]
+    if p.sampled:
+        taus = sample_times(jax.random.fold_in(p.key, SAMPLE_STREAM), t0, t1, p.samples)
+        every = jnp.concatenate([ts, taus])
+        order = jnp.argsort(direction * every)
+        save_ts, unsort = every[order], jnp.argsort(order)
+    accumulate = bool(step_regs) and not p.sampled
+    saveat = _saveat(p, save_ts, accumulate)
+    inner = spec.make()
+    sol = dfx.diffeqsolve(
+        term,
+        _heuristics.wrap(inner, step_regs, lambda y: y[0], p.rtol, p.atol) if accumulate else inner,
+        t0,
+        t1,
+        dt0,
+        y0,
+        packed,
+        saveat=saveat,
+        stepsize_controller=controller,
+        adjoint=_adjoint(p.adjoint, min(p.checkpoints, max_steps), p.adaptive, p.rtol, p.atol),
+        max_steps=max_steps,
+        throw=False,
+    )
+    if p.save_steps:
+        (zs, rs), (step_zs, _) = sol.ys
+        step_ts = sol.ts[1]
+    else:
+        (zs, rs), step_zs, step_ts = sol.ys, None, None
+    zs = _check_result(sol.result, zs, max_steps)
+    attempted = sol.stats["num_steps"]
+    nfe = spec.nfe(attempted, p.adaptive)
+    if p.sampled:
+        zs = jax.tree_util.tree_map(lambda y: y[unsort], zs)
+        z_tau = jax.tree_util.tree_map(lambda y: y[n_out:], zs)
+        zs = jax.tree_util.tree_map(lambda y: y[:n_out], zs)
+        integrals = sampled_integrals(p, eqx.combine(f_arrays, f_static), taus, z_tau, t0, t1)
+        if step_regs:
+            integrals.update(_heuristics.local_values(
+                step_regs, inner, term, packed, taus, (z_tau, {}), t1, direction, spec.order, p.rtol, p.atol,
+                _solvers.initial_step_size, lambda y: y[0]))
+        reg_evals = jnp.array(p.samples)
+    else:
+        integrals = {n: r[-1] for n, r in rs.items()}
+        if accumulate:
+            integrals.update(_heuristics.accumulated(sol.solver_state))
+        reg_evals = nfe if regs else jnp.array(0)
+    stats = dict(nfe=nfe, steps=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"],
+                 attempted=attempted, regularizer_evals=reg_evals)
+    if p.adjoint == "backprop":
+        stats["nfe_backward"] = nfe - (_solvers.INITIAL_STEP_EVALS if p.adaptive else 0)
+    return Solution(ts=ts, ys=zs, integrals=integrals, stats=stats, step_ts=step_ts, step_ys=step_zs, nfe_unit=spec.nfe_unit)
