@@ -45,6 +45,8 @@ def test_rule_raises_lambda_above_target_and_lowers_it_below():
     (dict(rate=-0.1), "rate must be"),
     (dict(every=0), "every must be an integer >= 1"),
     (dict(damping=-1.0), "damping must be"),
+    (dict(warmup=-1), "warmup must be an integer >= 0"),
+    (dict(warmup=2.5), "warmup must be an integer >= 0"),
     (dict(lam0=10.0, lam_max=1.0), "lam_min <= lam0 <= lam_max"),
     (dict(quantity=""), "quantity must be the name"),
     (dict(dtype=np.int32), "dtype must be a float dtype"),
@@ -123,6 +125,21 @@ def test_lambda_rises_above_target_and_falls_below(tmp_path):
     down = [r["lam"] for r in read_log(low.run_dir, "target")]
     np.testing.assert_allclose(up, 0.1 * 2.0 ** np.arange(1, 7), rtol=1e-12)
     np.testing.assert_allclose(down, 0.1 * 0.5 ** np.arange(1, 7), rtol=1e-12)
+
+
+def test_warmup_holds_lambda_and_skips_those_steps_in_the_measurement(tmp_path):
+    """warmup=12, every=5: λ = λ0 for steps 1-17, updates after steps 17, 22, 27, each measuring
+    the mean over its own 5 steps only (the warm-up steps are not in the first window)."""
+    t = LambdaTarget("wnorm", 1e-6, 0.1, every=5, warmup=12, dtype=np.float64)
+    _ridge(tmp_path, "w", t, steps=30)
+    steps, updates = read_log(tmp_path / "w", "step"), read_log(tmp_path / "w", "target")
+    assert [r["step"] for r in updates] == [17, 22, 27]
+    assert all(r["lam"] == 0.1 for r in steps[:17]) and steps[17]["lam"] == pytest.approx(0.2)
+    wnorm = np.array([r["wnorm"] for r in steps])
+    np.testing.assert_allclose([r["measured"] for r in updates], [wnorm[12:17].mean(), wnorm[17:22].mean(), wnorm[22:27].mean()],
+                               rtol=1e-12)
+    # a setting added later is left out of the checkpoint's spec at its default, so older checkpoints resume
+    assert "warmup" not in LambdaTarget("wnorm", 1.0, 0.1).spec() and t.spec()["warmup"] == 12
 
 
 def test_bad_use_in_the_loop_is_named(tmp_path):

@@ -72,6 +72,9 @@ class LambdaTarget:
             the model needs some steps to follow a new λ.
         every: steps between updates (the measurement window), ≥ 1.
         damping: the weight of the change of e since the last update (≥ 0; 0: plain dual ascent).
+        warmup: training steps at λ = lam0 before the first measurement window (≥ 0); the updates
+            come after steps warmup + every, warmup + 2·every, ... Use it when the young model's
+            quantity says nothing about the trained model's (see the module docstring).
         max_step: the largest |Δ log λ| of one update (> 0; default log 2: at most ×2 or ÷2).
         lam_min, lam_max: bounds on λ.
         measure: optional ``model -> dict`` evaluated on held-out data every ``every`` steps;
@@ -85,6 +88,7 @@ class LambdaTarget:
     rate: float = 0.3
     every: int = 20
     damping: float = 0.5
+    warmup: int = 0
     max_step: float = math.log(2.0)
     lam_min: float = 1e-10
     lam_max: float = 1e6
@@ -98,6 +102,8 @@ class LambdaTarget:
             _positive(name, getattr(self, name))
         if isinstance(self.every, bool) or not isinstance(self.every, (int, np.integer)) or self.every < 1:
             raise ValueError(f"LambdaTarget: every must be an integer >= 1 (steps between updates of λ), got {self.every!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) or self.warmup < 0:
+            raise ValueError(f"LambdaTarget: warmup must be an integer >= 0 (steps at lam0 before the first update of λ), got {self.warmup!r}")
         if not (isinstance(self.damping, (int, float, np.integer, np.floating)) and math.isfinite(self.damping) and self.damping >= 0):
             raise ValueError(f"LambdaTarget: damping must be a finite number >= 0, got {self.damping!r}")
         if not self.lam_min <= self.lam0 <= self.lam_max:
@@ -109,9 +115,15 @@ class LambdaTarget:
 
     def spec(self) -> dict:
         """The settings as JSON (checkpoints compare them on resume)."""
-        return dict(quantity=self.quantity, target=float(self.target), lam0=float(self.lam0), rate=float(self.rate),
+        spec = dict(quantity=self.quantity, target=float(self.target), lam0=float(self.lam0), rate=float(self.rate),
                     every=int(self.every), damping=float(self.damping), max_step=float(self.max_step), lam_min=float(self.lam_min),
                     lam_max=float(self.lam_max), held_out=self.measure is not None, dtype=np.dtype(self.dtype).name)
+        # warmup was added later: absent at its default 0, so checkpoints written before it resume
+        return spec | ({"warmup": int(self.warmup)} if self.warmup else {})
+
+    def updates_after(self, step: int) -> bool:
+        """Whether λ is updated after training step ``step`` (1-based): at warmup + k·every, k ≥ 1."""
+        return step > self.warmup and (step - self.warmup) % self.every == 0
 
     def init_state(self) -> dict:
         """``lam``: the current λ; ``sum``/``count``: the running window of training values;
