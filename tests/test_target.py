@@ -213,8 +213,9 @@ def test_sigkill_then_resume_with_target_is_bit_identical(tmp_path):
 
 
 def _toy(tmp_path, lam0):
-    """The toy (z(1) = z(0) + z(0)³, 1+1 → 16 → 16 → 1 tanh, dopri5 at 1e-5) with target R₂ = 0.01;
-    returns (R₂ on 200 held-out points at 1e-8, λ trajectory)."""
+    """The toy (z(1) = z(0) + z(0)³, 1+1 → 16 → 16 → 1 tanh, dopri5 at 1e-5) with target R₂ = 0.01,
+    600 steps, λ held for the first 200 (warmup: the young model's R₂ first falls to ~0.004, then
+    rises as it curves, whatever λ is); returns (R₂ on 200 held-out points at 1e-8, λ trajectory)."""
     from taynode import solve
     from taynode.models import MLPDynamics
     from taynode.regularizers import RK
@@ -226,9 +227,9 @@ def _toy(tmp_path, lam0):
 
     model = MLPDynamics((1, 16, 16, 1), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float64)
     batches = lambda step: jnp.asarray(np.random.default_rng(step).uniform(-1, 1, (32, 1)))  # noqa: E731
-    steps = 400
+    steps = 600
     res = train(model, optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)), loss_fn, batches, tmp_path / f"toy{lam0}",
-                steps=steps, progress=False, target=LambdaTarget("R2", 0.01, lam0, dtype=np.float64))
+                steps=steps, progress=False, target=LambdaTarget("R2", 0.01, lam0, warmup=200, dtype=np.float64))
     z = jnp.linspace(-1.0, 1.0, 200, dtype=jnp.float64)[:, None]  # held out: not the training draws
     r2 = float(jnp.mean(solve(res.model, z, (0.0, 1.0), rtol=1e-8, atol=1e-8, regularizers=[RK(2)]).integrals["R2"]))
     return r2, [r["lam"] for r in read_log(res.run_dir, "target")]
@@ -260,18 +261,23 @@ def _ffjord(tmp_path, lam0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("problem, lam0s, band", [
-    pytest.param(_toy, (0.012, 0.12, 1.2), 0.25, marks=pytest.mark.xfail(strict=False, reason=(
-        "not met yet: from λ0 = 0.012 the held-out R2 ended 2.5x the target after 400 steps; λ first falls while "
-        "the young model's R2 is below any target, then chases it too slowly"))),
-    (_ffjord, (0.5, 5.0, 50.0), 0.25)],
-                         ids=["toy", "ffjord"])
-def test_lands_within_band_from_a_decade_either_side(tmp_path, problem, lam0s, band):
-    """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target,
-    starting from λ0 a decade below, at and a decade above the λ it settles at."""
-    goal = 0.01 if problem is _toy else 0.03
-    for lam0 in lam0s:
-        r2, lams = problem(tmp_path, lam0)
-        print(f"{problem.__name__[1:]}: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
-              f"(target {goal}, {r2 / goal - 1:+.0%})")
-        assert abs(r2 / goal - 1) < band, (lam0, r2, lams)
+@pytest.mark.parametrize("lam0", [0.025, 0.25, 2.5])
+def test_toy_lands_within_band_from_a_decade_either_side(tmp_path, lam0):
+    """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
+    0.01, from λ0 a decade below, at and a decade above the λ it settles at (about 0.25)."""
+    r2, lams = _toy(tmp_path, lam0)
+    print(f"toy: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
+          f"(target 0.01, {r2 / 0.01 - 1:+.0%})")
+    assert len(lams) == 20  # (600 − 200 warm-up) / 20
+    assert abs(r2 / 0.01 - 1) < 0.25, (lam0, r2, lams)
+
+
+@pytest.mark.slow
+def test_ffjord_lands_within_band_from_a_decade_either_side(tmp_path):
+    """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
+    0.03, starting from λ0 a decade below, at and a decade above the λ it settles at."""
+    for lam0 in (0.5, 5.0, 50.0):
+        r2, lams = _ffjord(tmp_path, lam0)
+        print(f"ffjord: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
+              f"(target 0.03, {r2 / 0.03 - 1:+.0%})")
+        assert abs(r2 / 0.03 - 1) < 0.25, (lam0, r2, lams)
