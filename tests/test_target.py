@@ -214,8 +214,9 @@ def test_sigkill_then_resume_with_target_is_bit_identical(tmp_path):
 
 def _toy(tmp_path, lam0):
     """The toy (z(1) = z(0) + z(0)³, 1+1 → 16 → 16 → 1 tanh, dopri5 at 1e-5) with target R₂ = 0.01,
-    600 steps, λ held for the first 200 (warmup: the young model's R₂ first falls to ~0.004, then
-    rises as it curves, whatever λ is); returns (R₂ on 200 held-out points at 1e-8, λ trajectory)."""
+    600 steps (400 were too few: the young model's R₂ first falls to ~0.004, then rises as it
+    curves, whatever λ is, and λ needs the rest to follow); returns (R₂ on 200 held-out points at
+    1e-8, λ trajectory)."""
     from taynode import solve
     from taynode.models import MLPDynamics
     from taynode.regularizers import RK
@@ -229,7 +230,7 @@ def _toy(tmp_path, lam0):
     batches = lambda step: jnp.asarray(np.random.default_rng(step).uniform(-1, 1, (32, 1)))  # noqa: E731
     steps = 600
     res = train(model, optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)), loss_fn, batches, tmp_path / f"toy{lam0}",
-                steps=steps, progress=False, target=LambdaTarget("R2", 0.01, lam0, warmup=200, dtype=np.float64))
+                steps=steps, progress=False, target=LambdaTarget("R2", 0.01, lam0, dtype=np.float64))
     z = jnp.linspace(-1.0, 1.0, 200, dtype=jnp.float64)[:, None]  # held out: not the training draws
     r2 = float(jnp.mean(solve(res.model, z, (0.0, 1.0), rtol=1e-8, atol=1e-8, regularizers=[RK(2)]).integrals["R2"]))
     return r2, [r["lam"] for r in read_log(res.run_dir, "target")]
@@ -264,11 +265,11 @@ def _ffjord(tmp_path, lam0):
 @pytest.mark.parametrize("lam0", [0.025, 0.25, 2.5])
 def test_toy_lands_within_band_from_a_decade_either_side(tmp_path, lam0):
     """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
-    0.01, from λ0 a decade below, at and a decade above the λ it settles at (about 0.25)."""
+    0.01, from λ0 a decade below, at and a decade above the λ it settles at (0.15-0.3)."""
     r2, lams = _toy(tmp_path, lam0)
     print(f"toy: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
           f"(target 0.01, {r2 / 0.01 - 1:+.0%})")
-    assert len(lams) == 20  # (600 − 200 warm-up) / 20
+    assert len(lams) == 30
     assert abs(r2 / 0.01 - 1) < 0.25, (lam0, r2, lams)
 
 
