@@ -151,3 +151,23 @@ def test_unreachable_coordinator(tmp_path):
                  "--timeout", timeout, rc=3)
     assert time.monotonic() - t < timeout + 20  # start-up of the interpreter and JAX included
     assert f"could not be reached within {timeout} s" in err and "Start process 0 with the same --coordinator" in err
+
+
+@pytest.mark.slow
+def test_two_devices_with_a_target_take_the_one_device_lambda_trajectory(tmp_path):
+    """λ set by a LambdaTarget (on the mean R2, every 2 steps) reaches loss_fn as a replicated
+    input on 2 devices: the measured values, the λ sequence and the parameters equal 1 device's."""
+    common = ("--steps", 8, "--target", 0.048)  # R2 ≈ 0.045-0.05 here: the updates are not at the ×2 clip
+    run(tmp_path / "one", "--devices", 1, *common)
+    run(tmp_path / "two", "--devices", 2, "--local-devices", 2, *common)
+    a, b = (read_log(tmp_path / d, "target") for d in ("one", "two"))
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [2, 4, 6, 8]
+    lam_a, lam_b = np.array([r["lam"] for r in a]), np.array([r["lam"] for r in b])
+    steps = np.abs(np.diff(np.log(np.r_[0.1, lam_a])))
+    assert steps.max() > 1e-2 and np.all(steps < 0.9 * np.log(2)), lam_a  # λ moved, by the measured values (not the clip)
+    np.testing.assert_allclose(lam_b, lam_a, rtol=1e-9)
+    np.testing.assert_allclose([r["measured"] for r in b], [r["measured"] for r in a], rtol=1e-9)
+    # the λ each step used is the one the updates set, on both runs
+    np.testing.assert_allclose([r["lam"] for r in read_log(tmp_path / "two", "step")],
+                               [r["lam"] for r in read_log(tmp_path / "one", "step")], rtol=1e-9)
+    assert_close(tmp_path / "one", tmp_path / "two")

@@ -45,6 +45,8 @@ def test_rule_raises_lambda_above_target_and_lowers_it_below():
     (dict(rate=-0.1), "rate must be"),
     (dict(every=0), "every must be an integer >= 1"),
     (dict(damping=-1.0), "damping must be"),
+    (dict(warmup=-1), "warmup must be an integer >= 0"),
+    (dict(warmup=2.5), "warmup must be an integer >= 0"),
     (dict(lam0=10.0, lam_max=1.0), "lam_min <= lam0 <= lam_max"),
     (dict(quantity=""), "quantity must be the name"),
     (dict(dtype=np.int32), "dtype must be a float dtype"),
@@ -125,6 +127,21 @@ def test_lambda_rises_above_target_and_falls_below(tmp_path):
     np.testing.assert_allclose(down, 0.1 * 0.5 ** np.arange(1, 7), rtol=1e-12)
 
 
+def test_warmup_holds_lambda_and_skips_those_steps_in_the_measurement(tmp_path):
+    """warmup=12, every=5: λ = λ0 for steps 1-17, updates after steps 17, 22, 27, each measuring
+    the mean over its own 5 steps only (the warm-up steps are not in the first window)."""
+    t = LambdaTarget("wnorm", 1e-6, 0.1, every=5, warmup=12, dtype=np.float64)
+    _ridge(tmp_path, "w", t, steps=30)
+    steps, updates = read_log(tmp_path / "w", "step"), read_log(tmp_path / "w", "target")
+    assert [r["step"] for r in updates] == [17, 22, 27]
+    assert all(r["lam"] == 0.1 for r in steps[:17]) and steps[17]["lam"] == pytest.approx(0.2)
+    wnorm = np.array([r["wnorm"] for r in steps])
+    np.testing.assert_allclose([r["measured"] for r in updates], [wnorm[12:17].mean(), wnorm[17:22].mean(), wnorm[22:27].mean()],
+                               rtol=1e-12)
+    # a setting added later is left out of the checkpoint's spec at its default, so older checkpoints resume
+    assert "warmup" not in LambdaTarget("wnorm", 1.0, 0.1).spec() and t.spec()["warmup"] == 12
+
+
 def test_bad_use_in_the_loop_is_named(tmp_path):
     t = LambdaTarget("R3", 1.0, 0.1, dtype=np.float64)
     with pytest.raises(ValueError, match=r"quantity 'R3' is not in the loss's aux dict \(it has \['wnorm'\]\)"):
@@ -196,8 +213,10 @@ def test_sigkill_then_resume_with_target_is_bit_identical(tmp_path):
 
 
 def _toy(tmp_path, lam0):
-    """The toy (z(1) = z(0) + z(0)³, 1+1 → 16 → 16 → 1 tanh, dopri5 at 1e-5) with target R₂ = 0.01;
-    returns (R₂ on 200 held-out points at 1e-8, λ trajectory)."""
+    """The toy (z(1) = z(0) + z(0)³, 1+1 → 16 → 16 → 1 tanh, dopri5 at 1e-5) with target R₂ = 0.01,
+    600 steps (400 were too few: the young model's R₂ first falls to ~0.004, then rises as it
+    curves, whatever λ is, and λ needs the rest to follow); returns (R₂ on 200 held-out points at
+    1e-8, λ trajectory)."""
     from taynode import solve
     from taynode.models import MLPDynamics
     from taynode.regularizers import RK
@@ -209,7 +228,7 @@ def _toy(tmp_path, lam0):
 
     model = MLPDynamics((1, 16, 16, 1), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float64)
     batches = lambda step: jnp.asarray(np.random.default_rng(step).uniform(-1, 1, (32, 1)))  # noqa: E731
-    steps = 400
+    steps = 600
     res = train(model, optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)), loss_fn, batches, tmp_path / f"toy{lam0}",
                 steps=steps, progress=False, target=LambdaTarget("R2", 0.01, lam0, dtype=np.float64))
     z = jnp.linspace(-1.0, 1.0, 200, dtype=jnp.float64)[:, None]  # held out: not the training draws
@@ -243,18 +262,23 @@ def _ffjord(tmp_path, lam0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("problem, lam0s, band", [
-    pytest.param(_toy, (0.012, 0.12, 1.2), 0.25, marks=pytest.mark.xfail(strict=False, reason=(
-        "not met yet: from λ0 = 0.012 the held-out R2 ended 2.5x the target after 400 steps; λ first falls while "
-        "the young model's R2 is below any target, then chases it too slowly"))),
-    (_ffjord, (0.5, 5.0, 50.0), 0.25)],
-                         ids=["toy", "ffjord"])
-def test_lands_within_band_from_a_decade_either_side(tmp_path, problem, lam0s, band):
-    """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target,
-    starting from λ0 a decade below, at and a decade above the λ it settles at."""
-    goal = 0.01 if problem is _toy else 0.03
-    for lam0 in lam0s:
-        r2, lams = problem(tmp_path, lam0)
-        print(f"{problem.__name__[1:]}: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
-              f"(target {goal}, {r2 / goal - 1:+.0%})")
-        assert abs(r2 / goal - 1) < band, (lam0, r2, lams)
+@pytest.mark.parametrize("lam0", [0.025, 0.25, 2.5])
+def test_toy_lands_within_band_from_a_decade_either_side(tmp_path, lam0):
+    """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
+    0.01, from λ0 a decade below, at and a decade above the λ it settles at (0.15-0.3)."""
+    r2, lams = _toy(tmp_path, lam0)
+    print(f"toy: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
+          f"(target 0.01, {r2 / 0.01 - 1:+.0%})")
+    assert len(lams) == 30
+    assert abs(r2 / 0.01 - 1) < 0.25, (lam0, r2, lams)
+
+
+@pytest.mark.slow
+def test_ffjord_lands_within_band_from_a_decade_either_side(tmp_path):
+    """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
+    0.03, starting from λ0 a decade below, at and a decade above the λ it settles at."""
+    for lam0 in (0.5, 5.0, 50.0):
+        r2, lams = _ffjord(tmp_path, lam0)
+        print(f"ffjord: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
+              f"(target 0.03, {r2 / 0.03 - 1:+.0%})")
+        assert abs(r2 / 0.03 - 1) < 0.25, (lam0, r2, lams)

@@ -197,6 +197,8 @@ def _target_step(target, tstate, metrics, done, model, write, when):
     """After step ``done``: add its value to the window; every ``target.every`` steps, measure
     and update λ (writing a ``"target"`` record). Returns the new state."""
     q, tstate = target.quantity, dict(tstate)
+    if done <= target.warmup:  # λ stays at lam0 and these steps are not measured
+        return tstate
     if target.measure is None:
         if q not in metrics or q in ("loss", "lam"):
             have = sorted(k for k in metrics if k not in ("loss", "lam"))
@@ -205,7 +207,7 @@ def _target_step(target, tstate, metrics, done, model, write, when):
         if metrics[q] is None:
             raise ValueError(f"the λ target's quantity {q!r} is NaN or inf at step {done}")
         tstate["sum"], tstate["count"] = tstate["sum"] + metrics[q], tstate["count"] + 1
-    if done % target.every:
+    if not target.updates_after(done):
         return tstate
     if target.measure is None:
         measured = tstate["sum"] / tstate["count"]
@@ -279,7 +281,7 @@ def train(
         target: a :class:`~taynode.train.target.LambdaTarget` instead of a fixed λ. ``loss_fn``
             then takes λ as a fourth argument, ``(model, batch, key, lam) -> (loss, aux)`` (a
             scalar array, an input of the compiled step, so a new λ does not recompile), and
-            the loop sets it every ``target.every`` steps by log λ ← log λ +
+            the loop sets it every ``target.every`` steps (after ``target.warmup`` steps at λ0) by log λ ← log λ +
             clip(rate · log(m / m*), ±max_step), m the mean of ``aux[target.quantity]`` over
             those steps (or ``target.measure(model)`` on held-out data), m* = ``target.target``.
             λ is in every step and epoch record (``lam``) and in the checkpoint, so a resume is
