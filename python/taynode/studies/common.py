@@ -34,7 +34,8 @@ def preset(presets: dict, name: str, **overrides):
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - {f.name for f in fields(base)})
     if unknown:
-        raise ValueError(f"unknown settings {unknown} for {type(base).__name__}; valid: {sorted(f.name for f in fields(base))}")
+        study = type(base).__name__.removesuffix("Config")
+        raise ValueError(f"unknown {study} settings {unknown}; valid: {sorted(f.name for f in fields(base))}")
     return replace(base, **given)
 
 
