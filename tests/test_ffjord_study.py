@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from taynode.cli import main
-from taynode.studies import ffjord
+from taynode.studies import cast, ffjord
 from taynode.train import CHECKPOINT, load_checkpoint, read_meta
 
 
@@ -24,7 +24,7 @@ def test_table_command_end_to_end_and_evaluation(tmp_path, capsys):
     # the table's NLL and NFE are those of a direct dopri5 solve of the trained flow (exact trace, float64)
     cfg = ffjord.PRESETS["tiny"]
     model, _, _ = load_checkpoint(str(out / "runs" / "adaptive_none" / CHECKPOINT), ffjord.make_cnf(cfg, 2))
-    cnf = ffjord._to64(ffjord.replace_trace(model, "exact"))
+    cnf = cast(ffjord.replace_trace(model, "exact"), jnp.float64)
     _, test_x = ffjord.load_data(cfg)
     r = cnf.forward(jnp.asarray(test_x), rtol=cfg.eval_tol, atol=cfg.eval_tol)
     np.testing.assert_allclose(row["nll"], -float(jnp.mean(r.log_prob)), rtol=1e-10)

@@ -1,53 +1,103 @@
-"""Command line: ``taynode demo``, ``taynode train mnist``, ``taynode eval``."""
+"""Command line: ``taynode demo`` (the paper's Fig. 1), ``taynode study <name>`` (Figs. 2-8, Table 2),
+``taynode train mnist``, ``taynode eval`` (an MNIST checkpoint) and ``taynode compare-solvers``.
+
+The flags that set a study's configuration are generated from its config dataclass: the flag
+``--train-tol`` sets the field ``train_tol``, its help is the field's documentation
+(:func:`taynode.studies.setting`) and the default it shows is read from the config (or from each
+preset), so the help cannot drift from the code. Process-wide JAX settings are chosen here, not in
+the library: every command runs with 64-bit types enabled (the studies evaluate in float64).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 
-# Overrides of an MNIST preset, shared by `train mnist` and `study mnist-fig5..8`: (flag, type, help).
-_MNIST_OPTIONS = (
-    ("--seed", int, "seed (default 0)"),
-    ("--epochs", int, "override the preset's epochs"),
-    ("--batch", int, "override the preset's batch size"),
-    ("--train-examples", int, "use the first N training images"),
-    ("--train-tol", float, "rtol = atol of the training solves"),
-    ("--eval-test-examples", int, "test images evaluated (default: the preset's)"),
-    ("--eval-train-examples", int, "training images evaluated"),
-    ("--eval-reg-examples", int, "images on which R_K is evaluated"),
-    ("--epoch-eval-examples", int, "test images evaluated after each epoch"),
-    ("--data", str, "MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)"),
-    ("--steer", float, "STEER: train with the end time drawn from [1 - b, 1 + b] each step (default 0: off)"),
-)
-
-# How the regularizers are computed in training; shared by every training command.
-_QUADRATURE_OPTIONS = (
-    ("--quadrature", str, "integrated (the paper's: in the ODE state, at every solver stage) or sampled "
-                          "(unbiased: at --samples random times per solve) (default integrated)"),
-    ("--samples", int, "sample times per solve with --quadrature sampled (default 1)"),
-)
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def _add_mnist_options(parser):
-    for flag, typ, text in _MNIST_OPTIONS + _QUADRATURE_OPTIONS:
-        parser.add_argument(flag, type=typ, help=text)
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return " ".join(map(str, v)) if v else "none"
+    return str(v)
 
 
-def _add_quadrature_options(parser):
-    for flag, typ, text in _QUADRATURE_OPTIONS:
-        parser.add_argument(flag, type=typ, help=text)
+def _flag_type(f, examples):
+    """argparse's ``type`` and ``nargs`` for the config field ``f`` (``examples``: its values)."""
+    base = str(f.type).replace(" | None", "").replace("None | ", "").strip()
+    if base.startswith("tuple"):
+        elems = [x for v in examples if isinstance(v, tuple) for x in v]
+        return (type(elems[0]) if elems else str), "+"
+    types = {"int": int, "float": float, "str": str}
+    if base not in types:
+        raise TypeError(f"config field {f.name} of type {f.type!r} has no command-line form")
+    return types[base], None
 
 
-def _given(ns, options) -> dict:
-    """The options of ``options`` that were given (unset ones left out)."""
-    names = (flag[2:].replace("-", "_") for flag, _, _ in options)
-    return {k: v for k in names if (v := getattr(ns, k)) is not None}
+def _add_config_flags(parser, cls, names, presets=None, **extra):
+    """``--<name>`` for each field ``names`` of the config dataclass ``cls``, with the field's
+    help and its default (one value, or each preset's); unset flags stay ``None`` (the config's
+    value is used). ``extra``: argparse keywords per field (e.g. ``choices``)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names:
+        f = fields[name]
+        if "help" not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{name} has no help text: declare it with taynode.studies.setting(default, help)")
+        values = {p: getattr(c, name) for p, c in presets.items()} if presets else {"": f.default}
+        typ, nargs = _flag_type(f, list(values.values()))
+        shown = {_show(v) for v in values.values()}
+        if len(shown) == 1:
+            default = f"default {shown.pop()}"
+        else:
+            default = "default: the preset's: " + ", ".join(f"{p} {_show(v)}" for p, v in values.items())
+        kw = dict(type=typ, help=f"{f.metadata['help']} ({default})".replace("%", "%%")) | ({"nargs": nargs} if nargs else {})
+        parser.add_argument(_flag(name), dest=name, **kw | extra.get(name, {}))
 
 
-def _mnist_overrides(ns) -> dict:
-    """The given preset overrides (unset ones left out)."""
-    return _given(ns, _MNIST_OPTIONS + _QUADRATURE_OPTIONS)
+def _given(ns, names) -> dict:
+    """The flags of ``names`` that were given (unset ones left out), lists as tuples."""
+    out = {}
+    for k in names:
+        v = getattr(ns, k)
+        if v is not None:
+            out[k] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def _add_preset(parser, presets, default, notes=None):
+    notes = notes or {}
+    names = ", ".join(f"{p} ({notes[p]})" if p in notes else p for p in presets)
+    parser.add_argument("--preset", default=default, help=f"one of: {names} (default {default})")
+
+
+def _default_of(fn, name):
+    import inspect
+
+    return inspect.signature(fn).parameters[name].default
+
+
+# Overrides of an MNIST preset, shared by `train mnist` and `study mnist-fig5..8`.
+_MNIST_OPTIONS = ("seed", "epochs", "batch", "train_examples", "train_tol", "eval_test_examples", "eval_train_examples",
+                  "eval_reg_examples", "epoch_eval_examples", "data", "steer", "quadrature", "samples")
+_QUADRATURE_OPTIONS = ("quadrature", "samples")
+_TRAIN_MNIST_OPTIONS = ("reg", "lam", "solver", "activation") + _MNIST_OPTIONS + ("checkpoint_every", "max_steps")
+_FIG3_OPTIONS = ("seed", "epochs", "train_examples", "batch", "data")
+_EVAL_OPTIONS = ("data", "eval_test_examples", "eval_train_examples", "eval_reg_examples")
+_DEMO_OPTIONS = ("iters", "lam", "seed") + _QUADRATURE_OPTIONS
+_ORDER_OPTIONS = ("tol", "degrees", "solvers", "dim", "trajectories", "seed")
+_LATENT_OPTIONS = ("epochs", "lam", "max_records", "batch", "seed") + _QUADRATURE_OPTIONS
+_FFJORD_OPTIONS = ("dataset", "data", "iters", "lam_r2", "lam_rnode", "fixed_steps", "regs", "seed") + _QUADRATURE_OPTIONS
+_MNIST_PRESET_NOTES = {"small": "about 10 min on 2 cores", "fig": "1-2 min, for the figure studies", "full": "all 60,000 images, 20 epochs",
+                       "long": "as full, 40 epochs", "paper": "the paper's 160 epochs in float64"}
+
+
+def _add_mnist_options(parser, names=_MNIST_OPTIONS):
+    from .studies import mnist
+
+    _add_config_flags(parser, mnist.MNISTConfig, names, mnist.PRESETS)
 
 
 def _add_parallel_options(parser):
@@ -77,10 +127,7 @@ def _train_mnist(ns):
     from .studies import mnist
 
     parallel = _start_parallel(ns)
-    cfg = mnist.config(
-        ns.preset, reg=ns.reg, lam=ns.lam, solver=ns.solver, activation=ns.activation, max_steps=ns.max_steps,
-        checkpoint_every=ns.checkpoint_every, **_mnist_overrides(ns),
-    )
+    cfg = mnist.config(ns.preset, **_given(ns, _TRAIN_MNIST_OPTIONS))
     out = ns.out or f"runs/mnist-{cfg.preset}-{cfg.reg}-lam{cfg.lam:g}-seed{cfg.seed}"
     from .train import NonFiniteLossError
 
@@ -107,8 +154,7 @@ def _print_mnist(s):
 def _eval(ns):
     from .studies import mnist
 
-    s = mnist.evaluate_checkpoint(ns.checkpoint, data=ns.data, eval_test_examples=ns.eval_test_examples,
-                                  eval_train_examples=ns.eval_train_examples, eval_reg_examples=ns.eval_reg_examples)
+    s = mnist.evaluate_checkpoint(ns.checkpoint, data=ns.data, **_given(ns, _EVAL_OPTIONS[1:]))
     print(f"{s['checkpoint']} (step {s['step']}, reg {s['reg']}, λ={s['lam']:g})")
     _print_mnist(s)
 
@@ -116,8 +162,7 @@ def _eval(ns):
 def _study_mnist_fig3(ns):
     from .studies import mnist
 
-    over = dict(seed=ns.seed, epochs=ns.epochs, batch=ns.batch, train_examples=ns.train_examples, data=ns.data)
-    s = mnist.fig3(ns.out, lam=ns.lam, preset=ns.preset, progress=not ns.no_progress, **over)
+    s = mnist.fig3(ns.out, lam=ns.lam, preset=ns.preset, progress=not ns.no_progress, **_given(ns, _FIG3_OPTIONS))
     print(f"{'model':<20}{'test acc':>10}{'test NFE':>10}{'train min':>11}")
     for name, r in s["results"].items():
         print(f"{name:<20}{r['test_acc']:>10.4f}{r['test_nfe']:>10.1f}{r['train_seconds'] / 60:>11.1f}")
@@ -127,7 +172,7 @@ def _study_mnist_fig3(ns):
 def _study_mnist_figs(ns):
     from .studies import mnist_figs
 
-    over = _mnist_overrides(ns) | ({} if ns.eval_orders is None else dict(eval_orders=tuple(ns.eval_orders)))
+    over = _given(ns, _MNIST_OPTIONS + ("eval_orders",))
     f5 = {} if ns.lams is None else dict(lams=tuple(ns.lams))
     f6 = {k: tuple(v) for k, v in dict(solvers=ns.solvers, orders=ns.orders).items() if v is not None}
     fig = ns.study.removeprefix("mnist-")
@@ -141,8 +186,7 @@ def _study_mnist_figs(ns):
 def _demo(ns):
     from .studies import toy
 
-    given = {k: v for k, v in dict(iters=ns.iters, lam=ns.lam, seed=ns.seed).items() if v is not None} | _given(ns, _QUADRATURE_OPTIONS)
-    cfg = toy.ToyConfig(**given)
+    cfg = toy.ToyConfig(**_given(ns, _DEMO_OPTIONS))
     summary = toy.run(cfg, ns.out, progress=not ns.no_progress)
     print(f"\nFig. 1 toy: fit z(1) = z(0) + z(0)^3, dopri5 at rtol=atol={cfg.eval_tol} (float64)")
     print(f"{'model':<24}{'train MSE':>12}{'NFE':>8}{'R' + str(cfg.order):>12}")
@@ -154,12 +198,7 @@ def _demo(ns):
 def _study_order(ns):
     from .studies import order
 
-    given = dict(tol=ns.tol, dim=ns.dim, trajectories=ns.trajectories, seed=ns.seed)
-    if ns.degrees is not None:
-        given["degrees"] = tuple(ns.degrees)
-    if ns.solvers is not None:
-        given["solvers"] = tuple(ns.solvers)
-    cfg = order.OrderConfig(**{k: v for k, v in given.items() if v is not None})
+    cfg = order.OrderConfig(**_given(ns, _ORDER_OPTIONS))
     summary = order.run(cfg, ns.out)
     print(order.markdown_table(summary))
     print(f"figure: {summary['figure']}")
@@ -168,7 +207,7 @@ def _study_order(ns):
 def _study_latent(ns):
     from .studies import latent
 
-    cfg = latent.preset(ns.preset, epochs=ns.epochs, lam=ns.lam, seed=ns.seed, max_records=ns.max_records, batch=ns.batch, **_given(ns, _QUADRATURE_OPTIONS))
+    cfg = latent.preset(ns.preset, **_given(ns, _LATENT_OPTIONS))
     summary = latent.run(cfg, ns.out, root=ns.data, progress=not ns.no_progress, resume=ns.resume)
     print(f"\nFig. 4 Latent ODE on PhysioNet 2012 ({summary['data']['train']} train / {summary['data']['test']} test records), "
           f"dopri5 at rtol=atol={cfg.eval_tol} (float64)")
@@ -190,12 +229,7 @@ def _compare_solvers(ns):
 def _study_ffjord(ns):
     from .studies import ffjord
 
-    given = dict(iters=ns.iters, lam_r2=ns.lam_r2, lam_rnode=ns.lam_rnode, seed=ns.seed, dataset=ns.dataset, data=ns.data, **_given(ns, _QUADRATURE_OPTIONS))
-    if ns.fixed_steps is not None:
-        given["fixed_steps"] = tuple(ns.fixed_steps)
-    if ns.regs is not None:
-        given["regs"] = tuple(ns.regs)
-    cfg = ffjord.preset(ns.preset, **given)
+    cfg = ffjord.preset(ns.preset, **_given(ns, _FFJORD_OPTIONS))
     summary = ffjord.run_table(cfg, ns.out, progress=not ns.no_progress, resume=ns.resume)
     print(f"\nTable 2 at CPU scale: FFJORD on {cfg.dataset} ({summary['train_examples']} train / {summary['test_examples']} test points); "
           f"evaluation: dopri5 at rtol=atol={cfg.eval_tol:g} (float64)")
@@ -239,33 +273,23 @@ def _main(argv):
     p = argparse.ArgumentParser(prog="taynode", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show the full Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
+    from .studies import ffjord, latent, mnist, mnist_figs, order, toy
+
     d = sub.add_parser("demo", help="the paper's Fig. 1 toy: unregularized vs R3-regularized")
-    d.add_argument("--iters", type=int, help="training iterations per model (default 1500)")
-    d.add_argument("--lam", type=float, help="weight λ of R3 (default 1.0)")
-    d.add_argument("--seed", type=int, help="seed for initialization and batches (default 0)")
-    d.add_argument("--out", default="runs/demo", help="output folder (fig1.png, results.json)")
+    _add_config_flags(d, toy.ToyConfig, _DEMO_OPTIONS)
+    d.add_argument("--out", default="runs/demo", help="output folder (fig1.png, results.json, runs/) (default runs/demo)")
     d.add_argument("--no-progress", action="store_true")
-    _add_quadrature_options(d)
     d.set_defaults(run=_demo)
     study = sub.add_parser("study", help="studies of the paper").add_subparsers(dest="study", required=True)
     o = study.add_parser("order", help="Fig. 2: steps of order-m RK solvers on degree-K polynomial trajectories")
-    o.add_argument("--out", default="runs/order", help="output folder (fig2.png, order.md, order.csv, results.json)")
-    o.add_argument("--tol", type=float, help="rtol = atol of every solve (default 1.4e-8)")
-    o.add_argument("--degrees", type=int, nargs="+", help="polynomial degrees K (default 0 … 8)")
-    o.add_argument("--solvers", nargs="+", help="solver names (default: all of orders 1–5 and 8)")
-    o.add_argument("--dim", type=int, help="dimension of the trajectories (default 4)")
-    o.add_argument("--trajectories", type=int, help="random trajectories per degree (default 8)")
-    o.add_argument("--seed", type=int, help="seed of the random coefficients (default 0)")
+    o.add_argument("--out", default="runs/order", help="output folder (fig2.png, order.md, order.csv, results.json) (default runs/order)")
+    _add_config_flags(o, order.OrderConfig, _ORDER_OPTIONS)
     o.set_defaults(run=_study_order)
     f3 = study.add_parser("mnist-fig3", help="Fig. 3: NFE and training error during MNIST training, with and without R3")
-    f3.add_argument("--out", default="runs/mnist-small", help="folder of the runs and fig3.png (reuses finished runs)")
-    f3.add_argument("--lam", type=float, default=10000.0, help="weight λ of R3 (default 10000)")
-    f3.add_argument("--preset", default="small", help="small or paper (default small)")
-    f3.add_argument("--seed", type=int, help="seed (default 0)")
-    f3.add_argument("--epochs", type=int, help="override the preset's epochs")
-    f3.add_argument("--train-examples", type=int, help="use the first N training images")
-    f3.add_argument("--batch", type=int, help="override the preset's batch size")
-    f3.add_argument("--data", help="MNIST file or folder")
+    f3.add_argument("--out", default="runs/mnist-small", help="folder of the runs and fig3.png (reuses finished runs) (default runs/mnist-small)")
+    f3.add_argument("--lam", type=float, default=_default_of(mnist.fig3, "lam"), help="weight λ of R3 (default %(default)g)")
+    _add_preset(f3, mnist.PRESETS, _default_of(mnist.fig3, "preset"), _MNIST_PRESET_NOTES)
+    _add_mnist_options(f3, _FIG3_OPTIONS)
     f3.add_argument("--no-progress", action="store_true")
     f3.set_defaults(run=_study_mnist_fig3)
     for n, what in (("5", "λ sweep of R2: test NFE against unregularized training loss"),
@@ -273,67 +297,47 @@ def _main(argv):
                     ("7", "R_K against NFE across the runs of Figs. 5 and 6 (rank correlation)"),
                     ("8", "(a) solver error vs tolerance, (b) train vs test NFE, (c) train/test error vs λ")):
         fq = study.add_parser(f"mnist-fig{n}", help=f"Fig. {n}: {what} (runs cached in OUT/runs, shared by Figs. 5-8)")
-        fq.add_argument("--out", default="runs/mnist-figs", help="output folder (figN.png, figN.md/.csv/.json, runs/)")
-        fq.add_argument("--preset", default="fig", help="fig (1-2 min per run), small or paper (default fig)")
-        fq.add_argument("--lams", type=float, nargs="+", help="Fig. 5's λ values of R2, 0 = unregularized (default 0 100 300 1000 3000 10000)")
-        fq.add_argument("--solvers", nargs="+", help="Fig. 6's solvers (default heun bosh3 dopri5)")
-        fq.add_argument("--orders", type=int, nargs="+", help="Fig. 6's orders K of R_K (default 1 2 3 4)")
-        _add_mnist_options(fq)
-        fq.add_argument("--eval-orders", type=int, nargs="+", help="orders K of R_K evaluated (default 1 2 3 4)")
+        fq.add_argument("--out", default="runs/mnist-figs", help="output folder (figN.png, figN.md/.csv/.json, runs/) (default runs/mnist-figs)")
+        _add_preset(fq, mnist.PRESETS, _default_of(mnist_figs.fig5, "preset"), _MNIST_PRESET_NOTES)
+        fq.add_argument("--lams", type=float, nargs="+", help=f"Fig. 5's λ values of R2, 0 = unregularized (default {_show(mnist_figs.FIG5_LAMS)})")
+        fq.add_argument("--solvers", nargs="+", help=f"Fig. 6's solvers (default {_show(mnist_figs.FIG6_SOLVERS)})")
+        fq.add_argument("--orders", type=int, nargs="+", help=f"Fig. 6's orders K of R_K (default {_show(_default_of(mnist_figs.fig6, 'orders'))})")
+        _add_mnist_options(fq, _MNIST_OPTIONS + ("eval_orders",))
         if n == "8":
-            fq.add_argument("--tols", type=float, nargs="+", help="tolerances of panel (a) (default 1e-3 ... 1e-8)")
+            fq.add_argument("--tols", type=float, nargs="+", help=f"tolerances of panel (a) (default {_show(mnist_figs.FIG8_TOLS)})")
         else:
             fq.set_defaults(tols=None)
         fq.add_argument("--no-progress", action="store_true")
         fq.set_defaults(run=_study_mnist_figs)
     lo = study.add_parser("latent-ode", help="Fig. 4: Latent ODE on PhysioNet 2012, unregularized vs R3")
-    lo.add_argument("--preset", default="cpu", help="cpu (about 20 min on 2 cores) or paper (default cpu)")
-    lo.add_argument("--out", default="runs/latent_ode", help="output folder (fig4.png, table.md, results.json, run folders)")
+    _add_preset(lo, latent.PRESETS, "cpu", {"cpu": "about 20 min on 2 cores"})
+    lo.add_argument("--out", default="runs/latent_ode", help="output folder (fig4.png, table.md, results.json, run folders) (default runs/latent_ode)")
     lo.add_argument("--data", help="folder with set-a.tar.gz, Outcomes-a.txt, ... (default: $TAYNODE_PHYSIONET or ../shared/data/physionet2012)")
-    lo.add_argument("--epochs", type=int, help="training epochs per model (default: the preset's)")
-    lo.add_argument("--lam", type=float, help="weight λ of R3 (default 1e-2)")
-    lo.add_argument("--max-records", type=int, help="use a random subset of this many records")
-    lo.add_argument("--batch", type=int, help="records per training batch (default 50; at most the training records)")
-    lo.add_argument("--seed", type=int, help="seed for the split, initialization and batches (default 0)")
-    _add_quadrature_options(lo)
+    _add_config_flags(lo, latent.LatentConfig, _LATENT_OPTIONS, latent.PRESETS)
     lo.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     lo.add_argument("--no-progress", action="store_true")
     lo.set_defaults(run=_study_latent)
     ff = study.add_parser("ffjord-table2", help="Table 2 at CPU scale: FFJORD unregularized vs RNODE vs TayNODE (R2), adaptive and fixed-grid training")
-    ff.add_argument("--preset", default="cpu", help="cpu (a 2-D toy, 6-13 min on 2 shared cores), tiny (smoke test), mnist (reduced 14x14 MNIST, about 30 min of one CPU core) or miniboone (needs MAF's data.npy and a GPU) (default cpu)")
-    ff.add_argument("--out", default="runs/ffjord", help="output folder (table.md, table.csv, results.json, densities.png, runs/)")
-    ff.add_argument("--dataset", help="2-D toy: moons, 8gaussians, pinwheel, checkerboard, rings (default: the preset's)")
-    ff.add_argument("--data", help="MINIBOONE data.npy or its folder, or the MNIST file or folder (default: $TAYNODE_MINIBOONE / $TAYNODE_MNIST or ../shared/data)")
-    ff.add_argument("--iters", type=int, help="training steps per model (default: the preset's)")
-    ff.add_argument("--lam-r2", type=float, help="TayNODE's weight of R2")
-    ff.add_argument("--lam-rnode", type=float, help="RNODE's weight of each of K and B")
-    ff.add_argument("--fixed-steps", type=int, nargs="*", help="fixed-grid (rk4) step counts to train with (default: the preset's; none: adaptive only)")
-    ff.add_argument("--regs", nargs="+", choices=["none", "rnode", "r2"], help="models to train (default all three)")
-    ff.add_argument("--seed", type=int, help="seed for data, initialization, batches and noise (default 0)")
-    _add_quadrature_options(ff)
+    _add_preset(ff, ffjord.PRESETS, "cpu", {"cpu": "a 2-D toy, 6-13 min on 2 shared cores", "tiny": "smoke test",
+                                            "mnist": "reduced 14x14 MNIST, about 30 min of one CPU core",
+                                            "miniboone": "needs MAF's data.npy and a GPU"})
+    ff.add_argument("--out", default="runs/ffjord", help="output folder (table.md, table.csv, results.json, densities.png, runs/) (default runs/ffjord)")
+    _add_config_flags(ff, ffjord.FFJORDConfig, _FFJORD_OPTIONS, ffjord.PRESETS,
+                      fixed_steps=dict(nargs="*"), regs=dict(choices=list(ffjord.REGS)))
     ff.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     ff.add_argument("--no-progress", action="store_true")
     ff.set_defaults(run=_study_ffjord)
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
     m = t.add_parser("mnist", help="the paper's MNIST classifier (Sec. 6.1)")
-    m.add_argument("--preset", default="small", help="small (about 10 min on 2 cores), fig (1-2 min, for the figure studies) or paper (default small)")
-    m.add_argument("--reg", default="none", help="none, r<K> (e.g. r3), kinetic+jacobian (RNODE) (default none)")
-    m.add_argument("--lam", type=float, help="weight λ of the regularizers (required with --reg)")
-    m.add_argument("--solver", help="training solver (default dopri5)")
-    m.add_argument("--activation", help="sigmoid (default) or softplus")
-    _add_mnist_options(m)
-    m.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the preset's)")
-    m.add_argument("--max-steps", type=int, help="most solver steps per solve; a solve needing more ends the run as diverged (default 4096)")
+    _add_preset(m, mnist.PRESETS, "small", _MNIST_PRESET_NOTES)
+    _add_mnist_options(m, _TRAIN_MNIST_OPTIONS)
     m.add_argument("--out", help="run folder (default runs/mnist-<preset>-<reg>-lam<λ>-seed<seed>)")
     m.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     m.add_argument("--no-progress", action="store_true")
     _add_parallel_options(m)
     m.set_defaults(run=_train_mnist)
-    e = sub.add_parser("eval", help="evaluate an MNIST checkpoint: test/train accuracy, NFE, R_K")
-    e.add_argument("--data", help="MNIST file or folder (default: $TAYNODE_MNIST or ../shared/data/mnist)")
-    e.add_argument("--eval-test-examples", type=int, help="test images evaluated (default all)")
-    e.add_argument("--eval-train-examples", type=int, help="training images evaluated")
-    e.add_argument("--eval-reg-examples", type=int, help="images on which R_K is evaluated")
+    e = sub.add_parser("eval", help="evaluate an MNIST checkpoint: test/train accuracy, NFE, R_K (defaults: the run's settings)")
+    _add_config_flags(e, mnist.MNISTConfig, _EVAL_OPTIONS)
     e.add_argument("checkpoint", help="a checkpoint.npz or a run folder")
     e.set_defaults(run=_eval)
     c = sub.add_parser("compare-solvers", help="the same problems solved by taynode, SciPy, torchdiffeq and Julia")
@@ -345,6 +349,9 @@ def _main(argv):
     c.add_argument("--out", default="runs/compare", help="output folder (compare.md, compare.csv, work_precision.png, results.json)")
     c.set_defaults(run=_compare_solvers)
     ns = p.parse_args(argv)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # the entry point's choice (README: float64 evaluation)
     from .train.parallel import DistributedError
 
     try:

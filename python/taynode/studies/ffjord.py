@@ -55,13 +55,10 @@ Presets (:data:`PRESETS`):
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
-import json
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import equinox as eqx
 import jax
@@ -75,7 +72,8 @@ from ..models.mlp import MLPDynamics
 from ..regularizers import RK, RegularizerSet
 from ..solvers import get as get_solver
 from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, read_meta, train
-from . import QUADRATURE_DEFAULTS, check_quadrature, stored_config
+from .common import QUADRATURE_DEFAULTS, cast, check_quadrature, setting, save_figure, stored_config, with_x64, write_json, write_table
+from .common import preset as _preset
 
 __all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "mnist_images", "run_table", "train_one"]
 
@@ -88,26 +86,26 @@ MAX_EXACT_EVAL_DIM = 16
 
 @dataclass(frozen=True)
 class FFJORDConfig:
-    dataset: str = "8gaussians"  # a toy2d name, "miniboone" or "mnist"
+    dataset: str = setting("8gaussians", "a 2-D toy (moons, 8gaussians, pinwheel, checkerboard, rings), miniboone or mnist")
     arch: str = "mlp"  # "mlp" (time concatenated), "concatsquash" or "conv" (images)
     hidden: tuple = (64, 64)  # hidden widths (conv: channels of each hidden layer, all equal)
     activation: str = "tanh"
     train_examples: int = 20000  # toys: points drawn for training (test: eval_examples more)
     batch: int = 256
-    iters: int = 1000
+    iters: int = setting(1000, "training steps per model")
     lr: float = 1e-3
     dtype: str = "float32"
     train_tol: float = 1e-5
     trace: str = "hutchinson"
     noise: str = "gaussian"
     taylor_method: str = "incremental"
-    lam_r2: float = 0.5  # TayNODE's λ for R₂ (R₂ is a mean over the d features)
-    lam_rnode: float = 0.05  # RNODE's λ for each of 𝒦 and ℬ
-    regs: tuple = REGS  # which of "none", "rnode", "r2" to run
-    quadrature: str = "integrated"  # of the regularizers in training: "integrated" or "sampled"
-    samples: int = 1  # sample times per solve with quadrature="sampled"
+    lam_r2: float = setting(0.5, "TayNODE's weight λ of R2 (R2 is a mean over the d features)")
+    lam_rnode: float = setting(0.05, "RNODE's weight λ of each of K and B")
+    regs: tuple = setting(REGS, "models to train: none, rnode, r2")
+    quadrature: str = setting("integrated", "how the regularizers are computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    samples: int = setting(1, "sample times per solve with quadrature sampled")
     fixed_solver: str = "rk4"
-    fixed_steps: tuple = (5, 8)
+    fixed_steps: tuple = setting((5, 8), "fixed-grid step counts to train with (none: adaptive only)")
     eval_tol: float = 1.4e-8
     eval_examples: int = 2000
     eval_reg_examples: int = 500
@@ -115,11 +113,11 @@ class FFJORDConfig:
     max_steps: int = 4096
     checkpoint_every: int = 100
     plot_grid: int = 120  # density plot resolution (points per axis)
-    seed: int = 0
+    seed: int = setting(0, "seed for data, initialization, batches and noise")
     image_size: int = 14  # mnist: side after downsampling 28 by block means (28, 14, 7 or 4)
     alpha: float = 1e-6  # mnist: the logit transform's α
     zero_last: bool = False  # initialize the dynamics' last layer to zero (identity flow)
-    data: str | None = field(default=None, compare=False)
+    data: str | None = setting(None, "MINIBOONE data.npy or its folder, or the MNIST file or folder (None: $TAYNODE_MINIBOONE / $TAYNODE_MNIST or ../shared/data)", compare=False)
 
     def __post_init__(self):
         check_quadrature(self)
@@ -164,9 +162,8 @@ PRESETS = {
 
 
 def preset(name: str, **overrides) -> FFJORDConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    """The preset's config with ``overrides`` (``None`` values are ignored)."""
+    return _preset(PRESETS, name, **overrides)
 
 
 def _np_dtype(cfg):
@@ -255,10 +252,6 @@ def solver_label(steps, fixed_solver: str = "rk4") -> str:
     return "adaptive (dopri5)" if steps is None else f"fixed grid ({fixed_solver}, {steps} steps)"
 
 
-def _to64(tree):
-    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, tree)
-
-
 def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=True, resume=False) -> dict:
     """Train one model; returns ``{"model", "train_seconds", "status", "steps_done", "error"}``.
 
@@ -316,13 +309,13 @@ def _eval_fns(tol, max_steps, taylor_method):
     return plain, with_regs
 
 
+@with_x64
 def evaluate(cnf: CNF, cfg: FFJORDConfig, test_x) -> dict:
     """NLL (nats; bits/dim for images), NFE, R₂, ℬ, 𝒦 with dopri5 at ``eval_tol`` in float64
     (module docstring). Images are dequantized with noise fixed by the seed (the same noise for
     a given image in every run)."""
-    jax.config.update("jax_enable_x64", True)
     dims = math.prod(test_x.shape[1:])
-    cnf = _to64(replace_trace(cnf, "exact" if dims <= MAX_EXACT_EVAL_DIM else "hutchinson"))
+    cnf = cast(replace_trace(cnf, "exact" if dims <= MAX_EXACT_EVAL_DIM else "hutchinson"), jnp.float64)
     plain, with_regs = _eval_fns(cfg.eval_tol, cfg.max_steps, cfg.taylor_method)
     key = jax.random.PRNGKey(cfg.seed + 12345)
 
@@ -352,7 +345,7 @@ def replace_trace(cnf: CNF, trace: str) -> CNF:
 def _density_grid(cnf: CNF, lim: float, n: int, tol: float):
     g = np.linspace(-lim, lim, n)
     pts = np.stack(np.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
-    lp = eqx.filter_jit(lambda c, x: c.log_prob(x, rtol=tol, atol=tol))(_to64(replace_trace(cnf, "exact")), jnp.asarray(pts))
+    lp = eqx.filter_jit(lambda c, x: c.log_prob(x, rtol=tol, atol=tol))(cast(replace_trace(cnf, "exact"), jnp.float64), jnp.asarray(pts))
     return np.exp(np.asarray(lp)).reshape(n, n)
 
 
@@ -385,10 +378,7 @@ def plot_densities(models: dict, results: dict, train_x, path: str, *, lim: floa
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 COLUMNS = ("training", "regularization", "status", "train_seconds", "step_seconds", "nll", "nfe", "R2", "jacobian", "kinetic")
@@ -415,18 +405,11 @@ def markdown_table(summary) -> str:
     return "\n".join(rows)
 
 
-def _write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
+@with_x64  # float64 evaluation; training arrays are typed explicitly
 def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume: bool = False) -> dict:
     """Train and evaluate unregularized, RNODE and TayNODE with adaptive and each fixed grid;
     write ``table.md``, ``table.csv``, ``results.json`` and ``densities.png`` (2-D data) into
     ``out_dir`` (one run folder per row under ``runs/``)."""
-    jax.config.update("jax_enable_x64", True)  # float64 evaluation; training arrays are typed explicitly
     os.makedirs(out_dir, exist_ok=True)
     train_x, test_x = load_data(cfg)
     rows, models, results = [], {}, {}
@@ -450,11 +433,6 @@ def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume:
         plot_densities(models, results, train_x, png, n=cfg.plot_grid)
         summary["figure"] = png
     table = markdown_table(summary)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(COLUMNS) + ["steps_done"], extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    _write(os.path.join(out_dir, "table.csv"), buf.getvalue())
-    _write(os.path.join(out_dir, "table.md"), table + "\n")
-    _write(os.path.join(out_dir, "results.json"), json.dumps(summary, indent=2, default=float))
+    write_table(os.path.join(out_dir, "table"), table + "\n", rows, list(COLUMNS) + ["steps_done"])
+    write_json(os.path.join(out_dir, "results.json"), summary, default=float)
     return summary

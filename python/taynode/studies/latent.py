@@ -33,7 +33,6 @@ Presets (:data:`PRESETS`):
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 
@@ -48,20 +47,21 @@ from ..models.latent_ode import LatentODE, kl_coefficient, latent_ode_loss
 from ..regularizers import RegularizerSet, parse
 from ..solve import solve
 from ..train import ShuffledBatches, train
-from . import QUADRATURE_DEFAULTS, check_quadrature, stored_config
+from .common import QUADRATURE_DEFAULTS, cast, check_quadrature, setting, save_figure, stored_config, with_x64, write_json, write_text
+from .common import preset as _preset
 
 
 @dataclass(frozen=True)
 class LatentConfig:
     sets: tuple = ("a", "b")
-    max_records: int | None = None
+    max_records: int | None = setting(None, "use a random subset of this many records (None: all)")
     bin_hours: float = 1.0
     latent: int = 20
     rec_hidden: int = 40
     rec_units: int = 50
     dyn_hidden: tuple = (50, 50, 50, 50)
-    batch: int = 50
-    epochs: int = 100
+    batch: int = setting(50, "records per training batch (at most the training records)")
+    epochs: int = setting(100, "training epochs per model")
     lr: float = 1e-2
     lr_decay: float = 0.999  # per step, down to lr / 10
     n_samples: int = 3
@@ -72,14 +72,14 @@ class LatentConfig:
     dtype: str = "float64"
     train_tol: float = 1.4e-8
     reg: str = "r3"
-    lam: float = 1e-2
-    quadrature: str = "integrated"  # of the regularizer in training: "integrated" or "sampled"
-    samples: int = 1  # sample times per solve with quadrature="sampled"
+    lam: float = setting(1e-2, "weight λ of the regularizer (> 0)")
+    quadrature: str = setting("integrated", "how the regularizer is computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    samples: int = setting(1, "sample times per solve with quadrature sampled")
     eval_tol: float = 1.4e-8
     eval_batch: int = 100
     nfe_records: int | None = None  # test records whose per-sample NFE is measured (None: all)
-    epoch_eval_records: int = 0  # test records evaluated after each epoch for the log (Fig. 3's curve); 0: none
-    seed: int = 0
+    epoch_eval_records: int = setting(0, "test records whose loss and per-sample NFE are logged after each epoch (the NFE curve); 0: none")
+    seed: int = setting(0, "seed for the split, initialization and batches")
 
 
 PRESETS = {
@@ -107,10 +107,6 @@ def load_data(cfg: LatentConfig, root=None):
 def make_model(cfg: LatentConfig, n_vars: int, dtype):
     key = jax.random.PRNGKey(cfg.seed)
     return LatentODE(n_vars, cfg.latent, cfg.rec_hidden, cfg.rec_units, tuple(cfg.dyn_hidden), key=key, dtype=dtype)
-
-
-def cast(model, dtype):
-    return jax.tree_util.tree_map(lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, model)
 
 
 class _Batches:
@@ -185,6 +181,7 @@ def _batch_metrics(model, values, mask, ts, key, nkey, cfg: LatentConfig):
     return parts["elbo"], parts["mse"], jnp.sum(mask), jnp.mean(r), nfe
 
 
+@with_x64
 def evaluate(model, cfg: LatentConfig, data: physionet.PhysioNet, ts, *, key=None, records=None):
     """Held-out ELBO, masked MSE, R_K and per-sample decoder NFE in float64 at ``eval_tol``, on
     all of ``data`` or its first ``records`` records."""
@@ -266,10 +263,7 @@ def plot(models: dict, results: dict, data, ts, path: str, cfg: LatentConfig):
         ax.set_xlabel("latent PC 1")
         ax.set_ylabel("latent PC 2")
     fig.suptitle(f"Latent dynamics f(t = {t_mid * 48:.0f} h, z) in the top-2 PCA plane of test trajectories (o: z₀)")
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
 
 
 def markdown_table(summary) -> str:
@@ -289,9 +283,9 @@ def markdown_table(summary) -> str:
     return "\n".join(rows)
 
 
+@with_x64
 def run(cfg: LatentConfig = PRESETS["cpu"], out_dir: str = "runs/latent_ode", *, root=None, progress=True, resume=False):
     """Train both models, evaluate, write fig4.png, results.json and table.md into ``out_dir``."""
-    jax.config.update("jax_enable_x64", True)
     os.makedirs(out_dir, exist_ok=True)
     split, ts = load_data(cfg, root)
     runs = [("unregularized", 0.0), (f"{cfg.reg.upper()}, λ={cfg.lam:g}", cfg.lam)]
@@ -306,23 +300,15 @@ def run(cfg: LatentConfig = PRESETS["cpu"], out_dir: str = "runs/latent_ode", *,
         "results": results,
         "figure": png,
     }
-    _write(out_dir, "results.json", json.dumps(summary, indent=2))  # first: the numbers survive a plotting error
+    write_json(os.path.join(out_dir, "results.json"), summary)  # first: the numbers survive a plotting error
     plot(models, results, split.test, ts, png, cfg)
-    _write(out_dir, "table.md", markdown_table(summary) + "\n")
+    write_text(os.path.join(out_dir, "table.md"), markdown_table(summary) + "\n")
     return summary
 
 
-def _write(out_dir, name, text):
-    tmp = os.path.join(out_dir, name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, os.path.join(out_dir, name))
-
-
 def preset(name: str, **overrides) -> LatentConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid: {sorted(PRESETS)}")
-    cfg = replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    """The preset's config with ``overrides`` (``None`` values are ignored), checked."""
+    cfg = _preset(PRESETS, name, **overrides)
     check_quadrature(cfg)
     # the study's second model is labelled "R3, λ" and is trained with R3 only when λ > 0
     if not cfg.lam > 0:

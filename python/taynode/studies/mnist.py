@@ -50,7 +50,7 @@ import functools
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import equinox as eqx
 import jax
@@ -62,7 +62,8 @@ from ..data import mnist as mnist_data
 from ..models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers, steer_end_time
 from ..regularizers import RK
 from ..solvers import get as get_solver
-from . import check_quadrature, save_figure, stored_config
+from .common import cast, check_quadrature, setting, save_figure, stored_config, with_x64, write_json
+from .common import preset as _preset
 from ..train import CHECKPOINT, ShuffledBatches, load_checkpoint, read_log, read_meta, train
 
 __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint", "run"]
@@ -71,33 +72,33 @@ __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint"
 @dataclass(frozen=True)
 class MNISTConfig:
     preset: str = "small"
-    reg: str = "none"
-    lam: float = 0.0
-    solver: str = "dopri5"
-    activation: str = "sigmoid"
+    reg: str = setting("none", "regularizers: none, r<K> (e.g. r3), a '+'-joined set (e.g. kinetic+jacobian, RNODE's; alias rnode)")
+    lam: float = setting(0.0, "weight λ of the regularizers (required, > 0, with a regularizer)")
+    solver: str = setting("dopri5", "training solver (a name of taynode.solvers.SOLVERS)")
+    activation: str = setting("sigmoid", "activation of the dynamics: sigmoid or softplus (the paper's) or tanh")
     hidden: int = 100
     dtype: str = "float32"
-    train_examples: int | None = 20000  # the first N training images; None: all
-    batch: int = 100
-    epochs: int = 5
+    train_examples: int | None = setting(20000, "use the first N training images (None: all)")
+    batch: int = setting(100, "images per training batch")
+    epochs: int = setting(5, "training epochs")
     lr: float = 0.1
     momentum: float = 0.9
     lr_drops: tuple = (3, 4)  # epochs after which the learning rate is divided by 10
-    train_tol: float = 1e-5
-    quadrature: str = "integrated"  # of the regularizers in training: "integrated" or "sampled"
-    samples: int = 1  # sample times per solve with quadrature="sampled"
-    steer: float = 0.0  # STEER: train with the end time drawn from [1 − steer, 1 + steer] per step (0: off)
+    train_tol: float = setting(1e-5, "rtol = atol of the training solves")
+    quadrature: str = setting("integrated", "how the regularizers are computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    samples: int = setting(1, "sample times per solve with quadrature sampled")
+    steer: float = setting(0.0, "STEER: train with the end time drawn from [1 - b, 1 + b] each step (0: off)")
     eval_tol: float = 1.4e-8
     eval_batch: int = 1000
-    eval_test_examples: int | None = None  # None: all 10,000
-    eval_train_examples: int | None = 2000
-    eval_reg_examples: int = 500
-    eval_orders: tuple = (2, 3)
-    epoch_eval_examples: int = 1000  # test images evaluated after each epoch (for the log, Fig. 3)
-    checkpoint_every: int = 100
-    max_steps: int = 4096
-    seed: int = 0
-    data: str | None = field(default=None, compare=False)
+    eval_test_examples: int | None = setting(None, "test images evaluated (None: all 10,000)")
+    eval_train_examples: int | None = setting(2000, "training images evaluated (None: all)")
+    eval_reg_examples: int = setting(500, "images on which R_K is evaluated")
+    eval_orders: tuple = setting((2, 3), "orders K of R_K evaluated (besides the trained K)")
+    epoch_eval_examples: int = setting(1000, "test images evaluated after each epoch (for the log, Fig. 3)")
+    checkpoint_every: int = setting(100, "steps between checkpoints")
+    max_steps: int = setting(4096, "most solver steps per solve; a solve needing more ends the run as diverged")
+    seed: int = setting(0, "seed for initialization and batches")
+    data: str | None = setting(None, "MNIST file or folder (None: $TAYNODE_MNIST or ../shared/data/mnist)", compare=False)
 
     def __post_init__(self):
         regs = parse_regularizers(self.reg)
@@ -152,17 +153,12 @@ PRESETS = {
     ),
 }
 PRESETS["long"] = PRESETS["full"] | dict(epochs=40, lr_drops=(30, 35))
+PRESETS = {name: MNISTConfig(preset=name, **over) for name, over in PRESETS.items()}
 
 
 def config(preset: str = "small", **overrides) -> MNISTConfig:
     """The preset's configuration with ``overrides`` (``None`` values are ignored)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(given) - {f.name for f in dataclasses.fields(MNISTConfig)}
-    if unknown:
-        raise ValueError(f"unknown MNIST settings {sorted(unknown)}")
-    return MNISTConfig(**(PRESETS[preset] | given | {"preset": preset}))
+    return _preset(PRESETS, preset, **overrides)
 
 
 def _dtype(cfg):
@@ -188,10 +184,6 @@ def load_data(cfg: MNISTConfig):
     xtr = mnist_data.as_float(d.x_train[:n], npdt)
     xte = mnist_data.as_float(d.x_test, npdt)
     return (xtr, d.y_train[:n].astype(np.int32)), (xte, d.y_test.astype(np.int32)), d.source
-
-
-def _to64(model):
-    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model)
 
 
 @functools.lru_cache(maxsize=None)
@@ -239,10 +231,10 @@ def _subset(data, n):
     return (x, y) if n is None else (x[:n], y[:n])
 
 
+@with_x64
 def evaluate(model, cfg: MNISTConfig, train_data, test_data) -> dict:
     """Test/train accuracy and NFE of the plain dynamics at ``eval_tol`` (float64), R_K on each."""
-    jax.config.update("jax_enable_x64", True)
-    m = _to64(model)
+    m = cast(model, jnp.float64)
     out = {}
     for split, data, n in (("test", test_data, cfg.eval_test_examples), ("train", train_data, cfg.eval_train_examples)):
         x, y = _subset(data, n)
@@ -255,20 +247,13 @@ def evaluate(model, cfg: MNISTConfig, train_data, test_data) -> dict:
     return out
 
 
-def _write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2)
-    os.replace(tmp, path)
-
-
+@with_x64  # float64 evaluation; training arrays are explicitly typed
 def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool = True, devices=None, sharding: str = "global") -> dict:
     """Train (or resume) one model, evaluate it, write ``results.json``; returns the summary.
 
     ``devices``, ``sharding``: data parallelism (:func:`taynode.train.train`); they are not part
     of the configuration, so a run may resume on another device count that divides the batch.
     In a multi-process run only process 0 writes files."""
-    jax.config.update("jax_enable_x64", True)  # float64 evaluation; training arrays are explicitly typed
     regs = parse_regularizers(cfg.reg)
     train_data, test_data, source = load_data(cfg)
     batches = ShuffledBatches(train_data, cfg.batch, seed=cfg.seed)
@@ -283,7 +268,7 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
         return classifier_loss(model, x, y, regularizers=regs, lam=cfg.lam, key=key, **tol, **steer)
 
     def epoch_eval(model):
-        m = _to64(model)
+        m = cast(model, jnp.float64)
         acc, nfe = _plain_eval(m, cfg, *_subset(test_data, cfg.epoch_eval_examples))
         return {"test_acc_subset": acc, "test_nfe_subset": nfe}
 
@@ -294,10 +279,11 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
     final = evaluate(result.model, cfg, train_data, test_data)
     summary = dict(config=conf, data=source, steps=result.step, train_seconds=result.train_time, checkpoint=result.checkpoint, **final)
     if jax.process_index() == 0:
-        _write_json(os.path.join(out_dir, "results.json"), summary)
+        write_json(os.path.join(out_dir, "results.json"), summary)
     return summary
 
 
+@with_x64
 def evaluate_checkpoint(path: str, *, data: str | None = None, **overrides) -> dict:
     """Evaluate a checkpoint (or a run folder holding ``checkpoint.npz``); writes ``eval.json``
     beside it. ``overrides`` change evaluation settings (e.g. ``eval_test_examples``)."""
@@ -309,11 +295,10 @@ def evaluate_checkpoint(path: str, *, data: str | None = None, **overrides) -> d
     fields = {f.name for f in dataclasses.fields(MNISTConfig)}
     base = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in fields}
     cfg = MNISTConfig(**(base | {k: v for k, v in overrides.items() if v is not None} | {"data": data}))
-    jax.config.update("jax_enable_x64", True)
     model, _, meta = load_checkpoint(ckpt, make_model(cfg))
     train_data, test_data, source = load_data(cfg)
     out = dict(checkpoint=ckpt, step=meta["step"], data=source, reg=cfg.reg, lam=cfg.lam) | evaluate(model, cfg, train_data, test_data)
-    _write_json(os.path.join(os.path.dirname(os.path.abspath(ckpt)), "eval.json"), out)
+    write_json(os.path.join(os.path.dirname(os.path.abspath(ckpt)), "eval.json"), out)
     return out
 
 
@@ -357,7 +342,7 @@ def fig3(out_dir: str, *, lam: float = 10000.0, preset: str = "small", progress:
     png = os.path.join(out_dir, "fig3.png")
     plot_fig3(curves, png, results)
     summary = dict(figure=png, curves=curves, results={k: {m: v[m] for m in ("test_acc", "test_nfe", "train_seconds")} for k, v in results.items()})
-    _write_json(os.path.join(out_dir, "fig3.json"), summary)
+    write_json(os.path.join(out_dir, "fig3.json"), summary)
     return summary
 
 

@@ -43,10 +43,8 @@ Each figure writes ``figN.png``, ``figN.md``, ``figN.csv`` and ``figN.json`` in 
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
-import io
 import json
 import os
 import re
@@ -57,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import stored_config
+from .common import cast, markdown_rows, save_figure, stored_config, with_x64, write_json, write_table
 from ..train import CHECKPOINT, NonFiniteLossError, load_checkpoint, read_meta
 from . import mnist
 
@@ -91,17 +89,6 @@ def run_dir(root: str, cfg: mnist.MNISTConfig) -> str:
     return os.path.join(root, "runs", f"{cfg.solver}-{cfg.reg}-lam{cfg.lam:g}-{digest}")
 
 
-def _write(path: str, text: str | bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(text, bytes) else "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, obj) -> None:
-    _write(path, json.dumps(obj, indent=2))
-
-
 def _read_matching(path: str, conf: dict):
     if os.path.exists(path):
         with open(path) as fh:
@@ -118,14 +105,14 @@ def _nfe_fn(solver: str, tol: float, max_steps: int):
     return eqx.filter_jit(lambda m, xb: jax.vmap(one, in_axes=(None, 0))(m, xb))
 
 
+@with_x64
 def per_image_nfe(model, x, *, solver: str, tol: float, batch: int = 1000, max_steps: int = 4096) -> float:
     """Mean over the images ``x`` of the NFE of solving each image on its own (float64).
 
     Finer than the NFE of a batch solve (which takes the steps of its hardest image, and moves in
     whole steps: 6 NFE for dopri5), so small changes between models show.
     """
-    jax.config.update("jax_enable_x64", True)
-    fn, m = _nfe_fn(solver, tol, max_steps), mnist._to64(model)
+    fn, m = _nfe_fn(solver, tol, max_steps), cast(model, jnp.float64)
     return float(np.mean(np.concatenate([np.asarray(fn(m, jnp.asarray(x[i : i + batch], jnp.float64))) for i in range(0, len(x), batch)])))
 
 
@@ -151,7 +138,7 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
         except NonFiniteLossError as e:
             ckpt = os.path.join(d, CHECKPOINT)
             rec = dict(config=conf, status="diverged", error=str(e), steps_done=read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0)
-            _write_json(os.path.join(d, "diverged.json"), rec)
+            write_json(os.path.join(d, "diverged.json"), rec)
             return rec | {"dir": d}
     taylor = TAYLOR_SOLVER if cfg.solver == "dopri5" else None
     extra_key = dict(config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES, taylor_solver=taylor)
@@ -166,7 +153,7 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
             train_nfe_image=per_image_nfe(model, xtr[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps),
             taylor_nfe=None if taylor is None else per_image_nfe(model, xte[:n], solver=taylor, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps),
         )
-        _write_json(extra_path, extra)
+        write_json(extra_path, extra)
     return res | {"status": "ok", "dir": d} | {k: extra[k] for k in ("solver_nfe", "test_nfe_image", "train_nfe_image", "taylor_nfe")}
 
 
@@ -220,15 +207,7 @@ def _fmt(v) -> str:
 
 def write_tables(stem: str, rows: list[dict], notes: str = "") -> None:
     """``stem.md`` and ``stem.csv`` of ``rows`` (the union of their keys), atomically."""
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    md = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
-    md += "".join("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |\n" for r in rows)
-    _write(stem + ".md", md + (f"\n{notes}\n" if notes else ""))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    _write(stem + ".csv", buf.getvalue())
+    write_table(stem, markdown_rows(rows, fmt=_fmt) + (f"\n{notes}\n" if notes else ""), rows)
 
 
 def _plt():
@@ -240,24 +219,17 @@ def _plt():
     return plt
 
 
-def _save(fig, path: str) -> None:
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    _plt().close(fig)
-    os.replace(tmp, path)
-
-
 def _ok(recs):
     return [r for r in recs if r["status"] == "ok"]
 
 
 def _finish(out_dir: str, name: str, recs, fig, extra: dict | None = None, notes: str = "") -> dict:
     png = os.path.join(out_dir, f"{name}.png")
-    _save(fig, png)
+    save_figure(fig, png)
     rows = [_row(r) for r in recs]
     write_tables(os.path.join(out_dir, name), rows, notes)
     summary = dict(figure=png, rows=rows) | (extra or {})
-    _write_json(os.path.join(out_dir, f"{name}.json"), summary)
+    write_json(os.path.join(out_dir, f"{name}.json"), summary)
     return summary
 
 
@@ -269,6 +241,7 @@ def _diverged_note(recs, sep: str = "; ") -> str:
 # ---------------------------------------------------------------- the figures
 
 
+@with_x64  # as the CLI: evaluations (and any run trained here) see float64
 def fig5(out_dir: str, *, preset: str = "fig", lams=FIG5_LAMS, progress: bool = True, **overrides) -> dict:
     """Fig. 5: λ sweep of R₂; test NFE (dopri5, 1.4e-8) against unregularized training loss."""
     os.makedirs(out_dir, exist_ok=True)
@@ -295,6 +268,7 @@ def fig5(out_dir: str, *, preset: str = "fig", lams=FIG5_LAMS, progress: bool = 
     return _finish(out_dir, "fig5", recs, fig, notes=_diverged_note(recs))
 
 
+@with_x64  # as the CLI: evaluations (and any run trained here) see float64
 def fig6(out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 2, 3, 4), lams=None, progress: bool = True, **overrides) -> dict:
     """Fig. 6: per solver, training loss against the NFE of that solver, regularizing R_K."""
     os.makedirs(out_dir, exist_ok=True)
@@ -335,6 +309,7 @@ def spearman(x, y) -> float:
     return float(spearmanr(x, y).statistic)
 
 
+@with_x64  # as the CLI: evaluations (and any run trained here) see float64
 def fig7(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, progress: bool = True, **overrides) -> dict:
     """Fig. 7: R_K against the dopri5 test NFE across the runs of Figs. 5 and 6 (cached)."""
     os.makedirs(out_dir, exist_ok=True)
@@ -367,10 +342,10 @@ def fig7(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, progr
     return _finish(out_dir, "fig7", recs, fig, extra=dict(spearman=rho, spearman_own_solver=rho_solver), notes=notes)
 
 
+@with_x64
 def solver_error(model, x, tols=FIG8_TOLS, ref_tol=FIG8_REF_TOL, max_steps=100_000) -> list[float]:
     """RMS over images and features of z(1) by dopri5 at each tol minus dopri8 at ``ref_tol`` (float64)."""
-    jax.config.update("jax_enable_x64", True)
-    m, x = mnist._to64(model), jnp.asarray(x, jnp.float64)
+    m, x = cast(model, jnp.float64), jnp.asarray(x, jnp.float64)
     ref = _z1_fn("dopri8", ref_tol, max_steps)(m, x)
     return [float(jnp.sqrt(jnp.mean((_z1_fn("dopri5", t, max_steps)(m, x) - ref) ** 2))) for t in tols]
 
@@ -380,6 +355,7 @@ def _z1_fn(solver: str, tol: float, max_steps: int):
     return eqx.filter_jit(lambda m, x: m.flow(x, solver=solver, rtol=tol, atol=tol, max_steps=max_steps).z1)
 
 
+@with_x64  # as the CLI: evaluations (and any run trained here) see float64
 def fig8(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, tols=FIG8_TOLS, progress: bool = True, **overrides) -> dict:
     """Fig. 8: (a) dopri5's actual error against tolerance for random, unregularized and
     regularized dynamics; (b) train vs test NFE; (c) train and test error against λ."""

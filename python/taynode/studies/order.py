@@ -43,9 +43,6 @@ the solution is still exact there.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from dataclasses import asdict, dataclass
 
@@ -56,6 +53,8 @@ import numpy as np
 from .. import solvers as _solvers
 from ..solve import solve
 from ..solvers import EulerHeun, Fehlberg45  # noqa: F401 (their old home; kept importable here)
+from .common import csv_text as _csv_text
+from .common import save_figure, setting, with_x64, write_json, write_text
 
 # ---- the solvers: registry entries (the pairs only this study uses: solvers.STUDY_SOLVERS) ----
 
@@ -121,13 +120,13 @@ def make_counter(spec: _solvers.SolverSpec, tol: float, t1: float = 1.0, max_ste
 
 @dataclass(frozen=True)
 class OrderConfig:
-    degrees: tuple = tuple(range(9))
-    solvers: tuple = DEFAULT_SOLVERS
-    dim: int = 4
-    trajectories: int = 8
-    tol: float = 1.4e-8
-    t1: float = 1.0
-    seed: int = 0
+    degrees: tuple = setting(tuple(range(9)), "polynomial degrees K")
+    solvers: tuple = setting(DEFAULT_SOLVERS, "solver names")
+    dim: int = setting(4, "dimension of the trajectories")
+    trajectories: int = setting(8, "random trajectories per degree")
+    tol: float = setting(1.4e-8, "rtol = atol of every solve")
+    t1: float = setting(1.0, "end time of the trajectories")
+    seed: int = setting(0, "seed of the random coefficients")
 
     def __post_init__(self):
         if not self.degrees or min(self.degrees) < 0 or list(self.degrees) != sorted(set(self.degrees)):
@@ -156,9 +155,9 @@ def onset(degrees, steps, factor: float = 1.5):
     return None
 
 
+@with_x64
 def run_study(cfg: OrderConfig = OrderConfig()) -> dict:
     """Count steps for every (solver, degree, trajectory); return the results as plain data."""
-    jax.config.update("jax_enable_x64", True)
     rng = np.random.default_rng(cfg.seed)
     kmax = max(cfg.degrees)
     coeffs = {K: [random_coefficients(rng, K, cfg.dim, kmax) for _ in range(cfg.trajectories)] for K in cfg.degrees}
@@ -241,12 +240,7 @@ def markdown_table(summary: dict) -> str:
 
 
 def csv_text(summary: dict) -> str:
-    buf = io.StringIO()
-    fields = list(summary["rows"][0])
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    w.writerows(summary["rows"])
-    return buf.getvalue()
+    return _csv_text(summary["rows"], list(summary["rows"][0]), lineterminator="\n")
 
 
 def plot(summary: dict, path: str) -> None:
@@ -275,17 +269,7 @@ def plot(summary: dict, path: str) -> None:
     ax.set_title(f"Increase in log(steps) from K−1 to K, normalised per solver (tol {summary['config']['tol']:g});\n"
                  "numbers: median steps; red box: K = m + 1", fontsize=9)
     fig.colorbar(im, ax=ax, label="normalised increase in log(steps)")
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def run(cfg: OrderConfig = OrderConfig(), out_dir: str = "runs/order") -> dict:
@@ -294,8 +278,8 @@ def run(cfg: OrderConfig = OrderConfig(), out_dir: str = "runs/order") -> dict:
     summary = run_study(cfg)
     png = os.path.join(out_dir, "fig2.png")
     plot(summary, png)
-    _write_atomic(os.path.join(out_dir, "order.md"), markdown_table(summary))
-    _write_atomic(os.path.join(out_dir, "order.csv"), csv_text(summary))
+    write_text(os.path.join(out_dir, "order.md"), markdown_table(summary))
+    write_text(os.path.join(out_dir, "order.csv"), csv_text(summary))
     summary["figure"] = png
-    _write_atomic(os.path.join(out_dir, "results.json"), json.dumps(summary, indent=2, default=str))
+    write_json(os.path.join(out_dir, "results.json"), summary, default=str)
     return summary

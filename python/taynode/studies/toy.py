@@ -1,15 +1,19 @@
 r"""The paper's Fig. 1: fit z(1) = z(0) + z(0)³ on z(0) ∈ [-1, 1], with and without λ·R₃.
 
 Both models are the same MLP neural ODE (1+1 → 64 → 64 → 1, tanh, time concatenated), trained
-identically (Adam with cosine decay, dopri5 at rtol = atol = 1e-6, same seed, same batches); the only difference is the λ·R₃ term in the loss. We then report the final training
+identically by the shared loop :func:`taynode.train.train` (Adam with cosine decay, dopri5 at
+rtol = atol = 1e-6, same seed, same batches; checkpoints and logs in ``OUT/runs/``); the only
+difference is the λ·R₃ term in the loss. We then report the final training
 loss (MSE) and the NFE of dopri5 at the paper's tolerance (1.4e-8, float64) solving all test
 points as one batch, and draw the trajectories coloured by |d³z/dt³| with the solver's steps.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -17,31 +21,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from ..models import MLPDynamics
 from ..regularizers import RK
 from ..solve import solve
 from ..taylor import derivatives
-from . import check_quadrature, stored_config
+from ..train import read_log
+from ..train import train as train_loop
+from .common import check_quadrature, save_figure, setting, stored_config, with_x64, write_json
 
 
 @dataclass(frozen=True)
 class ToyConfig:
-    hidden: int = 64
-    depth: int = 2
-    activation: str = "tanh"
-    lam: float = 1.0
-    order: int = 3
-    iters: int = 1500
-    batch: int = 64
-    lr: float = 1e-2
-    seed: int = 0
-    train_rtol: float = 1e-6
-    eval_tol: float = 1.4e-8
-    n_eval: int = 200
-    quadrature: str = "integrated"  # of R_K in training: "integrated" or "sampled"
-    samples: int = 1  # sample times per solve with quadrature="sampled"
+    hidden: int = setting(64, "width of each hidden layer of the dynamics MLP")
+    depth: int = setting(2, "hidden layers of the dynamics MLP")
+    activation: str = setting("tanh", "activation of the hidden layers")
+    lam: float = setting(1.0, "weight λ of R_K in the regularized model's loss (> 0)")
+    order: int = setting(3, "order K of the regularizer R_K")
+    iters: int = setting(1500, "training iterations per model")
+    batch: int = setting(64, "points z(0) per training batch")
+    lr: float = setting(1e-2, "Adam's initial learning rate (cosine decay to 1 %)")
+    seed: int = setting(0, "seed for initialization and batches")
+    train_rtol: float = setting(1e-6, "rtol = atol of the training solves (dopri5)")
+    eval_tol: float = setting(1.4e-8, "rtol = atol of the evaluation solves (dopri5, float64)")
+    n_eval: int = setting(200, "evaluation points z(0), evenly spaced on [-1, 1]")
+    quadrature: str = setting("integrated", "how R_K is computed in training: integrated (the paper's: in the ODE state, "
+                                            "at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    samples: int = setting(1, "sample times per solve with quadrature sampled")
 
     def __post_init__(self):
         check_quadrature(self)
@@ -62,15 +68,22 @@ def make_model(cfg: ToyConfig, key):
     return MLPDynamics((1,) + (cfg.hidden,) * cfg.depth + (1,), cfg.activation, key=key, dtype=jnp.float64)
 
 
-def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = ""):
-    """Train one model; returns (model, history of (step, mse, R_K))."""
+LOG_EVERY = 10  # steps between the training history's records
+
+
+@with_x64
+def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = "", run_dir: str | None = None, resume: bool = False):
+    """Train one model with the shared loop (:func:`taynode.train.train`); returns (model,
+    history of (step, mse, R_K) every :data:`LOG_EVERY` steps). ``run_dir`` keeps the run's
+    checkpoint and log (default: a temporary folder, removed afterwards)."""
+    if run_dir is None:
+        with tempfile.TemporaryDirectory(prefix="taynode-toy-") as tmp:
+            return train(cfg, lam, progress, desc, tmp)
     key = jax.random.PRNGKey(cfg.seed)
     mkey, dkey = jax.random.split(key)
     model = make_model(cfg, mkey)
     opt = optax.adam(optax.cosine_decay_schedule(cfg.lr, cfg.iters, alpha=0.01))
-    state = opt.init(eqx.filter(model, eqx.is_inexact_array))
     reg = RK(cfg.order)
-
     regs = [reg] if lam > 0 else []  # the unregularized model is trained without R_K in the state
 
     def loss_fn(model, z0, key):
@@ -78,25 +91,19 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = ""):
                     quadrature=cfg.quadrature, samples=cfg.samples)
         mse = jnp.mean((sol.z1 - target(z0)) ** 2)
         r = jnp.mean(sol.integrals[reg.name]) if regs else jnp.nan
-        return mse + lam * r if regs else mse, (mse, r)
+        return mse + lam * r if regs else mse, {"mse": mse, "R": r}
 
-    @eqx.filter_jit
-    def step(model, state, z0, key):
-        (_, (mse, r)), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, z0, key)
-        updates, state = opt.update(grads, state, eqx.filter(model, eqx.is_inexact_array))
-        return eqx.apply_updates(model, updates), state, mse, r
+    def batches(step):  # the step's PRNG key in the loop is fold_in(PRNGKey(seed), step), as before
+        return jax.random.uniform(jax.random.fold_in(dkey, step), (cfg.batch, 1), jnp.float64, -1.0, 1.0)
 
-    history = []
-    bar = tqdm(range(cfg.iters), desc=desc, disable=not progress)
-    for i in bar:
-        z0 = jax.random.uniform(jax.random.fold_in(dkey, i), (cfg.batch, 1), jnp.float64, -1.0, 1.0)
-        model, state, mse, r = step(model, state, z0, jax.random.fold_in(key, i))
-        if i % 10 == 0 or i == cfg.iters - 1:
-            history.append((i, float(mse), float(r)))
-            bar.set_postfix(mse=f"{float(mse):.2e}", **({} if lam == 0 else {"R": f"{float(r):.2e}"}))
-    return model, history
+    config = stored_config(cfg) | {"lam": lam}
+    result = train_loop(model, opt, loss_fn, batches, run_dir, steps=cfg.iters, seed=cfg.seed, log_every=LOG_EVERY,
+                        resume=resume, progress=progress, config=config, desc=desc)
+    history = [(r["step"], r["mse"], float("nan") if r["R"] is None else r["R"]) for r in read_log(run_dir, "step")]
+    return result.model, history
 
 
+@with_x64
 def evaluate(model, cfg: ToyConfig):
     z0 = jnp.linspace(-1.0, 1.0, cfg.n_eval, dtype=jnp.float64)[:, None]
     # NFE of the plain dynamics (no regularizer in the state, whose error would steer the steps).
@@ -123,15 +130,11 @@ def plot(models: dict, cfg: ToyConfig, path: str, results: dict):
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), sharey=True, layout="constrained")
     curves = {}
     for name, model in models.items():
-        one = eqx.filter_jit(
-            lambda z0, model=model: solve(model, z0, ts, rtol=cfg.eval_tol, atol=cfg.eval_tol, save_steps=True)
-        )
-        d3 = jax.jit(jax.vmap(lambda t, z, model=model: derivatives(model, t, z[None], None, cfg.order)[-1][0]))
         out = []
         for z0 in starts:
-            sol = one(jnp.reshape(z0, (1, 1)))
+            sol = _trajectory(model, jnp.reshape(z0, (1, 1)), ts, cfg.eval_tol)
             zs = sol.ys[:, 0, 0]
-            mag = jnp.abs(d3(ts, sol.ys[:, 0])[:, 0])
+            mag = jnp.abs(_top_derivative(model, ts, sol.ys[:, 0], cfg.order)[:, 0])
             ok = jnp.isfinite(sol.step_ts)
             out.append((np.asarray(zs), np.asarray(mag), np.asarray(sol.step_ts[ok]), np.asarray(sol.step_ys[ok][:, 0, 0])))
         curves[name] = out
@@ -154,26 +157,41 @@ def plot(models: dict, cfg: ToyConfig, path: str, results: dict):
     np.atleast_1d(axes)[0].plot([], [], "o", ms=3, color="crimson", label="dopri5 steps (tol 1.4e-8)")
     np.atleast_1d(axes)[0].legend(loc="upper left")
     fig.colorbar(lc, ax=axes, label=f"|d{cfg.order}z/dt{cfg.order}|".replace("d3z/dt3", "d³z/dt³"))
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
+# Compiled once for every model of the same shape (the model is an argument, not a constant).
+@eqx.filter_jit
+def _trajectory(model, z0, ts, tol):
+    return solve(model, z0, ts, rtol=tol, atol=tol, save_steps=True)
+
+
+@eqx.filter_jit
+def _top_derivative(model, ts, zs, order):
+    """d^order z / dt^order along the trajectory (t, z) of ``model``."""
+    return jax.vmap(lambda t, z: derivatives(model, t, z[None], None, order)[-1][0])(ts, zs)
+
+
+def run_dir(out_dir: str, cfg: ToyConfig, lam: float) -> str:
+    """The model's run folder (checkpoint, log): its name and a hash of its configuration, so a
+    finished run is reused and another configuration gets its own folder."""
+    conf = json.dumps(stored_config(cfg) | {"lam": lam}, sort_keys=True)
+    name = "unregularized" if lam == 0 else f"r{cfg.order}-lam{lam:g}"
+    return os.path.join(out_dir, "runs", f"{name}-{hashlib.sha256(conf.encode()).hexdigest()[:10]}")
+
+
+@with_x64
 def run(cfg: ToyConfig = ToyConfig(), out_dir: str = "runs/demo", progress: bool = True):
-    """Train both models, print the comparison, write fig1.png and results.json."""
-    jax.config.update("jax_enable_x64", True)
+    """Train both models (or reuse their finished runs in ``out_dir/runs``), evaluate them,
+    write fig1.png and results.json."""
     os.makedirs(out_dir, exist_ok=True)
     models, results = {}, {}
     for name, lam in [("unregularized", 0.0), (f"R{cfg.order}, λ={cfg.lam:g}", cfg.lam)]:
-        model, history = train(cfg, lam, progress, desc=name)
+        model, _ = train(cfg, lam, progress, desc=name, run_dir=run_dir(out_dir, cfg, lam), resume=True)
         models[name] = model
         results[name] = evaluate(model, cfg) | {"lam": lam}
     png = os.path.join(out_dir, "fig1.png")
     plot(models, cfg, png, results)
     summary = {"config": stored_config(cfg), "results": results, "figure": png}
-    tmp = os.path.join(out_dir, "results.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(summary, fh, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "results.json"))
+    write_json(os.path.join(out_dir, "results.json"), summary)
     return summary
