@@ -16,8 +16,6 @@ The table and the per-epoch curves: ``benchmarks/latent_ode/table.py``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 
 
@@ -25,21 +23,12 @@ def _one(spec, run_dir, preset, overrides, root):
     import jax
 
     jax.config.update("jax_enable_x64", True)  # float64 evaluation; training arrays are explicitly typed
-    os.makedirs(run_dir, exist_ok=True)
-    from taynode.studies import latent, stored_config
+    from taynode.studies import latent
 
     reg = "r3" if spec.reg == "none" else spec.reg
     cfg = latent.preset(preset, reg=reg, lam=spec.lam if spec.lam > 0 else 1.0, seed=spec.seed, **overrides,
                         **(spec.quadrature_kwargs() if spec.lam > 0 else {}))
-    split, ts = latent.load_data(cfg, root)
-    res = latent.train_one(cfg, spec.lam, split, ts, run_dir, progress=False, resume=True, desc=spec.name, result=True)
-    metrics = latent.evaluate(res.model, cfg, split.test, ts)
-    summary = dict(config=stored_config(cfg) | {"lam": spec.lam, "reg": spec.reg}, steps=res.step,
-                   train_seconds=res.train_time, **metrics)
-    tmp = os.path.join(run_dir, "results.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(summary, fh, indent=2)
-    os.replace(tmp, os.path.join(run_dir, "results.json"))
+    latent.run_one(cfg, spec.lam, run_dir, root=root)
 
 
 def _fields(pairs) -> dict:

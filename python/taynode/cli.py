@@ -237,6 +237,18 @@ def _study_ffjord(ns):
     print(f"table: {ns.out}/table.md, {ns.out}/table.csv" + (f"; figure: {summary['figure']}" if "figure" in summary else ""))
 
 
+def _study_regularizers(ns):
+    from .studies import regularizers
+
+    cfg = regularizers.RegularizersConfig(**_given(ns, ("tasks", "methods", "seeds")))
+    out = regularizers.run(cfg, ns.out, time_limit=ns.time_limit, sequential=not ns.side_by_side)
+    for task, text in out["tables"].items():
+        print(f"\n{task} ({ns.out}/{task}/table.md, scatter.png)\n{text or 'no finished run yet'}")
+    if out["failed"]:
+        print("failed: " + ", ".join(f"{t}/{s.name}" for t, s in out["failed"]) + " (see their .out files)")
+    return 1 if out["failed"] else 0
+
+
 # Errors that describe bad input or a missing resource: shown as one line, not a traceback.
 # (ValueError covers CheckpointError and DataError, NotImplementedError UnsupportedPrimitiveError,
 # FloatingPointError NonFiniteLossError, RuntimeError JuliaUnavailableError and JAX's runtime
@@ -273,7 +285,7 @@ def _main(argv):
     p = argparse.ArgumentParser(prog="taynode", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show the full Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
-    from .studies import ffjord, latent, mnist, mnist_figs, order, toy
+    from .studies import ffjord, latent, mnist, mnist_figs, order, regularizers, toy
 
     d = sub.add_parser("demo", help="the paper's Fig. 1 toy: unregularized vs R3-regularized")
     _add_config_flags(d, toy.ToyConfig, _DEMO_OPTIONS)
@@ -327,6 +339,14 @@ def _main(argv):
     ff.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     ff.add_argument("--no-progress", action="store_true")
     ff.set_defaults(run=_study_ffjord)
+    rg = study.add_parser("regularizers", help="every speed regularizer (TayNODE, RNODE, ERNODE, SRNODE, STEER) on MNIST, "
+                          "the Latent ODE and 2-D FFJORD at the CPU presets, 2 seeds; resumable")
+    rg.add_argument("--out", default="runs/regularizers", help="output folder: one subfolder per task with run folders, table.md, scatter.png (default runs/regularizers)")
+    _add_config_flags(rg, regularizers.RegularizersConfig, ("tasks", "methods", "seeds"),
+                      tasks=dict(choices=list(regularizers.TASKS)), methods=dict(choices=list(regularizers.METHODS)))
+    rg.add_argument("--time-limit", type=float, help="seconds after which the runs stop (they resume with the same command)")
+    rg.add_argument("--side-by-side", action="store_true", help="train a task's runs at the same time (faster; training times no longer compare)")
+    rg.set_defaults(run=_study_regularizers)
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
     m = t.add_parser("mnist", help="the paper's MNIST classifier (Sec. 6.1)")
     _add_preset(m, mnist.PRESETS, "small", _MNIST_PRESET_NOTES)

@@ -239,12 +239,13 @@ def _data_loss(cfg: FFJORDConfig, log_prob, logdet, dims: int):
     return bits_per_dim(log_prob, logdet, dims) if _is_images(cfg) else -log_prob
 
 
-def regularizers(cfg: FFJORDConfig, reg: str):
-    """``(regularizers, λ)`` of ``reg`` ∈ :data:`REGS`."""
+def regularizers(cfg: FFJORDConfig, reg: str, lam: float | None = None):
+    """``(regularizers, λ)`` of ``reg`` ∈ :data:`REGS` at the config's λ, or of any regularizer set
+    (e.g. ``"ernode"``) at a given ``lam``."""
     lams = {"none": 0.0, "rnode": cfg.lam_rnode, "r2": cfg.lam_r2}  # RNODE: one λ for 𝒦 and ℬ
-    if reg not in lams:
-        raise ValueError(f"unknown regularization {reg!r}; valid: {list(REGS)}")
-    rset = RegularizerSet.parse(reg, lam=lams[reg], taylor_method=cfg.taylor_method)
+    if lam is None and reg not in lams:
+        raise ValueError(f"unknown regularization {reg!r}; valid: {list(REGS)} (or give its λ)")
+    rset = RegularizerSet.parse(reg, lam=lams[reg] if lam is None else lam, taylor_method=cfg.taylor_method)
     return rset.regularizers, rset.lam
 
 
@@ -252,7 +253,7 @@ def solver_label(steps, fixed_solver: str = "rk4") -> str:
     return "adaptive (dopri5)" if steps is None else f"fixed grid ({fixed_solver}, {steps} steps)"
 
 
-def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=True, resume=False) -> dict:
+def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=True, resume=False, lam: float | None = None) -> dict:
     """Train one model; returns ``{"model", "train_seconds", "status", "steps_done", "error"}``.
 
     ``steps=None`` trains with adaptive dopri5 at ``train_tol``; an integer, with
@@ -260,9 +261,11 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
     ``status="diverged"``, ``steps_done`` = the step of the last good checkpoint (kept in
     ``run_dir``), and no model (its metrics are reported as NaN). ``train_seconds`` is the shared
     loop's training time (compilation included); ``step_seconds`` the mean time of a step after
-    the first logged one.
+    the first logged one. ``lam``: the weight of ``reg`` when it is not the config's (any
+    regularizer set then works, e.g. ``"ernode"``).
     """
-    regs, lam = regularizers(cfg, reg)
+    lam_given = lam
+    regs, lam = regularizers(cfg, reg, lam)
     solve_kw = dict(solver="dopri5", rtol=cfg.train_tol, atol=cfg.train_tol) if steps is None else dict(solver=cfg.fixed_solver, steps=steps)
     model = make_cnf(cfg, train_x.shape[1:])
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
@@ -280,6 +283,8 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
     batches = ShuffledBatches(train_x, cfg.batch, seed=cfg.seed)
     # the unregularized run does not depend on the quadrature: one run serves both
     conf = stored_config(replace(cfg, **QUADRATURE_DEFAULTS) if reg == "none" else cfg) | {"data": None, "reg": reg, "train_steps": steps}
+    if lam_given is not None and reg not in REGS:
+        conf["lam"] = lam_given
     try:
         res = train(model, optax.adam(cfg.lr), loss_fn, batches, run_dir, steps=cfg.iters, seed=cfg.seed,
                     checkpoint_every=cfg.checkpoint_every, log_every=10, resume=resume, progress=progress, config=conf,
@@ -406,6 +411,21 @@ def markdown_table(summary) -> str:
 
 
 @with_x64  # float64 evaluation; training arrays are typed explicitly
+@with_x64
+def run_one(cfg: FFJORDConfig, reg: str, lam: float, run_dir: str, *, progress: bool = False, resume: bool = True) -> dict:
+    """Train (or resume) one adaptive model with ``reg`` at weight ``lam`` (``"none"``: unregularized),
+    evaluate it (:func:`evaluate`) and write ``run_dir/results.json``."""
+    if reg in REGS and lam != regularizers(cfg, reg)[1]:
+        raise ValueError(f"{reg}'s λ comes from the config (lam_r2, lam_rnode; 0 for none): got lam={lam}, config {regularizers(cfg, reg)[1]}")
+    train_x, test_x = load_data(cfg)
+    t = train_one(cfg, reg, None, train_x, run_dir, progress=progress, resume=resume, lam=None if reg in REGS else lam)
+    metrics = evaluate(t["model"], cfg, test_x) if t["status"] == "ok" else {k: float("nan") for k in ("nll", "nfe") + EVAL_REGS}
+    summary = dict(config=stored_config(cfg) | {"data": None, "reg": reg, "lam": lam}, status=t["status"], error=t["error"],
+                   steps=t["steps_done"], train_seconds=t["train_seconds"], step_seconds=t["step_seconds"], **metrics)
+    write_json(os.path.join(run_dir, "results.json"), summary, default=float)
+    return summary
+
+
 def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume: bool = False) -> dict:
     """Train and evaluate unregularized, RNODE and TayNODE with adaptive and each fixed grid;
     write ``table.md``, ``table.csv``, ``results.json`` and ``densities.png`` (2-D data) into

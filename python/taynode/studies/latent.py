@@ -78,6 +78,7 @@ class LatentConfig:
     eval_tol: float = 1.4e-8
     eval_batch: int = 100
     nfe_records: int | None = None  # test records whose per-sample NFE is measured (None: all)
+    steer: float = setting(0.0, "STEER (Ghosh et al. 2020, as Pal et al.'s code): each observation time after the first drawn per training step within ± steer × half its gap to the previous one; 0: off")
     epoch_eval_records: int = setting(0, "test records whose loss and per-sample NFE are logged after each epoch (the NFE curve); 0: none")
     seed: int = setting(0, "seed for the split, initialization and batches")
 
@@ -139,11 +140,14 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
     model = make_model(cfg, len(physionet.VARIABLES), dtype)
     regs, lams = _regs(cfg, lam)
     ts_ = jnp.asarray(ts, dtype)
+    if cfg.steer:
+        from ..models.latent_ode import steer_times
 
     def loss_fn(model, batch, key):
         values, mask, coef = batch
+        times = steer_times(key, ts_, cfg.steer) if cfg.steer else ts_
         return latent_ode_loss(
-            model, values, mask, ts_, key, n_samples=cfg.n_samples, kl_coef=coef, obs_std=cfg.obs_std,
+            model, values, mask, times, key, n_samples=cfg.n_samples, kl_coef=coef, obs_std=cfg.obs_std,
             iwae=cfg.iwae, regularizers=regs, lam=lams, rtol=cfg.train_tol, atol=cfg.train_tol,
             quadrature=cfg.quadrature, samples=cfg.samples,
         )  # fmt: skip
@@ -166,11 +170,32 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
     return out if result else out.model
 
 
+def _eval_regularizer(cfg: LatentConfig):
+    """The regularizer reported on the test set: the trained one when it is one integrand (R_K,
+    𝒦, ℬ), else R₃ (e.g. for RNODE's pair or ERNODE); its result key is its own name."""
+    try:
+        return parse(cfg.reg)
+    except ValueError:
+        return parse("r3")
+
+
+@with_x64
+def run_one(cfg: LatentConfig, lam: float, run_dir: str, *, root=None, progress: bool = False, resume: bool = True) -> dict:
+    """Train (or resume) one model of ``cfg`` with weight ``lam`` of ``cfg.reg`` (0: unregularized),
+    evaluate it on the whole test split (:func:`evaluate`) and write ``run_dir/results.json``."""
+    split, ts = load_data(cfg, root)
+    res = train_one(cfg, lam, split, ts, run_dir, progress=progress, resume=resume, desc=os.path.basename(run_dir), result=True)
+    summary = dict(config=stored_config(cfg) | {"lam": lam, "reg": cfg.reg if lam > 0 else "none"}, steps=res.step,
+                   train_seconds=res.train_time, **evaluate(res.model, cfg, split.test, ts))
+    write_json(os.path.join(run_dir, "results.json"), summary)
+    return summary
+
+
 @eqx.filter_jit
 def _batch_metrics(model, values, mask, ts, key, nkey, cfg: LatentConfig):
     # module level, with cfg static: compiled once per batch shape, not once per evaluate() call
     tol = dict(rtol=cfg.eval_tol, atol=cfg.eval_tol)
-    reg = parse(cfg.reg)
+    reg = _eval_regularizer(cfg)
     _, parts = latent_ode_loss(model, values, mask, ts, key, n_samples=cfg.n_samples, obs_std=cfg.obs_std, iwae=cfg.iwae, **tol)
     mean, log_std = model.encode(values, mask, ts)
     eps = jax.random.normal(key, (cfg.n_samples,) + mean.shape, mean.dtype)
@@ -187,7 +212,7 @@ def evaluate(model, cfg: LatentConfig, data: physionet.PhysioNet, ts, *, key=Non
     all of ``data`` or its first ``records`` records."""
     model = cast(model, jnp.float64)
     ts = jnp.asarray(ts, jnp.float64)
-    reg = parse(cfg.reg)
+    reg = _eval_regularizer(cfg)
     key = jax.random.PRNGKey(cfg.seed + 1) if key is None else key
     nkey = jax.random.PRNGKey(cfg.seed + 2)  # Hutchinson noise, if the regularizer needs it
 
