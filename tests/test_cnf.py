@@ -18,7 +18,8 @@ from taynode.models.cnf import (
     ConcatSquashLinear,
     ConcatSquashMLP,
     ConvDynamics,
-    _Augmented,
+    _Flow,
+    _FlowRegularizer,
     bits_per_dim,
     dequantize_logit,
     draw_noise,
@@ -138,8 +139,14 @@ def test_exact_divergence_matches_the_jacobian(model):
     else:
         dyn, x = ConcatSquashMLP((3, 8, 3), key=key), jax.random.normal(key, (2, 3))
     t = 0.3
-    aug = _Augmented(dyn, "exact", (RK(2), taynode.regularizers.Kinetic(), taynode.regularizers.JacobianFrobenius()))
-    dz, ddelta, dr = eqx.filter_jit(aug)(t, (x, jnp.zeros(2), {}), (None, None))
+    regs = [_FlowRegularizer(r) for r in (RK(2), taynode.regularizers.Kinetic(), taynode.regularizers.JacobianFrobenius())]
+
+    @eqx.filter_jit
+    def aug(t, y, args):  # the vector field and the integrands as solve's augmented state evaluates them
+        (dz, ddelta), ev = _Flow(dyn, "exact").evaluate(t, y, args)
+        return dz, ddelta, {r.name: r.integrand_at(ev) for r in regs}
+
+    dz, ddelta, dr = aug(t, (x, jnp.zeros(2)), (None, None))
     jacs = jax.jit(jax.vmap(jax.jacfwd(lambda v: dyn(t, v[None], None)[0])))(x)
     for n in range(2):
         jac = jacs[n].reshape(x[n].size, x[n].size)
@@ -204,3 +211,86 @@ def test_bad_input_raises():
         dequantize_logit(jax.random.PRNGKey(0), jnp.zeros((1, 2), jnp.uint8), 0.5)
     with pytest.raises(ValueError, match="start and end"):
         ConcatSquashMLP((2, 4, 3), key=jax.random.PRNGKey(0))
+
+
+def _tiny_flow():
+    dyn = MLPDynamics((2, 8, 2), "tanh", key=jax.random.PRNGKey(11), dtype=jnp.float64)
+    dyn = jax.tree_util.tree_map(lambda p: 1.5 * p if eqx.is_inexact_array(p) else p, dyn)
+    return dyn, jax.random.normal(jax.random.PRNGKey(12), (3, 2), jnp.float64)
+
+
+def _hand_augmented(dyn):
+    """(f, −tr ∂f/∂z) written out with a dense per-example Jacobian: the CNF's problem, built apart."""
+
+    def field(t, y, args):
+        z, _ = y
+        jac = jax.vmap(jax.jacfwd(lambda v: dyn(t, v[None], None)[0]))(z)
+        return dyn(t, z, None), -jnp.trace(jac, axis1=1, axis2=2)
+
+    return field
+
+
+@pytest.mark.parametrize("quadrature", ["integrated", "sampled"])
+def test_solver_heuristics_equal_solve_on_the_hand_written_augmented_problem(quadrature):
+    """ERNODE and SRNODE of the CNF (global, and local with quadrature='sampled') are those of
+    taynode.solve on (z, Δ) with a hand-written field: same steps, same values."""
+    dyn, x = _tiny_flow()
+    kw = dict(rtol=1e-6, atol=1e-6, regularizers=("ernode", "srnode"))
+    if quadrature == "sampled":
+        kw |= dict(quadrature="sampled", samples=3, key=jax.random.PRNGKey(13))
+    r = CNF(dyn, trace="exact").forward(x, **kw)
+    ref = taynode.solve(_hand_augmented(dyn), (x, jnp.zeros(3)), (0.0, 1.0), **kw)
+    assert int(r.stats["nfe"]) == int(ref.stats["nfe"])
+    np.testing.assert_allclose(r.delta_logp, ref.z1[1], rtol=1e-10)
+    for name in ("ernode", "srnode"):
+        assert np.all(np.asarray(ref.integrals[name]) > 1e-9), name  # local values are small: one short step
+        np.testing.assert_allclose(r.integrals[name], ref.integrals[name], rtol=1e-10, err_msg=name)
+    # beside the integrand regularizers of z (which enter the error norm, not ERNODE's state)
+    both = CNF(dyn, trace="exact").forward(x, **(kw | dict(regularizers=("kinetic", "ernode"))))
+    assert set(both.integrals) == {"kinetic", "ernode"} and np.all(np.isfinite(np.asarray(both.integrals["ernode"])))
+
+
+def test_cnf_ernode_gradient_matches_central_differences_with_steps_held():
+    """ERNODE of (z, Δ) = Σ_j RMS(err_j / (atol + rtol·max(|y_j|, |y_j+1|)))·h_j, written out over
+    the solve's own accepted steps (one diffrax dopri5 step each, d = 2 + 1 features): equal to the
+    CNF's value, and its central differences (steps held, as the solver's gradient holds them)
+    equal the CNF's gradient along random parameter directions."""
+    import diffrax as dfx
+
+    from taynode.models.cnf import _Flow
+
+    dyn, x = _tiny_flow()
+    tol = dict(rtol=1e-8, atol=1e-8)
+    sol = taynode.solve(_Flow(dyn, "exact"), (x, jnp.zeros(3)), (0.0, 1.0), (None, None), regularizers=("ernode",),
+                        save_steps=True, **tol)
+    times = np.concatenate([[0.0], np.asarray(sol.step_ts)[: int(sol.stats["steps"])]])
+    assert len(times) > 4 and times[-1] == 1.0
+
+    @jax.jit
+    def held(d):
+        term = dfx.ODETerm(lambda t, y, a: _Flow(d, "exact")(t, y, (None, None)))
+        y, total = (x, jnp.zeros(3)), jnp.zeros(3)
+        for t0, t1 in zip(times[:-1], times[1:]):
+            state = dfx.Dopri5().init(term, t0, t1, y, None)  # f(y_j) afresh: FSAL changes no value
+            y1, err, _, _, _ = dfx.Dopri5().step(term, t0, t1, y, None, state, False)
+            sq = sum(jnp.sum(jnp.square(e / (1e-8 + 1e-8 * jnp.maximum(jnp.abs(a), jnp.abs(b)))).reshape(3, -1), axis=1)
+                     for e, a, b in zip(err, y, y1))
+            total, y = total + jnp.sqrt(sq / 3) * (t1 - t0), y1
+        return jnp.sum(total)
+
+    def cnf_value(d):
+        return jnp.sum(CNF(d, trace="exact").forward(x, regularizers=("ernode",), **tol).integrals["ernode"])
+
+    np.testing.assert_allclose(float(cnf_value(dyn)), float(held(dyn)), rtol=1e-10)
+    params, static = eqx.partition(dyn, eqx.is_inexact_array)
+    grad = eqx.filter_jit(eqx.filter_grad(lambda p: cnf_value(eqx.combine(p, static))))(params)
+    h = 1e-5  # measured: the differences carry ~2e-6 absolute noise (ERNODE divides by its 1e-8 tolerance)
+    for k in range(3):
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        keys = jax.random.split(jax.random.PRNGKey(20 + k), len(leaves))
+        v = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(kk, l.shape, l.dtype) for kk, l in zip(keys, leaves)])
+        move = lambda s: eqx.combine(jax.tree_util.tree_map(lambda p, u: p + s * u, params, v), static)  # noqa: E731
+        fd = (float(held(move(h))) - float(held(move(-h)))) / (2 * h)
+        ad = sum(float(jnp.sum(g * u)) for g, u in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(v)))
+        assert abs(fd) > 1e-3
+        np.testing.assert_allclose(ad, fd, rtol=1e-5)

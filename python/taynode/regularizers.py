@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from .taylor import check_method, check_order, derivatives
 
-__all__ = ["RK", "JacobianFrobenius", "Kinetic", "Regularizer", "RegularizerSet", "hutchinson_noise", "parse"]
+__all__ = ["RK", "Evaluation", "JacobianFrobenius", "Kinetic", "Regularizer", "RegularizerSet", "hutchinson_noise", "parse"]
 
 
 def per_example_sum_squares(tree):
@@ -43,6 +43,35 @@ def num_features(tree) -> int:
     return sum(math.prod(x.shape[1:]) for x in jax.tree_util.tree_leaves(tree))
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    r"""One evaluation of the vector field, shared by every integrand at that (t, z).
+
+    The integrated regularizers are evaluated at every stage of every step, next to the solver's
+    own f(t, z); this carries what that evaluation already computed, so an integrand need not
+    recompute it (:meth:`Regularizer.integrand_at`). ``f, t, z, args, noise`` are the flow the
+    regularizers measure: the solve's own for a plain field; a field that augments its state
+    (the CNF's (z, Δ log p)) gives the flow of z alone.
+
+    Attributes:
+        fz: f(t, z, args) when the field shares it (the CNF), else ``None``.
+        noise_vjp: :math:`\varepsilon^\top \partial f/\partial z` when the field computed it
+            (the CNF's Hutchinson trace), else ``None``.
+        frobenius: per example :math:`\lVert \partial f/\partial z\rVert_F^2` or its Hutchinson
+            estimate :math:`\lVert \varepsilon^\top \partial f/\partial z\rVert^2` when the
+            field computed it, else ``None``.
+    """
+
+    f: object
+    t: object
+    z: object
+    args: object
+    noise: object
+    fz: object = None
+    noise_vjp: object = None
+    frobenius: object = None
+
+
 class Regularizer:
     """Base class: ``name`` keys the integral in :attr:`Solution.integrals`."""
 
@@ -51,6 +80,11 @@ class Regularizer:
 
     def integrand(self, f, t, z, args, noise):
         raise NotImplementedError
+
+    def integrand_at(self, ev: Evaluation):
+        """The integrand at one evaluation of the vector field (what :func:`taynode.solve`
+        integrates), reusing what ``ev`` already holds; by default :meth:`integrand`."""
+        return self.integrand(ev.f, ev.t, ev.z, ev.args, ev.noise)
 
 
 @dataclass(frozen=True)
@@ -82,6 +116,11 @@ class Kinetic(Regularizer):
     def integrand(self, f, t, z, args, noise):
         return per_example_sum_squares(f(t, z, args))
 
+    def integrand_at(self, ev):
+        if ev.fz is None:
+            return self.integrand(ev.f, ev.t, ev.z, ev.args, ev.noise)
+        return per_example_sum_squares(ev.fz)  # the solver's own f(t, z)
+
 
 @dataclass(frozen=True)
 class JacobianFrobenius(Regularizer):
@@ -94,6 +133,13 @@ class JacobianFrobenius(Regularizer):
         _, vjp = jax.vjp(lambda z_: f(t, z_, args), z)
         (eps_j,) = vjp(noise)
         return per_example_sum_squares(eps_j)
+
+    def integrand_at(self, ev):
+        if ev.frobenius is not None:
+            return ev.frobenius
+        if ev.noise_vjp is not None:
+            return per_example_sum_squares(ev.noise_vjp)
+        return self.integrand(ev.f, ev.t, ev.z, ev.args, ev.noise)
 
 
 def hutchinson_noise(key, z):

@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 import optimistix as optx
 
+from . import regularizers as _reg
 from . import solver_heuristics as _heuristics
 from . import solvers as _solvers
 from .problem import Problem, Solution
 
-__all__ = ["SAMPLE_STREAM", "augmented_field", "integrate_rk", "sample_times"]
+__all__ = ["SAMPLE_STREAM", "augmented_field", "evaluate", "integrate_rk", "sample_times"]
 
 SAMPLE_STREAM = 0x5A  # the sample times' PRNG stream, independent of the Hutchinson noise drawn from key
 
@@ -83,9 +84,26 @@ def _adjoint(name, checkpoints, adaptive, rtol, atol):
     raise ValueError(f"unknown adjoint {name!r}; valid: 'backprop' (through the solver), 'adjoint' (continuous)")
 
 
+def evaluate(f_, t, z, args, noise):
+    """``(f(t, z, args), Evaluation)``: one evaluation of the field, shared by the integrands.
+
+    A field whose integrands can reuse more than f(t, z) (the CNF: its trace's vjp serves ℬ)
+    defines ``evaluate(t, z, args, noise) -> (dz, Evaluation)``. Any other callable gives an
+    Evaluation without ``fz``: sharing f(z) with 𝒦 would leave the values bitwise unchanged but
+    reorder the sums of the backward pass (measured: gradients moved by 3e-15 relative in
+    float64, 7e-6 in float32), and the recorded runs are kept reproducible.
+    """
+    own = getattr(f_, "evaluate", None)
+    if own is not None:
+        return own(t, z, args, noise)
+    return f_(t, z, args), _reg.Evaluation(f_, t, z, args, noise, fz=None)
+
+
 def augmented_field(f_static, integrated):
     """diffrax's vector field of ``(z, {name: r})``: ``(f, {name: direction · integrand})``.
 
+    f is evaluated once per stage (:func:`evaluate`) and each integrand reads that evaluation
+    (:meth:`~taynode.regularizers.Regularizer.integrand_at`): f(z) for 𝒦, a field's εᵀ∂f/∂z for ℬ.
     Everything differentiable travels in diffrax's args as ``(f's arrays, args, noise,
     direction)`` (the continuous adjoint only differentiates explicit inputs); f's static parts
     are closed over.
@@ -95,8 +113,10 @@ def augmented_field(f_static, integrated):
         f_arrays, args, noise, direction = packed
         f_ = eqx.combine(f_arrays, f_static)
         z, _ = y
-        dz = f_(t, z, args)
-        dr = {r.name: direction * r.integrand(f_, t, z, args, noise) for r in integrated}
+        if not integrated:
+            return f_(t, z, args), {}
+        dz, ev = evaluate(f_, t, z, args, noise)
+        dr = {r.name: direction * r.integrand_at(ev) for r in integrated}
         return dz, dr
 
     return vector_field

@@ -24,7 +24,7 @@ from .. import regularizers as _reg
 from ..solve import solve
 from .mlp import MLPDynamics
 
-__all__ = ["ODEClassifier", "classifier_loss", "parse_regularizers"]
+__all__ = ["ODEClassifier", "classifier_loss", "parse_regularizers", "steer_end_time", "steer_times"]
 
 RNODE = _reg.RNODE
 
@@ -82,6 +82,37 @@ def steer_end_time(key, b: float, t1: float = 1.0):
 
 
 STEER_STREAM = 0x57  # the end time's PRNG stream, apart from the regularizers' noise and sample times
+
+
+def steer_times(key, ts, b: float = 1.0):
+    r"""STEER for a time series: every observation time after the first moved at random.
+
+    Pal et al.'s RegNeuralDE.jl (``experiments/latent_ode.jl``) trains the Latent ODE on
+    ``t[2:end] .+ (2 rand − 1) .* δt ./ 2``; here, with :math:`u_i \sim U[-1, 1)`,
+
+    .. math::  t'_0 = t_0,\qquad t'_i = \operatorname{clip}ig(t_i + u_i\, b\, m_i/2,\ t_0,\ t_{T-1}ig),
+               \qquad m_i = \min(t_i - t_{i-1},\ t_{i+1} - t_i)
+
+    (:math:`m_{T-1} = t_{T-1} - t_{T-2}`). On a uniform grid :math:`m_i` is Pal's δt, so b = 1 is
+    their rule; taking the smaller neighbouring gap keeps uneven times strictly increasing (with
+    δt alone a time after a long gap could pass the next one), which :func:`taynode.solve` needs.
+
+    Args:
+        key: PRNG key (its STEER stream is used, as :func:`steer_end_time`).
+        ts: (T,) strictly increasing times, T >= 2.
+        b: in (0, 1], the fraction of the half-gap a time may move.
+    """
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b <= 1:
+        raise ValueError(f"STEER's b scales half the gap between observation times and must be in (0, 1], got {b!r}")
+    ts = jnp.asarray(ts)
+    if ts.ndim != 1 or ts.shape[0] < 2 or not jnp.issubdtype(ts.dtype, jnp.floating):
+        raise ValueError(f"ts must be a 1-D floating-point array of at least two times, got shape {ts.shape}, dtype {ts.dtype}")
+    if not isinstance(ts, jax.core.Tracer) and not bool(jnp.all(jnp.diff(ts) > 0)):
+        raise ValueError(f"ts must be strictly increasing, got {ts}")
+    gaps = jnp.diff(ts)
+    half = 0.5 * b * jnp.minimum(gaps, jnp.concatenate([gaps[1:], gaps[-1:]]))
+    u = jax.random.uniform(jax.random.fold_in(key, STEER_STREAM), gaps.shape, ts.dtype, minval=-1.0, maxval=1.0)
+    return jnp.concatenate([ts[:1], jnp.clip(ts[1:] + u * half, ts[0], ts[-1])])
 
 
 def classifier_loss(model: ODEClassifier, x, y, *, regularizers=(), lam: float = 0.0, key=None, **solve_kw):

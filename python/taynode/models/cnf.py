@@ -197,16 +197,22 @@ class ConvDynamics(eqx.Module):
 # The flow
 
 
-class _Augmented(eqx.Module):
-    """Dynamics of the augmented state ``(z, Δ, {name: r})``: (f, −tr ∂f/∂z, integrands)."""
+class _Flow(eqx.Module):
+    r"""The flow's vector field on the state ``(z, Δ)``: ``(f(t, z), −tr ∂f/∂z)``, as
+    :func:`taynode.solve` integrates it; args are ``(the dynamics' args, ε)``.
+
+    :meth:`evaluate` also hands the regularizers of the flow of z alone what this evaluation
+    computed (:class:`~taynode.regularizers.Evaluation`): f(z) for 𝒦, and the trace's
+    εᵀ∂f/∂z (Hutchinson) or Jacobian columns (exact) for ℬ, so one vjp per evaluation serves
+    the trace and ℬ.
+    """
 
     dynamics: object
     trace: str = eqx.field(static=True)
-    regs: tuple = eqx.field(static=True)
 
-    def __call__(self, t, y, args):
+    def evaluate(self, t, y, args, noise=None):
         z = y[0]
-        user_args, eps = args
+        user_args, eps = args  # ε travels in args: the CNF draws it (Gaussian or Rademacher), not solve
 
         def f(z_):
             return self.dynamics(t, z_, user_args)
@@ -218,33 +224,33 @@ class _Augmented(eqx.Module):
             basis = jnp.broadcast_to(jnp.eye(d, dtype=z.dtype)[:, None, :], (d, b, d)).reshape((d,) + z.shape)
             cols = jax.vmap(jvp)(basis).reshape(d, b, d)  # cols[i, n] = J_n e_i
             div = jnp.einsum("ini->n", cols)
-            frob = jnp.sum(jnp.square(cols), axis=(0, 2))
+            frob, eps_j = jnp.sum(jnp.square(cols), axis=(0, 2)), None
         else:
             fz, vjp = jax.vjp(f, z)
             (eps_j,) = vjp(eps)  # εᵀJ, per example: serves the trace and ℬ
             div = jnp.sum((eps_j * eps).reshape(b, -1), axis=1)
             frob = _reg.per_example_sum_squares(eps_j)
-        dr = {}
-        for r in self.regs:
-            if isinstance(r, _reg.Kinetic):
-                dr[r.name] = _reg.per_example_sum_squares(fz)
-            elif isinstance(r, _reg.JacobianFrobenius):
-                dr[r.name] = frob
-            else:
-                dr[r.name] = r.integrand(self.dynamics, t, z, user_args, None)
-        return fz, -div, dr
+        ev = _reg.Evaluation(self.dynamics, t, z, user_args, eps, fz, noise_vjp=eps_j, frobenius=frob)
+        return (fz, -div), ev
+
+    def __call__(self, t, y, args):
+        return self.evaluate(t, y, args)[0]
 
 
 class _FlowRegularizer(_reg.Regularizer):
-    """A regularizer of the flow of z alone, evaluated on the augmented state (z, Δ, {}) of
-    :class:`_Augmented`, for ``quadrature="sampled"``: the same integrand (and the same ε, or the
-    exact Frobenius norm) as the integrated one."""
+    """A regularizer of the flow of z alone, on the state (z, Δ) of :class:`_Flow`: integrated,
+    it reads the flow's own evaluation; sampled (``integrand``), it evaluates the flow afresh at
+    (t, z(t)), with the same ε (or the exact Frobenius norm). ε lives in args, so
+    ``needs_noise`` stays False and :func:`taynode.solve` draws none."""
 
-    def __init__(self, inner, trace):
-        self.inner, self.trace, self.name = inner, trace, inner.name
+    def __init__(self, inner):
+        self.inner, self.name = inner, inner.name
 
     def integrand(self, f, t, y, args, noise):
-        return _Augmented(f.dynamics, self.trace, (self.inner,))(t, y, args)[2][self.name]
+        return self.inner.integrand_at(f.evaluate(t, y, args, noise)[1])
+
+    def integrand_at(self, ev):
+        return self.inner.integrand_at(ev)
 
 
 class FlowResult(eqx.Module):
@@ -265,12 +271,21 @@ class FlowResult(eqx.Module):
     stats: dict
 
 
-def _parse_regs(regularizers):
+def _flow_regularizers(regularizers) -> tuple:
+    """The set parsed once: integrands as :class:`_FlowRegularizer` (they measure z alone), the
+    solver-heuristic ones (ERNODE, SRNODE) as they are (they measure the solver's state (z, Δ))."""
     rset = _reg.RegularizerSet.parse(regularizers)
-    if rset.step_regularizers:
-        raise ValueError(f"the CNF integrates integrand regularizers only (R_K, kinetic, jacobian); "
-                         f"{[r.name for r in rset.step_regularizers]} need the solver's steps: use taynode.solve")
-    return rset.regularizers
+    return tuple(_FlowRegularizer(r) for r in rset.integrands) + rset.step_regularizers
+
+
+def _check_end_time(t1):
+    """A concrete end time must be finite and > 0; a traced one (STEER's draw) is taken as is."""
+    if isinstance(t1, jax.core.Tracer):
+        return t1
+    v = float(t1)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"t1 must be a finite number > 0, got {t1!r}")
+    return t1
 
 
 class CNF(eqx.Module):
@@ -312,37 +327,31 @@ class CNF(eqx.Module):
         if self.trace == "exact" and d > MAX_EXACT_TRACE_DIM:
             raise ValueError(f"trace='exact' needs {d} JVPs per evaluation for {d} features; use trace='hutchinson' above {MAX_EXACT_TRACE_DIM}")
 
-    def forward(self, x, *, key=None, noise=None, regularizers=(), args=None, **solve_kw) -> FlowResult:
+    def forward(self, x, *, key=None, noise=None, regularizers=(), args=None, t1=None, **solve_kw) -> FlowResult:
         """Map data ``x`` (batch, ...) to z(T) with Δ and the regularizers' integrals.
 
         ``key`` draws Hutchinson's ε (or pass ``noise`` of x's shape); ``regularizers`` are
         names or :class:`~taynode.regularizers.Regularizer` instances (``"kinetic"``,
-        ``"jacobian"``, ``"r2"``, …); ``solve_kw`` go to :func:`taynode.solve` (``solver``,
-        ``steps``, ``rtol``, ``atol``, ``max_steps``, ``adjoint``, ``quadrature``, ``samples``);
-        with ``quadrature="sampled"`` the regularizers are evaluated at times drawn from ``key``.
+        ``"jacobian"``, ``"r2"``, …) of the flow of z, and the solver heuristics ``"ernode"``,
+        ``"srnode"`` (:mod:`taynode.solver_heuristics`) of the solve of (z, Δ); ``solve_kw`` go
+        to :func:`taynode.solve` (``solver``, ``steps``, ``rtol``, ``atol``, ``max_steps``,
+        ``adjoint``, ``quadrature``, ``samples``, ``error_control``); with
+        ``quadrature="sampled"`` the regularizers are evaluated at times drawn from ``key``.
+        ``t1``: the end time T of this solve (default the model's), may be traced (STEER:
+        :func:`taynode.models.classifier.steer_end_time`).
         """
         x = jnp.asarray(x)
         if x.ndim < 2:
             raise ValueError(f"x needs a leading batch axis and at least one feature axis, got shape {x.shape}")
         self._check_dim(x)
-        regs = _parse_regs(regularizers)
+        t1 = self.t1 if t1 is None else _check_end_time(t1)
+        regs = _flow_regularizers(regularizers)
         eps = self._noise(key, noise, x)
-        b = x.shape[0]
-        if solve_kw.get("quadrature") == "sampled" and regs:
-            # (z, Δ) alone in the solve; each regularizer at the sampled times of its own solve
-            aug = _Augmented(self.dynamics, self.trace, ())
-            flow_regs = [_FlowRegularizer(r, self.trace) for r in regs]
-            sol = solve(aug, (x, jnp.zeros((b,), x.dtype), {}), (0.0, self.t1), (args, eps), regularizers=flow_regs, key=key, **solve_kw)
-            (z, delta, _), rs = sol.z1, sol.integrals
-        else:
-            if regs and solve_kw.get("error_control", "all") != "all":
-                raise ValueError("error_control='state' is not available for the CNF's integrated regularizers (they live in "
-                                 "the flow's own augmented state, sharing the trace's vjp); use quadrature='sampled'")
-            aug = _Augmented(self.dynamics, self.trace, regs)
-            y0 = (x, jnp.zeros((b,), x.dtype), {r.name: jnp.zeros((b,), x.dtype) for r in regs})
-            sol = solve(aug, y0, (0.0, self.t1), (args, eps), **solve_kw)
-            z, delta, rs = sol.z1
-        return FlowResult(z=z, delta_logp=delta, log_prob=standard_normal_logprob(z) - delta, integrals=rs, stats=sol.stats)
+        y0 = (x, jnp.zeros((x.shape[0],), x.dtype))
+        sol = solve(_Flow(self.dynamics, self.trace), y0, (0.0, t1), (args, eps), regularizers=regs, key=key, **solve_kw)
+        z, delta = sol.z1
+        return FlowResult(z=z, delta_logp=delta, log_prob=standard_normal_logprob(z) - delta, integrals=sol.integrals,
+                          stats=sol.stats)
 
     def log_prob(self, x, **kw):
         """log p(x) per example (see :meth:`forward` for the arguments)."""
@@ -362,9 +371,8 @@ class CNF(eqx.Module):
         zT = jax.random.normal(key, (n, *tuple(shape)), dtype)
         self._check_dim(zT)
         eps = self._noise(noise_key, None, zT)
-        aug = _Augmented(self.dynamics, self.trace, ())
-        sol = solve(aug, (zT, jnp.zeros((n,), dtype), {}), (self.t1, 0.0), (args, eps), **solve_kw)
-        x, delta0, _ = sol.z1
+        sol = solve(_Flow(self.dynamics, self.trace), (zT, jnp.zeros((n,), dtype)), (self.t1, 0.0), (args, eps), **solve_kw)
+        x, delta0 = sol.z1
         return x, standard_normal_logprob(zT) + delta0
 
 

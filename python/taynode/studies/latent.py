@@ -141,7 +141,7 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
     regs, lams = _regs(cfg, lam)
     ts_ = jnp.asarray(ts, dtype)
     if cfg.steer:
-        from ..models.latent_ode import steer_times
+        from ..models.classifier import steer_times
 
     def loss_fn(model, batch, key):
         values, mask, coef = batch
