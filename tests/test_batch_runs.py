@@ -82,13 +82,13 @@ def test_latent_runs_log_per_epoch_nfe_and_the_table_reads_them(tmp_path, monkey
     monkeypatch.setattr(pn, "SHA256", pn.SHA256 | own)
     runs = _load_script(ROOT / "benchmarks/latent_ode/runs.py")
     out = tmp_path / "runs"
-    argv = ["--out", str(out), "--epochs", "2", "--epoch-eval-records", "2", "--data", str(data), "--set", "batch=4", "--in-process", "--runs", "r3:0.1:0:sampled2"]
+    argv = ["--out", str(out), "--epochs", "2", "--epoch-eval-records", "2", "--data", str(data), "--set", "batch=4", "steer=1.0", "--in-process", "--runs", "r3:0.1:0:sampled2"]
     assert runs.main(argv) == 0
     groups, _ = collect(str(out))
     (run,) = groups[("r3", 0.1, "sampled2")]
     assert [e["epoch"] for e in run["epochs"]] == [1.0, 2.0] and run["results"]["test_records"] == 2
     # the logged last-epoch NFE is the evaluation of the final model on the first 2 test records
-    cfg = latent.preset("cpu", reg="r3", lam=0.1, epochs=2, batch=4, epoch_eval_records=2, quadrature="sampled", samples=2)
+    cfg = latent.preset("cpu", reg="r3", lam=0.1, epochs=2, batch=4, steer=1.0, epoch_eval_records=2, quadrature="sampled", samples=2)
     split, ts = latent.load_data(cfg, str(data))
     model = latent.make_model(cfg, len(pn.VARIABLES), np.float32)
     model = load_checkpoint(str(out / "r3-lam0.1-seed0-sampled2" / "checkpoint.npz"), model)[0]

@@ -81,3 +81,21 @@ def test_run_trains_the_missing_runs_and_writes_table_and_scatter(tmp_path, monk
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["none-lam0-seed0", "none-lam0-seed1", "srnode-lam20-seed0", "srnode-lam20-seed1"]
     assert "1.46 [1.43–1.50]×" in (folder / "table.md").read_text()  # 30/21 and 30/20
     assert (folder / "scatter.png").stat().st_size > 5_000
+
+
+def test_ffjord_run_one_trains_ernode_with_steer_and_writes_its_results(tmp_path):
+    """One tiny FFJORD run with ERNODE at a given λ and STEER's random end time: it trains through
+    the shared loop (λ and the steer half-width land in the stored config) and is evaluated."""
+    from taynode.studies import ffjord
+    from taynode.train import read_log
+
+    cfg = ffjord.preset("tiny", fixed_steps=(), steer=0.5)
+    out = ffjord.run_one(cfg, "ernode", 2.0, str(tmp_path / "ernode"))
+    assert json.loads((tmp_path / "ernode" / "results.json").read_text())["nfe"] == out["nfe"]
+    assert out["status"] == "ok" and out["nfe"] >= 9 and out["config"]["steer"] == 0.5 and out["config"]["lam"] == 2.0
+    steps = read_log(str(tmp_path / "ernode"), "step")
+    assert steps and all("ernode" in r for r in steps)  # the penalty was part of the loss
+    with pytest.raises(ValueError, match="λ comes from the config"):
+        ffjord.run_one(cfg, "r2", 2.0, str(tmp_path / "r2"))
+    with pytest.raises(ValueError, match="steer"):
+        ffjord.preset("tiny", steer=1.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import regularizers as _reg
 from ..solve import solve
@@ -90,7 +91,7 @@ def steer_times(key, ts, b: float = 1.0):
     Pal et al.'s RegNeuralDE.jl (``experiments/latent_ode.jl``) trains the Latent ODE on
     ``t[2:end] .+ (2 rand − 1) .* δt ./ 2``; here, with :math:`u_i \sim U[-1, 1)`,
 
-    .. math::  t'_0 = t_0,\qquad t'_i = \operatorname{clip}ig(t_i + u_i\, b\, m_i/2,\ t_0,\ t_{T-1}ig),
+    .. math::  t'_0 = t_0,\qquad t'_i = \operatorname{clip}\big(t_i + u_i\, b\, m_i/2,\ t_0,\ t_{T-1}\big),
                \qquad m_i = \min(t_i - t_{i-1},\ t_{i+1} - t_i)
 
     (:math:`m_{T-1} = t_{T-1} - t_{T-2}`). On a uniform grid :math:`m_i` is Pal's δt, so b = 1 is
@@ -107,8 +108,12 @@ def steer_times(key, ts, b: float = 1.0):
     ts = jnp.asarray(ts)
     if ts.ndim != 1 or ts.shape[0] < 2 or not jnp.issubdtype(ts.dtype, jnp.floating):
         raise ValueError(f"ts must be a 1-D floating-point array of at least two times, got shape {ts.shape}, dtype {ts.dtype}")
-    if not isinstance(ts, jax.core.Tracer) and not bool(jnp.all(jnp.diff(ts) > 0)):
-        raise ValueError(f"ts must be strictly increasing, got {ts}")
+    try:  # checked when the times are known (a traced ts is the caller's to keep sorted)
+        known = np.asarray(ts)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        known = None
+    if known is not None and not np.all(np.diff(known) > 0):
+        raise ValueError(f"ts must be strictly increasing, got {known}")
     gaps = jnp.diff(ts)
     half = 0.5 * b * jnp.minimum(gaps, jnp.concatenate([gaps[1:], gaps[-1:]]))
     u = jax.random.uniform(jax.random.fold_in(key, STEER_STREAM), gaps.shape, ts.dtype, minval=-1.0, maxval=1.0)

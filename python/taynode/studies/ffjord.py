@@ -68,6 +68,7 @@ import optax
 
 from ..data import toy2d
 from ..models.cnf import CNF, ConcatSquashMLP, ConvDynamics, bits_per_dim, dequantize_logit
+from ..models.classifier import steer_end_time
 from ..models.mlp import MLPDynamics
 from ..regularizers import RK, RegularizerSet
 from ..solvers import get as get_solver
@@ -75,7 +76,7 @@ from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, r
 from .common import QUADRATURE_DEFAULTS, cast, check_quadrature, setting, save_figure, stored_config, with_x64, write_json, write_table
 from .common import preset as _preset
 
-__all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "mnist_images", "run_table", "train_one"]
+__all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "mnist_images", "run_one", "run_table", "train_one"]
 
 REGS = ("none", "rnode", "r2")
 DATASETS = toy2d.NAMES + ("miniboone", "mnist")
@@ -104,6 +105,7 @@ class FFJORDConfig:
     regs: tuple = setting(REGS, "models to train: none, rnode, r2")
     quadrature: str = setting("integrated", "how the regularizers are computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
     samples: int = setting(1, "sample times per solve with quadrature sampled")
+    steer: float = setting(0.0, "STEER: the end time drawn per training step from [1 - steer, 1 + steer] (Ghosh et al. 2020); 0: off")
     fixed_solver: str = "rk4"
     fixed_steps: tuple = setting((5, 8), "fixed-grid step counts to train with (none: adaptive only)")
     eval_tol: float = 1.4e-8
@@ -121,6 +123,8 @@ class FFJORDConfig:
 
     def __post_init__(self):
         check_quadrature(self)
+        if not 0 <= self.steer < 1:
+            raise ValueError(f"steer (STEER's half-width b around t1 = 1) must be in [0, 1), got {self.steer}")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; valid: {list(DATASETS)}")
         if self.arch not in ARCHS:
@@ -274,7 +278,9 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
     def loss_fn(cnf, x, key):
         k_data, k_noise = jax.random.split(key)
         y, logdet = _flow_input(cfg, x, k_data, dtype)
-        r = cnf.forward(y, key=k_noise, regularizers=regs, max_steps=cfg.max_steps, quadrature=cfg.quadrature, samples=cfg.samples, **solve_kw)
+        steer = {"t1": steer_end_time(key, cfg.steer, cnf.t1)} if cfg.steer else {}
+        r = cnf.forward(y, key=k_noise, regularizers=regs, max_steps=cfg.max_steps, quadrature=cfg.quadrature, samples=cfg.samples,
+                        **solve_kw, **steer)
         nll = jnp.mean(_data_loss(cfg, r.log_prob, logdet, dims))
         means = {k: jnp.mean(v) for k, v in r.integrals.items()}
         loss = nll + lam * sum(means.values()) if means else nll

@@ -335,10 +335,12 @@ def preset(name: str, **overrides) -> LatentConfig:
     """The preset's config with ``overrides`` (``None`` values are ignored), checked."""
     cfg = _preset(PRESETS, name, **overrides)
     check_quadrature(cfg)
+    if not 0 <= cfg.steer <= 1:
+        raise ValueError(f"steer (the fraction of half the gap an observation time may move) must be in [0, 1], got {cfg.steer}")
     # the study's second model is labelled "R3, λ" and is trained with R3 only when λ > 0
     if not cfg.lam > 0:
         raise ValueError(f"the weight λ of {cfg.reg.upper()} must be > 0 (the other model is the unregularized one), got {cfg.lam}")
     return cfg
 
 
-__all__ = ["PRESETS", "LatentConfig", "evaluate", "load_data", "markdown_table", "plot", "preset", "run", "train_one"]
+__all__ = ["PRESETS", "LatentConfig", "evaluate", "load_data", "markdown_table", "plot", "preset", "run", "run_one", "train_one"]
