@@ -47,8 +47,15 @@ def collectives(hlo: str) -> dict:
             comps[name] = []
         elif name is not None:
             comps[name].append(line)
-    calls = {c: set(re.findall(r"(?:body|condition|to_apply|calls|branch_computations|true_computation|false_computation)=\{?%?([\w.\-, %]+)\}?", "\n".join(ls)))
-             for c, ls in comps.items()}
+    calls = {
+        c: set(
+            re.findall(
+                r"(?:body|condition|to_apply|calls|branch_computations|true_computation|false_computation)=\{?%?([\w.\-, %]+)\}?",
+                "\n".join(ls),
+            )
+        )
+        for c, ls in comps.items()
+    }
     calls = {c: {n.strip().lstrip("%") for grp in v for n in grp.split(",")} for c, v in calls.items()}
     looped = set()
     for ls in comps.values():
@@ -140,26 +147,35 @@ WORKER = textwrap.dedent(
 def run_one(n: int, batch: int, steps: int, tol: float, dtype: str = "float32", checkpoint: str = "") -> dict:
     here = os.path.abspath(__file__)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, "-c", WORKER, str(n), str(batch), str(steps), str(tol), here, dtype, checkpoint],
-                       capture_output=True, text=True, env=env, timeout=1800)
+    r = subprocess.run(
+        [sys.executable, "-c", WORKER, str(n), str(batch), str(steps), str(tol), here, dtype, checkpoint],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
     if r.returncode or not line:
         raise RuntimeError(f"the {n}-device run failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
-    return json.loads(line[0][len("RESULT "):])
+    return json.loads(line[0][len("RESULT ") :])
 
 
 def table(results: list[dict]) -> str:
     import numpy as np
 
-    out = ["| devices | mode | step ms (median) | NFE per shard, each step | straggler: mean over steps of max/mean NFE | collectives in compiled step: all / in while loops |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| devices | mode | step ms (median) | NFE per shard, each step | straggler: mean over steps of max/mean NFE | collectives in compiled step: all / in while loops |",
+        "|---|---|---|---|---|---|",
+    ]
     for res in results:
         for r in res["rows"]:
             nfe = np.array(r["nfe"], float)
             spread = float(np.mean(nfe.max(1) / nfe.mean(1)))
             shown = "; ".join("/".join(str(int(v)) for v in row) for row in nfe)
             c = r["collectives"]
-            out.append(f"| {res['devices']} | {r['mode']} | {r['step_ms']:.0f} | {shown} | {spread:.3f} | {c['total']} / {c['in_loops']} |")
+            out.append(
+                f"| {res['devices']} | {r['mode']} | {r['step_ms']:.0f} | {shown} | {spread:.3f} | {c['total']} / {c['in_loops']} |"
+            )
     return "\n".join(out)
 
 
@@ -171,10 +187,18 @@ def main(argv=None):
     p.add_argument("--tol", type=float, default=1e-5)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--json", help="also write the raw results here")
-    p.add_argument("--checkpoint", default="", help="an MNIST run's checkpoint.npz: measure at trained parameters (e.g. runs/mnist-full/none-lam0-seed0/checkpoint.npz)")
+    p.add_argument(
+        "--checkpoint",
+        default="",
+        help="an MNIST run's checkpoint.npz: measure at trained parameters (e.g. runs/mnist-full/none-lam0-seed0/checkpoint.npz)",
+    )
     a = p.parse_args(argv)
-    results = [run_one(n, a.batch, a.steps, a.tol, a.dtype, os.path.abspath(a.checkpoint) if a.checkpoint else "") for n in a.devices]
-    print(f"MNIST classifier (784-100-784 sigmoid, dopri5, {a.dtype}, tol {a.tol:g}), global batch {a.batch}, data: {results[0]['source']}\n")
+    results = [
+        run_one(n, a.batch, a.steps, a.tol, a.dtype, os.path.abspath(a.checkpoint) if a.checkpoint else "") for n in a.devices
+    ]
+    print(
+        f"MNIST classifier (784-100-784 sigmoid, dopri5, {a.dtype}, tol {a.tol:g}), global batch {a.batch}, data: {results[0]['source']}\n"
+    )
     print(table(results))
     if a.json:
         with open(a.json, "w") as fh:

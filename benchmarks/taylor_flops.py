@@ -19,8 +19,8 @@ import os
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from taylor_methods import make, parse_orders
 
+from taylor_methods import make, parse_orders
 from taynode.taylor import METHODS, derivatives
 
 
@@ -46,7 +46,10 @@ def main(argv=None):
     lines = [
         f"**{a.model}** (batch {batch}; XLA cost analysis of the compiled programs: MFLOP / dot+conv ops)",
         "",
-        "| K | " + " | ".join(f"{m} fwd" for m in METHODS) + " | " + " | ".join(f"{m} grad" for m in METHODS)
+        "| K | "
+        + " | ".join(f"{m} fwd" for m in METHODS)
+        + " | "
+        + " | ".join(f"{m} grad" for m in METHODS)
         + " | gradient FLOPs, better other / incremental |",
         "|---" * (2 * len(METHODS) + 2) + "|",
     ]

@@ -38,9 +38,7 @@ class ConvDynamics(eqx.Module):
     def __init__(self, key, channels=64):
         k = jax.random.split(key, 3)
         sizes = [(1, channels), (channels, channels), (channels, 1)]
-        self.convs = [
-            eqx.nn.Conv2d(i + 1, o, 3, padding=1, key=kk) for (i, o), kk in zip(sizes, k)
-        ]
+        self.convs = [eqx.nn.Conv2d(i + 1, o, 3, padding=1, key=kk) for (i, o), kk in zip(sizes, k)]
 
     def __call__(self, t, z, args=None):
         h = z
@@ -101,14 +99,18 @@ def bench_model(model_name, batch, orders, methods, repeats, log):
         med = {key: statistics.median(v) for key, v in samples.items()}
         for method in methods:
             row = dict(
-                model=model_name, batch=batch, K=K, method=method,
+                model=model_name,
+                batch=batch,
+                K=K,
+                method=method,
                 fwd_ms=1e3 * med[(method, "fwd")],
                 fwd_per_f=med[(method, "fwd")] / med["f"],
                 grad_ms=1e3 * med[(method, "grad")],
                 grad_per_vg=med[(method, "grad")] / med["vg"],
                 compile_fwd_s=compile_s[(method, "fwd")],
                 compile_grad_s=compile_s[(method, "grad")],
-                f_ms=1e3 * med["f"], vg_ms=1e3 * med["vg"],
+                f_ms=1e3 * med["f"],
+                vg_ms=1e3 * med["vg"],
             )
             rows.append(row)
             log(
@@ -129,9 +131,13 @@ def markdown(rows):
             f"of Σf²: {r0['vg_ms']:.2f} ms at K = 1's measurement)\n"
         )
         methods = list(dict.fromkeys(r["method"] for r in rs))
-        head = "| K | " + " | ".join(f"{m} fwd ms (×f)" for m in methods) + " | " + " | ".join(
-            f"{m} grad ms (×vg)" for m in methods
-        ) + " | incremental speed-up fwd / grad vs best other |"
+        head = (
+            "| K | "
+            + " | ".join(f"{m} fwd ms (×f)" for m in methods)
+            + " | "
+            + " | ".join(f"{m} grad ms (×vg)" for m in methods)
+            + " | incremental speed-up fwd / grad vs best other |"
+        )
         out += [head, "|" + "---|" * (1 + 2 * len(methods) + 1)]
         for K in dict.fromkeys(r["K"] for r in rs):
             by = {r["method"]: r for r in rs if r["K"] == K}
@@ -145,9 +151,7 @@ def markdown(rows):
             else:
                 cells.append("")
             out.append(f"| {K} | " + " | ".join(cells) + " |")
-        comp = ", ".join(
-            f"{m} {max(r['compile_grad_s'] for r in rs if r['method'] == m):.1f} s" for m in methods
-        )
+        comp = ", ".join(f"{m} {max(r['compile_grad_s'] for r in rs if r['method'] == m):.1f} s" for m in methods)
         out.append(f"\nLongest gradient compile (K = {max(r['K'] for r in rs)}): {comp}.")
     return "\n".join(out) + "\n"
 

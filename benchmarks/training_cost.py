@@ -44,10 +44,18 @@ from taynode.models.classifier import ODEClassifier, classifier_loss  # noqa: E4
 from taynode.models.cnf import CNF  # noqa: E402
 
 # the CNF keeps its integrated regularizers in its own augmented state: no state-only error control
-QUADS = {"mnist": ("integrated", "integrated, state error", "sampled", "sampled, M=4"), "ffjord-2d": ("integrated", "sampled", "sampled, M=4")}
+QUADS = {
+    "mnist": ("integrated", "integrated, state error", "sampled", "sampled, M=4"),
+    "ffjord-2d": ("integrated", "sampled", "sampled, M=4"),
+}
 LOOP = 50  # evaluations per in-graph timing of f and f + VJP
-QUAD_KW = {"-": {}, "integrated": {}, "integrated, state error": {"error_control": "state"},
-           "sampled": {"quadrature": "sampled"}, "sampled, M=4": {"quadrature": "sampled", "samples": 4}}
+QUAD_KW = {
+    "-": {},
+    "integrated": {},
+    "integrated, state error": {"error_control": "state"},
+    "sampled": {"quadrature": "sampled"},
+    "sampled, M=4": {"quadrature": "sampled", "samples": 4},
+}
 REGS = {"none": ([], 0.0), "R2": (["r2"], 1e3), "R3": (["r3"], 1e4), "RNODE": (["kinetic", "jacobian"], 1e-2)}
 
 
@@ -96,7 +104,10 @@ def ffjord_task():
         r = m.forward(x, key=key, regularizers=regs, rtol=1e-5, atol=1e-5, **kw)
         means = {k: jnp.mean(v) for k, v in r.integrals.items()}
         nll = -jnp.mean(r.log_prob)
-        return nll + lam * sum(means.values()) if means else nll, {"nfe": r.stats["nfe"], "nfe_backward": r.stats["nfe_backward"]} | means
+        return nll + lam * sum(means.values()) if means else nll, {
+            "nfe": r.stats["nfe"],
+            "nfe_backward": r.stats["nfe_backward"],
+        } | means
 
     return cnf, loss
 
@@ -109,7 +120,9 @@ def step_table(tasks: dict, repeats: int) -> list[dict]:
         for reg, (regs, lam) in REGS.items():
             for quad in QUADS[task] if regs else ("-",):
                 kw = QUAD_KW[quad]
-                grad = eqx.filter_jit(eqx.filter_value_and_grad(lambda m, k, regs=regs, lam=lam, kw=kw: loss(m, regs, lam, k, **kw), has_aux=True))
+                grad = eqx.filter_jit(
+                    eqx.filter_value_and_grad(lambda m, k, regs=regs, lam=lam, kw=kw: loss(m, regs, lam, k, **kw), has_aux=True)
+                )
                 fns[(reg, quad)] = lambda grad=grad: grad(model, key)
                 (_, aux), _ = grad(model, key)
                 meta[(reg, quad)] = aux
@@ -117,8 +130,15 @@ def step_table(tasks: dict, repeats: int) -> list[dict]:
         base = times[("none", "-")]
         for (reg, quad), t in times.items():
             aux = meta[(reg, quad)]
-            row = dict(task=task, reg=reg, quadrature=quad, step_ms=1e3 * t, vs_none=t / base,
-                       nfe=int(aux["nfe"]), nfe_backward=int(aux.get("nfe_backward", -1)))
+            row = dict(
+                task=task,
+                reg=reg,
+                quadrature=quad,
+                step_ms=1e3 * t,
+                vs_none=t / base,
+                nfe=int(aux["nfe"]),
+                nfe_backward=int(aux.get("nfe_backward", -1)),
+            )
             if quad.startswith("sampled"):  # the estimator's spread over sample times, against the integrated value
                 names = [k for k in aux if k not in ("nfe", "nfe_backward", "ce", "acc", "nll")]
                 draws = eqx.filter_jit(jax.vmap(lambda k: loss(model, REGS[reg][0], 0.0, k, **QUAD_KW[quad])[1], in_axes=0))
@@ -135,6 +155,7 @@ def gradient_table(repeats: int, checkpoints=(90, 32, 16, 8)) -> list[dict]:
     for dtype in (jnp.float32, jnp.float64):
         f = MLPDynamics((784, 100, 784), "tanh", key=jax.random.PRNGKey(0), dtype=dtype)
         x = jax.random.uniform(jax.random.PRNGKey(1), (128, 784), dtype)
+
         # f and f + VJP timed in-graph (a loop of LOOP evaluations inside one compiled program), so
         # that per-call dispatch does not inflate the ideal
         def f_loop(m):
@@ -146,7 +167,9 @@ def gradient_table(repeats: int, checkpoints=(90, 32, 16, 8)) -> list[dict]:
                 gz, gm = jax.vjp(lambda z_, m_: m_(0.5, z_, None), z, m)[1](z)
                 return z + 1e-3 * gz, jax.tree_util.tree_map(jnp.add, g, eqx.filter(gm, eqx.is_inexact_array))
 
-            return jax.lax.fori_loop(0, LOOP, body, (x, jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(m, eqx.is_inexact_array))))
+            return jax.lax.fori_loop(
+                0, LOOP, body, (x, jax.tree_util.tree_map(jnp.zeros_like, eqx.filter(m, eqx.is_inexact_array)))
+            )
 
         one, fvjp = eqx.filter_jit(f_loop), eqx.filter_jit(fvjp_loop)
         fwd = eqx.filter_jit(lambda m: tn.solve(m, x).z1)
@@ -160,22 +183,42 @@ def gradient_table(repeats: int, checkpoints=(90, 32, 16, 8)) -> list[dict]:
         times["f"], times["f+vjp"] = times["f"] / LOOP, times["f+vjp"] / LOOP
         ideal = nfe * times["f"] + nb * times["f+vjp"]
         for c in checkpoints:
-            rows.append(dict(dtype=jnp.dtype(dtype).name, checkpoints=c, grad_ms=1e3 * times[c], nfe=nfe, nfe_backward=nb,
-                             f_ms=1e3 * times["f"], fvjp_ms=1e3 * times["f+vjp"], vs_ideal=times[c] / ideal,
-                             forward_vs_nfe_f=times["forward solve"] / (nfe * times["f"])))
+            rows.append(
+                dict(
+                    dtype=jnp.dtype(dtype).name,
+                    checkpoints=c,
+                    grad_ms=1e3 * times[c],
+                    nfe=nfe,
+                    nfe_backward=nb,
+                    f_ms=1e3 * times["f"],
+                    fvjp_ms=1e3 * times["f+vjp"],
+                    vs_ideal=times[c] / ideal,
+                    forward_vs_nfe_f=times["forward solve"] / (nfe * times["f"]),
+                )
+            )
     return rows
 
 
 def markdown(step_rows, grad_rows) -> str:
-    out = ["| task | regularizer | quadrature | step ms | × unregularized | NFE fwd / bwd | sampled: rel. std, mean ÷ integrated − 1 |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| task | regularizer | quadrature | step ms | × unregularized | NFE fwd / bwd | sampled: rel. std, mean ÷ integrated − 1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in step_rows:
         est = f"{r['rel_std']:.2f} / {r['mean_vs_integrated']:.2f}" if "rel_std" in r else ""
-        out.append(f"| {r['task']} | {r['reg']} | {r['quadrature']} | {r['step_ms']:.1f} | {r['vs_none']:.2f} | {r['nfe']} / {r['nfe_backward']} | {est} |")
-    out += ["", "| dtype | checkpoints | gradient ms | NFE fwd / bwd | t_f / t_(f+VJP) ms | gradient / ideal | forward / (NFE·t_f) |", "|---|---|---|---|---|---|---|"]
+        out.append(
+            f"| {r['task']} | {r['reg']} | {r['quadrature']} | {r['step_ms']:.1f} | {r['vs_none']:.2f} | {r['nfe']} / {r['nfe_backward']} | {est} |"
+        )
+    out += [
+        "",
+        "| dtype | checkpoints | gradient ms | NFE fwd / bwd | t_f / t_(f+VJP) ms | gradient / ideal | forward / (NFE·t_f) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in grad_rows:
-        out.append(f"| {r['dtype']} | {r['checkpoints']} | {r['grad_ms']:.1f} | {r['nfe']} / {r['nfe_backward']} | {r['f_ms']:.2f} / {r['fvjp_ms']:.2f} | "
-                   f"{r['vs_ideal']:.2f} | {r['forward_vs_nfe_f']:.2f} |")
+        out.append(
+            f"| {r['dtype']} | {r['checkpoints']} | {r['grad_ms']:.1f} | {r['nfe']} / {r['nfe_backward']} | {r['f_ms']:.2f} / {r['fvjp_ms']:.2f} | "
+            f"{r['vs_ideal']:.2f} | {r['forward_vs_nfe_f']:.2f} |"
+        )
     return "\n".join(out) + "\n"
 
 

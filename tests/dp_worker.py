@@ -82,9 +82,23 @@ try:
 
     batches.steps_per_epoch = inner.steps_per_epoch
     target = None if a.target is None else LambdaTarget("R2", a.target, 0.1, every=2, dtype=np.float64)
-    res = train(model, optax.adam(1e-2), loss_fn, batches, a.run_dir, steps=a.steps, seed=5, checkpoint_every=2, resume=True,
-                progress=False, config={"model": a.model}, devices=a.devices, sharding=a.sharding, target=target,
-                evaluate=lambda m: {"norm": float(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_array))))})
+    res = train(
+        model,
+        optax.adam(1e-2),
+        loss_fn,
+        batches,
+        a.run_dir,
+        steps=a.steps,
+        seed=5,
+        checkpoint_every=2,
+        resume=True,
+        progress=False,
+        config={"model": a.model},
+        devices=a.devices,
+        sharding=a.sharding,
+        target=target,
+        evaluate=lambda m: {"norm": float(sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(eqx.filter(m, eqx.is_array))))},
+    )
     print(f"DONE process {jax.process_index()} devices {res.parallel.size} step {res.step}", flush=True)
 except DistributedError as e:
     print(f"DistributedError: {e}", file=sys.stderr, flush=True)

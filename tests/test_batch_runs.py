@@ -54,7 +54,9 @@ def test_run_all_runs_unfinished_specs_reports_failures_and_stops_at_the_deadlin
     failed = run_all(_fail, [parse_spec("r2:1:0")], str(tmp_path))
     assert failed == [parse_spec("r2:1:0")] and "boom" in (tmp_path / "r2-lam1-seed0.out").read_text()
     t0 = time.monotonic()
-    assert run_all(_sleep, [parse_spec("r2:1:1"), parse_spec("r2:1:2")], str(tmp_path), time_limit=1.0) == []  # killed, not failed
+    assert (
+        run_all(_sleep, [parse_spec("r2:1:1"), parse_spec("r2:1:2")], str(tmp_path), time_limit=1.0) == []
+    )  # killed, not failed
     assert time.monotonic() - t0 < 30
     with pytest.raises(ValueError, match="time limit needs one process"):
         run_all(_sleep, specs, str(tmp_path), time_limit=1.0, in_process=True)
@@ -71,24 +73,43 @@ def test_latent_runs_log_per_epoch_nfe_and_the_table_reads_them(tmp_path, monkey
     from taynode.data import physionet as pn
     from taynode.studies import latent
     from taynode.train import load_checkpoint
-
     from test_physionet import record, write_set
 
     data = tmp_path / "data"
     data.mkdir()
-    records = {str(r): record(r, [f"0{r % 10}:00,HR,{60 + r % 7}", f"1{r % 10}:30,pH,7.{r % 10}", "30:00,Temp,37"]) for r in range(3000, 3010)}
+    records = {
+        str(r): record(r, [f"0{r % 10}:00,HR,{60 + r % 7}", f"1{r % 10}:30,pH,7.{r % 10}", "30:00,Temp,37"])
+        for r in range(3000, 3010)
+    }
     write_set(data, "a", records, {r: r % 2 for r in range(3000, 3010)})
     own = {n: hashlib.sha256((data / n).read_bytes()).hexdigest() for n in ("set-a.tar.gz", "Outcomes-a.txt")}
     monkeypatch.setattr(pn, "SHA256", pn.SHA256 | own)
     runs = _load_script(ROOT / "benchmarks/latent_ode/runs.py")
     out = tmp_path / "runs"
-    argv = ["--out", str(out), "--epochs", "2", "--epoch-eval-records", "2", "--data", str(data), "--set", "batch=4", "steer=1.0", "--in-process", "--runs", "r3:0.1:0:sampled2"]
+    argv = [
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--epoch-eval-records",
+        "2",
+        "--data",
+        str(data),
+        "--set",
+        "batch=4",
+        "steer=1.0",
+        "--in-process",
+        "--runs",
+        "r3:0.1:0:sampled2",
+    ]
     assert runs.main(argv) == 0
     groups, _ = collect(str(out))
     (run,) = groups[("r3", 0.1, "sampled2")]
     assert [e["epoch"] for e in run["epochs"]] == [1.0, 2.0] and run["results"]["test_records"] == 2
     # the logged last-epoch NFE is the evaluation of the final model on the first 2 test records
-    cfg = latent.preset("cpu", reg="r3", lam=0.1, epochs=2, batch=4, steer=1.0, epoch_eval_records=2, quadrature="sampled", samples=2)
+    cfg = latent.preset(
+        "cpu", reg="r3", lam=0.1, epochs=2, batch=4, steer=1.0, epoch_eval_records=2, quadrature="sampled", samples=2
+    )
     split, ts = latent.load_data(cfg, str(data))
     model = latent.make_model(cfg, len(pn.VARIABLES), np.float32)
     model = load_checkpoint(str(out / "r3-lam0.1-seed0-sampled2" / "checkpoint.npz"), model)[0]

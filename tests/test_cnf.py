@@ -261,8 +261,9 @@ def test_cnf_ernode_gradient_matches_central_differences_with_steps_held():
 
     dyn, x = _tiny_flow()
     tol = dict(rtol=1e-8, atol=1e-8)
-    sol = taynode.solve(_Flow(dyn, "exact"), (x, jnp.zeros(3)), (0.0, 1.0), (None, None), regularizers=("ernode",),
-                        save_steps=True, **tol)
+    sol = taynode.solve(
+        _Flow(dyn, "exact"), (x, jnp.zeros(3)), (0.0, 1.0), (None, None), regularizers=("ernode",), save_steps=True, **tol
+    )
     times = np.concatenate([[0.0], np.asarray(sol.step_ts)[: int(sol.stats["steps"])]])
     assert len(times) > 4 and times[-1] == 1.0
 
@@ -273,8 +274,10 @@ def test_cnf_ernode_gradient_matches_central_differences_with_steps_held():
         for t0, t1 in zip(times[:-1], times[1:]):
             state = dfx.Dopri5().init(term, t0, t1, y, None)  # f(y_j) afresh: FSAL changes no value
             y1, err, _, _, _ = dfx.Dopri5().step(term, t0, t1, y, None, state, False)
-            sq = sum(jnp.sum(jnp.square(e / (1e-8 + 1e-8 * jnp.maximum(jnp.abs(a), jnp.abs(b)))).reshape(3, -1), axis=1)
-                     for e, a, b in zip(err, y, y1))
+            sq = sum(
+                jnp.sum(jnp.square(e / (1e-8 + 1e-8 * jnp.maximum(jnp.abs(a), jnp.abs(b)))).reshape(3, -1), axis=1)
+                for e, a, b in zip(err, y, y1)
+            )
             total, y = total + jnp.sqrt(sq / 3) * (t1 - t0), y1
         return jnp.sum(total)
 
@@ -288,7 +291,9 @@ def test_cnf_ernode_gradient_matches_central_differences_with_steps_held():
     for k in range(3):
         leaves, treedef = jax.tree_util.tree_flatten(params)
         keys = jax.random.split(jax.random.PRNGKey(20 + k), len(leaves))
-        v = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(kk, l.shape, l.dtype) for kk, l in zip(keys, leaves)])
+        v = jax.tree_util.tree_unflatten(
+            treedef, [jax.random.normal(kk, leaf.shape, leaf.dtype) for kk, leaf in zip(keys, leaves)]
+        )
         move = lambda s: eqx.combine(jax.tree_util.tree_map(lambda p, u: p + s * u, params, v), static)  # noqa: E731
         fd = (float(held(move(h))) - float(held(move(-h)))) / (2 * h)
         ad = sum(float(jnp.sum(g * u)) for g, u in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(v)))

@@ -29,8 +29,13 @@ def env():
 
 
 def start(run_dir, *args):
-    return subprocess.Popen([sys.executable, WORKER, str(run_dir), *map(str, args)], env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, WORKER, str(run_dir), *map(str, args)],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run(run_dir, *args, rc=0):
@@ -105,8 +110,18 @@ def test_two_processes_equal_one_process(tmp_path):
 @pytest.mark.slow
 def test_killed_peer_stops_the_survivor_with_a_clear_error(tmp_path):
     port = free_port()
-    common = ("--steps", 400, "--coordinator", f"127.0.0.1:{port}", "--num-processes", 2, "--timeout", 60,
-              "--heartbeat", PEER_DEAD_TIMEOUT)
+    common = (
+        "--steps",
+        400,
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        2,
+        "--timeout",
+        60,
+        "--heartbeat",
+        PEER_DEAD_TIMEOUT,
+    )
     p0 = start(tmp_path / "run", *common, "--process-id", 0)
     p1 = start(tmp_path / "run", *common, "--process-id", 1, "--kill-at", 5)
     p1.communicate(timeout=RUN_TIMEOUT)
@@ -140,15 +155,28 @@ def test_sigkill_then_resume_under_two_devices_is_bit_identical(tmp_path):
 
 def test_batch_not_divisible_by_devices(tmp_path):
     _, err = run(tmp_path / "r", "--devices", 4, "--local-devices", 4, "--batch", 6, rc=1)
-    assert "the global batch of 6 examples does not split evenly over 4 devices; choose a batch size divisible by 4 or use devices=3" in err
+    assert (
+        "the global batch of 6 examples does not split evenly over 4 devices; choose a batch size divisible by 4 or use devices=3"
+        in err
+    )
     assert not os.path.exists(tmp_path / "r" / CHECKPOINT)
 
 
 def test_unreachable_coordinator(tmp_path):
     timeout = 4
     t = time.monotonic()
-    _, err = run(tmp_path / "r", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", 2, "--process-id", 1,
-                 "--timeout", timeout, rc=3)
+    _, err = run(
+        tmp_path / "r",
+        "--coordinator",
+        f"127.0.0.1:{free_port()}",
+        "--num-processes",
+        2,
+        "--process-id",
+        1,
+        "--timeout",
+        timeout,
+        rc=3,
+    )
     assert time.monotonic() - t < timeout + 20  # start-up of the interpreter and JAX included
     assert f"could not be reached within {timeout} s" in err and "Start process 0 with the same --coordinator" in err
 
@@ -168,6 +196,7 @@ def test_two_devices_with_a_target_take_the_one_device_lambda_trajectory(tmp_pat
     np.testing.assert_allclose(lam_b, lam_a, rtol=1e-9)
     np.testing.assert_allclose([r["measured"] for r in b], [r["measured"] for r in a], rtol=1e-9)
     # the λ each step used is the one the updates set, on both runs
-    np.testing.assert_allclose([r["lam"] for r in read_log(tmp_path / "two", "step")],
-                               [r["lam"] for r in read_log(tmp_path / "one", "step")], rtol=1e-9)
+    np.testing.assert_allclose(
+        [r["lam"] for r in read_log(tmp_path / "two", "step")], [r["lam"] for r in read_log(tmp_path / "one", "step")], rtol=1e-9
+    )
     assert_close(tmp_path / "one", tmp_path / "two")

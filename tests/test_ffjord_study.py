@@ -14,7 +14,12 @@ from taynode.train import CHECKPOINT, load_checkpoint, read_meta
 
 def test_table_command_end_to_end_and_evaluation(tmp_path, capsys):
     out = tmp_path / "ff"
-    assert main(["study", "ffjord-table2", "--preset", "tiny", "--regs", "none", "--fixed-steps", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            ["study", "ffjord-table2", "--preset", "tiny", "--regs", "none", "--fixed-steps", "--out", str(out), "--no-progress"]
+        )
+        == 0
+    )
     assert "| adaptive (dopri5) | unregularized |" in capsys.readouterr().out
     s = json.loads((out / "results.json").read_text())
     (row,) = s["rows"]
@@ -42,17 +47,42 @@ def test_a_diverging_fixed_grid_run_is_reported_and_keeps_its_last_checkpoint(tm
     t = ffjord.train_one(cfg, "r2", 2, train_x, tmp_path / "run", progress=False)
     assert t["status"] == "diverged" and t["model"] is None
     assert t["steps_done"] == 1 and read_meta(str(tmp_path / "run" / CHECKPOINT))["step"] == 1
-    s = {"config": vars(cfg) | {}, "rows": [dict(training="fixed grid (rk4, 2 steps)", regularization="r2", status="diverged",
-                                                 steps_done=1, train_seconds=1.0, step_seconds=float("nan"),
-                                                 nll=float("nan"), nfe=float("nan"), R2=float("nan"), jacobian=float("nan"), kinetic=float("nan"))]}
+    s = {
+        "config": vars(cfg) | {},
+        "rows": [
+            dict(
+                training="fixed grid (rk4, 2 steps)",
+                regularization="r2",
+                status="diverged",
+                steps_done=1,
+                train_seconds=1.0,
+                step_seconds=float("nan"),
+                nll=float("nan"),
+                nfe=float("nan"),
+                R2=float("nan"),
+                jacobian=float("nan"),
+                kinetic=float("nan"),
+            )
+        ],
+    }
     assert "diverged (NaN)" in ffjord.markdown_table(s) and "| NaN |" in ffjord.markdown_table(s)
 
 
 def test_miniboone_preset_on_a_synthetic_file(tmp_path):
     """The tabular path: MAF-format data.npy → ConcatSquash softplus flow → Hutchinson evaluation."""
     np.save(tmp_path / "data.npy", np.random.default_rng(0).standard_normal((300, 43)))
-    cfg = ffjord.preset("miniboone", data=str(tmp_path), hidden=(16,), batch=32, iters=2, eval_examples=20,
-                        eval_reg_examples=10, eval_batch=20, eval_tol=1e-5, checkpoint_every=2)
+    cfg = ffjord.preset(
+        "miniboone",
+        data=str(tmp_path),
+        hidden=(16,),
+        batch=32,
+        iters=2,
+        eval_examples=20,
+        eval_reg_examples=10,
+        eval_batch=20,
+        eval_tol=1e-5,
+        checkpoint_every=2,
+    )
     train_x, test_x = ffjord.load_data(cfg)
     assert train_x.shape == (243, 43) and train_x.dtype == np.float32 and test_x.shape == (20, 43)
     t = ffjord.train_one(cfg, "rnode", None, train_x, tmp_path / "run", progress=False)
@@ -66,12 +96,18 @@ def _write_idx_mnist(folder, n_train=40, n_test=12, seed=0):
     from taynode.data import mnist
 
     rng = np.random.default_rng(seed)
-    arrays = dict(x_train=rng.integers(0, 256, (n_train, 28, 28)), y_train=rng.integers(0, 10, n_train),
-                  x_test=rng.integers(0, 256, (n_test, 28, 28)), y_test=rng.integers(0, 10, n_test))
+    arrays = dict(
+        x_train=rng.integers(0, 256, (n_train, 28, 28)),
+        y_train=rng.integers(0, 10, n_train),
+        x_test=rng.integers(0, 256, (n_test, 28, 28)),
+        y_test=rng.integers(0, 10, n_test),
+    )
     folder.mkdir(parents=True, exist_ok=True)
     for k, stem in mnist.IDX_FILES.items():
         a = arrays[k].astype(np.uint8)
-        (folder / stem).write_bytes(bytes([0, 0, 0x08, a.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in a.shape) + a.tobytes())
+        (folder / stem).write_bytes(
+            bytes([0, 0, 0x08, a.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in a.shape) + a.tobytes()
+        )
     return arrays
 
 
@@ -79,7 +115,10 @@ def test_mnist_images_downsample_by_rounded_block_means():
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
     y = ffjord.mnist_images(x, 14)
     assert y.shape == (3, 1, 14, 14) and y.dtype == np.uint8
-    ref = [[[round(float(np.mean(x[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]))) for j in range(14)] for i in range(14)] for n in range(3)]
+    ref = [
+        [[round(float(np.mean(x[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]))) for j in range(14)] for i in range(14)]
+        for n in range(3)
+    ]
     np.testing.assert_array_equal(y[:, 0], np.array(ref))
     np.testing.assert_array_equal(ffjord.mnist_images(x, 28)[:, 0], x)
     full = np.full((1, 28, 28), 255, np.uint8)
@@ -99,8 +138,16 @@ def test_mnist_preset_data_path_and_bits_per_dim_of_the_identity_flow(tmp_path):
     from scipy.stats import norm
 
     arrays = _write_idx_mnist(tmp_path / "mnist")
-    cfg = ffjord.preset("mnist", data=str(tmp_path / "mnist"), image_size=7, hidden=(2, 2), train_examples=30, eval_examples=12,
-                        eval_reg_examples=4, eval_batch=8)
+    cfg = ffjord.preset(
+        "mnist",
+        data=str(tmp_path / "mnist"),
+        image_size=7,
+        hidden=(2, 2),
+        train_examples=30,
+        eval_examples=12,
+        eval_reg_examples=4,
+        eval_batch=8,
+    )
     train_x, test_x = ffjord.load_data(cfg)
     assert train_x.shape == (30, 1, 7, 7) and test_x.shape == (12, 1, 7, 7) and train_x.dtype == np.uint8
     np.testing.assert_array_equal(test_x, ffjord.mnist_images(arrays["x_test"].astype(np.uint8), 7))
@@ -114,7 +161,9 @@ def test_mnist_preset_data_path_and_bits_per_dim_of_the_identity_flow(tmp_path):
         u = np.asarray(jax.random.uniform(jax.random.fold_in(key, 2 * 10**9 + i), x.shape, jnp.float64))
         s = cfg.alpha + (1 - 2 * cfg.alpha) * (x + u) / 256
         y = np.log(s / (1 - s))
-        logp_v = norm.logpdf(y).sum((1, 2, 3)) + np.log((1 - 2 * cfg.alpha) / (s * (1 - s))).sum((1, 2, 3))  # change of variables v → y
+        logp_v = norm.logpdf(y).sum((1, 2, 3)) + np.log((1 - 2 * cfg.alpha) / (s * (1 - s))).sum(
+            (1, 2, 3)
+        )  # change of variables v → y
         bpd.append(-(logp_v - 49 * np.log(256)) / (49 * np.log(2)))
     np.testing.assert_allclose(m["nll"], np.mean(np.concatenate(bpd)), rtol=1e-10)
     assert m["R2"] == 0 and m["kinetic"] == 0 and m["jacobian"] == 0
@@ -123,15 +172,33 @@ def test_mnist_preset_data_path_and_bits_per_dim_of_the_identity_flow(tmp_path):
 def test_mnist_preset_trains_fixed_grid_r2_and_reports_bits_per_dim(tmp_path):
     _write_idx_mnist(tmp_path / "mnist")
     # the evaluation settings of the test above, so its compiled evaluation is reused
-    cfg = ffjord.preset("mnist", data=str(tmp_path / "mnist"), image_size=7, hidden=(2, 2), train_examples=32, batch=8, iters=2,
-                        eval_examples=12, eval_reg_examples=4, eval_batch=8, checkpoint_every=2)
+    cfg = ffjord.preset(
+        "mnist",
+        data=str(tmp_path / "mnist"),
+        image_size=7,
+        hidden=(2, 2),
+        train_examples=32,
+        batch=8,
+        iters=2,
+        eval_examples=12,
+        eval_reg_examples=4,
+        eval_batch=8,
+        checkpoint_every=2,
+    )
     train_x, test_x = ffjord.load_data(cfg)
     t = ffjord.train_one(cfg, "r2", 2, train_x, tmp_path / "run", progress=False)
     assert t["status"] == "ok" and t["steps_done"] == 2
-    log = [r for r in json.loads("[" + ",".join((tmp_path / "run" / "log.jsonl").read_text().split("\n")[:-1]) + "]") if r["kind"] == "step"]
+    log = [
+        r
+        for r in json.loads("[" + ",".join((tmp_path / "run" / "log.jsonl").read_text().split("\n")[:-1]) + "]")
+        if r["kind"] == "step"
+    ]
     assert log[-1]["nfe"] == 8 and 0 < log[-1]["nll"] < 20 and log[-1]["R2"] >= 0  # rk4 × 2 steps; the loss is bits/dim
     m = ffjord.evaluate(t["model"], cfg, test_x)
     assert np.isfinite(m["nll"]) and m["nfe"] >= 9 and m["R2"] > 0 and m["kinetic"] > 0
-    row = dict(training=ffjord.solver_label(2), regularization="r2", status="ok", steps_done=2, train_seconds=1.0, step_seconds=0.5) | m
+    row = (
+        dict(training=ffjord.solver_label(2), regularization="r2", status="ok", steps_done=2, train_seconds=1.0, step_seconds=0.5)
+        | m
+    )
     table = ffjord.markdown_table({"config": vars(cfg), "nll_unit": "bits/dim", "rows": [row]})
     assert "test bits/dim" in table and "| fixed grid (rk4, 2 steps) | TayNODE (R₂) | 0.01 |" in table

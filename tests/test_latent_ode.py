@@ -9,6 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 import taynode as tn
+from taynode.models import MLPDynamics
 from taynode.models.latent_ode import (
     LatentODE,
     gaussian_kl,
@@ -17,7 +18,6 @@ from taynode.models.latent_ode import (
     masked_gaussian_loglik,
     masked_mse,
 )
-from taynode.models import MLPDynamics
 from taynode.regularizers import RK, Kinetic
 
 D, LATENT, T, B = 5, 3, 7, 4
@@ -95,7 +95,13 @@ def test_shapes_and_loss(model):
     assert np.isfinite(loss) and set(parts) == {"kinetic", "elbo", "loglik", "kl", "mse", "nfe"}
     assert float(loss) == pytest.approx(-float(parts["elbo"]) + 0.1 * float(parts["kinetic"]), rel=1e-12)
     # gradients flow through the encoder, the solve (with a regularizer) and the decoder
-    grads = eqx.filter_jit(eqx.filter_grad(lambda m: latent_ode_loss(m, x, mask, ts, jax.random.PRNGKey(1), regularizers=["kinetic"], lam=[0.1], solver="rk4", steps=4)[0]))(model)
+    grads = eqx.filter_jit(
+        eqx.filter_grad(
+            lambda m: latent_ode_loss(
+                m, x, mask, ts, jax.random.PRNGKey(1), regularizers=["kinetic"], lam=[0.1], solver="rk4", steps=4
+            )[0]
+        )
+    )(model)
     leaves = jax.tree_util.tree_leaves(grads)
     assert all(np.all(np.isfinite(g)) for g in leaves) and all(np.any(g != 0) for g in leaves)
     with pytest.raises(ValueError, match="one weight"):
@@ -172,7 +178,9 @@ def test_sampled_regularizers_over_the_observation_times(model):
     z0, _ = model.encode(x, mask, ts)
     tol = dict(rtol=1e-10, atol=1e-10)
     ref = tn.solve(model.dynamics, z0, ts, regularizers=[RK(3)], **tol)
-    run = jax.jit(jax.vmap(lambda k: decode(model, z0, ts, regularizers=[RK(3)], key=k, quadrature="sampled", samples=2, **tol)[1]))
+    run = jax.jit(
+        jax.vmap(lambda k: decode(model, z0, ts, regularizers=[RK(3)], key=k, quadrature="sampled", samples=2, **tol)[1])
+    )
     sols = run(jax.random.split(jax.random.PRNGKey(0), 200))
     np.testing.assert_allclose(sols.ys[0], ref.ys, rtol=1e-8, atol=1e-10)
     v = np.asarray(sols.integrals["R3"])

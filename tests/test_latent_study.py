@@ -6,20 +6,36 @@ import json
 
 from taynode.cli import main
 from taynode.data import physionet as pn
-
 from test_physionet import record, write_set
 
 
 def test_study_command_on_tiny_archives(tmp_path, monkeypatch, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    records = {str(r): record(r, [f"0{r % 10}:00,HR,{60 + r % 7}", f"1{r % 10}:30,pH,7.{r % 10}", "30:00,Temp,37"]) for r in range(3000, 3010)}
+    records = {
+        str(r): record(r, [f"0{r % 10}:00,HR,{60 + r % 7}", f"1{r % 10}:30,pH,7.{r % 10}", "30:00,Temp,37"])
+        for r in range(3000, 3010)
+    }
     write_set(data, "a", records, {r: r % 2 for r in range(3000, 3010)})
     # the study verifies checksums: register the hand-made files' own
     own = {n: hashlib.sha256((data / n).read_bytes()).hexdigest() for n in ("set-a.tar.gz", "Outcomes-a.txt")}
     monkeypatch.setattr(pn, "SHA256", pn.SHA256 | own)
     out = tmp_path / "out"
-    argv = ["study", "latent-ode", "--data", str(data), "--epochs", "1", "--batch", "4", "--lam", "0.1", "--out", str(out), "--no-progress"]
+    argv = [
+        "study",
+        "latent-ode",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch",
+        "4",
+        "--lam",
+        "0.1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "(8 train / 2 test records)" in printed

@@ -15,7 +15,6 @@ from taynode.regularizers import RK, JacobianFrobenius, Kinetic
 from taynode.solve import solve
 from taynode.studies import mnist
 from taynode.taylor import derivatives
-
 from test_mnist_data import tiny, write_idx_set
 
 
@@ -42,7 +41,9 @@ def test_loss_is_cross_entropy_plus_lambda_times_mean_integral(reg):
     y = jnp.array([0, 2, 1, 2])
     regs = parse_regularizers(reg)
     lam = 0.0 if reg == "none" else 0.7
-    loss, aux = eqx.filter_jit(lambda m, x, y: classifier_loss(m, x, y, regularizers=regs, lam=lam, rtol=1e-10, atol=1e-10))(model, x, y)
+    loss, aux = eqx.filter_jit(lambda m, x, y: classifier_loss(m, x, y, regularizers=regs, lam=lam, rtol=1e-10, atol=1e-10))(
+        model, x, y
+    )
     logits = scipy_z1(model, np.asarray(x)) @ np.asarray(model.head.weight).T + np.asarray(model.head.bias)
     logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
     ce = -np.mean(logp[np.arange(4), np.asarray(y)])
@@ -105,7 +106,9 @@ def test_incremental_and_nested_rk_agree_on_the_classifier(activation):
         return jnp.sum(RK(k, method).integrand(dyn, jnp.float64(0.3), z, None, None))
 
     for k in range(1, 5):  # gradients with respect to the parameters and the state (backprop through the solve needs both)
-        (v_i, g_i), (v_n, g_n) = (jax.value_and_grad(integrand, argnums=(0, 1))(model.dynamics, z, m, k) for m in ("incremental", "nested"))
+        (v_i, g_i), (v_n, g_n) = (
+            jax.value_and_grad(integrand, argnums=(0, 1))(model.dynamics, z, m, k) for m in ("incremental", "nested")
+        )
         assert float(v_n) > 0
         np.testing.assert_allclose(v_i, v_n, rtol=1e-10)
         for a, b in zip(jax.tree_util.tree_leaves(g_i), jax.tree_util.tree_leaves(g_n)):
@@ -117,7 +120,8 @@ def test_rnode_loss_runs_with_key():
     x = jax.random.uniform(jax.random.PRNGKey(1), (3, 6), jnp.float64)
     regs = parse_regularizers("rnode")
     loss, aux = eqx.filter_jit(lambda m, x, y, k: classifier_loss(m, x, y, regularizers=regs, lam=0.5, key=k))(
-        model, x, jnp.array([0, 1, 2]), jax.random.PRNGKey(2))
+        model, x, jnp.array([0, 1, 2]), jax.random.PRNGKey(2)
+    )
     assert aux["kinetic"] > 0 and aux["jacobian"] > 0
     np.testing.assert_allclose(loss, aux["ce"] + 0.5 * (aux["kinetic"] + aux["jacobian"]), rtol=1e-12)
 
@@ -126,9 +130,33 @@ def test_cli_train_eval_resume_on_tiny_data(tmp_path, capsys):
     data = tmp_path / "idx"
     write_idx_set(data, tiny(0, n_train=40, n_test=20), gz=True)
     out = tmp_path / "run"
-    args = ["train", "mnist", "--reg", "r2", "--lam", "0.1", "--epochs", "1", "--batch", "20", "--train-examples", "40",
-            "--train-tol", "1e-3", "--data", str(data), "--eval-train-examples", "20", "--eval-reg-examples", "5",
-            "--epoch-eval-examples", "10", "--out", str(out), "--no-progress"]
+    args = [
+        "train",
+        "mnist",
+        "--reg",
+        "r2",
+        "--lam",
+        "0.1",
+        "--epochs",
+        "1",
+        "--batch",
+        "20",
+        "--train-examples",
+        "40",
+        "--train-tol",
+        "1e-3",
+        "--data",
+        str(data),
+        "--eval-train-examples",
+        "20",
+        "--eval-reg-examples",
+        "5",
+        "--epoch-eval-examples",
+        "10",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "test" in printed and "NFE" in printed and "R2" in printed
@@ -159,8 +187,12 @@ def test_fig3_reuses_finished_runs_and_plots(tmp_path, capsys):
         cfg = mnist.config("small", reg=reg, lam=lam, epochs=2)
         res = dict(config=stored_config(cfg) | {"data": None}, test_acc=0.9, test_nfe=float(nfes[-1]), train_seconds=60.0)
         (d / "results.json").write_text(json.dumps(res))
-        recs = [dict(kind="epoch", step=100 * (e + 1), epoch=e + 1.0, time=30.0 * (e + 1), train_acc=0.8 + 0.05 * e,
-                     test_nfe_subset=n) for e, n in enumerate(nfes)]
+        recs = [
+            dict(
+                kind="epoch", step=100 * (e + 1), epoch=e + 1.0, time=30.0 * (e + 1), train_acc=0.8 + 0.05 * e, test_nfe_subset=n
+            )
+            for e, n in enumerate(nfes)
+        ]
         (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     assert main(["study", "mnist-fig3", "--out", str(tmp_path), "--lam", "5", "--epochs", "2", "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -180,8 +212,11 @@ def test_steer_draws_the_end_time_per_step_within_its_band():
     model = ODEClassifier(key=jax.random.PRNGKey(0), dtype=jnp.float64)
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 784), jnp.float64)
     t = steer_end_time(jax.random.PRNGKey(3), 0.25)
-    np.testing.assert_allclose(model.flow(x, t1=t, rtol=1e-9, atol=1e-9).z1,
-                               solve(model.dynamics, x, (0.0, float(t)), rtol=1e-9, atol=1e-9).z1, rtol=1e-8)
+    np.testing.assert_allclose(
+        model.flow(x, t1=t, rtol=1e-9, atol=1e-9).z1,
+        solve(model.dynamics, x, (0.0, float(t)), rtol=1e-9, atol=1e-9).z1,
+        rtol=1e-8,
+    )
     with pytest.raises(ValueError, match=r"STEER's half-width b must be in \[0, t1\)"):
         steer_end_time(jax.random.PRNGKey(0), 1.0)
     with pytest.raises(ValueError, match=r"steer .* must be in \[0, 1\)"):

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taynode.data import DataError, data_root
-from taynode.data import mnist
+from taynode.data import DataError, data_root, mnist
 
 
 def write_idx(path: Path, arr: np.ndarray, gz: bool = False):
@@ -144,5 +143,14 @@ def test_real_file_shapes():
     counts = np.bincount(d.y_test, minlength=10)
     assert counts.sum() == 10000 and counts.min() > 850
     assert np.bincount(np.concatenate([d.y_train, d.y_val]), minlength=10).tolist() == [
-        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
+        5923,
+        6742,
+        5958,
+        6131,
+        5842,
+        5421,
+        5918,
+        6265,
+        5851,
+        5949,
     ]

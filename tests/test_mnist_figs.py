@@ -10,15 +10,48 @@ import pytest
 from taynode.cli import main
 from taynode.studies import mnist, mnist_figs, stored_config
 from taynode.train import CHECKPOINT, NonFiniteLossError, read_meta, save_checkpoint
-
 from test_mnist_data import tiny, write_idx_set
 
 # tiny runs: 40 images, 2 steps; R2 only in the evaluation (the fig preset evaluates R1..R4)
-TINY = dict(epochs=1, batch=20, train_examples=40, train_tol=1e-3, eval_test_examples=20, eval_train_examples=20,
-            eval_reg_examples=5, epoch_eval_examples=10, eval_orders=(2,))
-TINY_ARGS = ["--epochs", "1", "--batch", "20", "--train-examples", "40", "--train-tol", "1e-3", "--eval-test-examples", "20",
-             "--eval-train-examples", "20", "--eval-reg-examples", "5", "--epoch-eval-examples", "10", "--eval-orders", "2",
-             "--lams", "0", "1", "--solvers", "heun", "--orders", "2", "--no-progress"]
+TINY = dict(
+    epochs=1,
+    batch=20,
+    train_examples=40,
+    train_tol=1e-3,
+    eval_test_examples=20,
+    eval_train_examples=20,
+    eval_reg_examples=5,
+    epoch_eval_examples=10,
+    eval_orders=(2,),
+)
+TINY_ARGS = [
+    "--epochs",
+    "1",
+    "--batch",
+    "20",
+    "--train-examples",
+    "40",
+    "--train-tol",
+    "1e-3",
+    "--eval-test-examples",
+    "20",
+    "--eval-train-examples",
+    "20",
+    "--eval-reg-examples",
+    "5",
+    "--epoch-eval-examples",
+    "10",
+    "--eval-orders",
+    "2",
+    "--lams",
+    "0",
+    "1",
+    "--solvers",
+    "heun",
+    "--orders",
+    "2",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,14 +76,39 @@ def fig5_out(tmp_path_factory, data_dir):
     checkpoint, to save a compilation); Figs. 7 and 8 reuse them."""
     out = str(tmp_path_factory.mktemp("figs"))
     base = mnist.config("fig", data=data_dir, **TINY)
-    fake_run(out, base, solver_nfe=21.0, checkpoint=True, status="ok", train_loss=2.5, test_loss=2.6, train_acc=0.1, test_acc=0.1,
-             train_nfe=21.0, test_nfe=21.0, test_R2=5e-3, train_seconds=1.0)
+    fake_run(
+        out,
+        base,
+        solver_nfe=21.0,
+        checkpoint=True,
+        status="ok",
+        train_loss=2.5,
+        test_loss=2.6,
+        train_acc=0.1,
+        test_acc=0.1,
+        train_nfe=21.0,
+        test_nfe=21.0,
+        test_R2=5e-3,
+        train_seconds=1.0,
+    )
     summary = mnist_figs.fig5(out, lams=(0.0, 1.0), progress=False, data=data_dir, **TINY)
     # Fig. 6's runs (--solvers heun --orders 2: unregularized, R2 at λ = 100 and 1000), stored
     for lam, nfe, r2 in ((0.0, 40.0, 1e-3), (100.0, 35.0, 3e-4), (1000.0, 30.0, 1e-4)):
         cfg = mnist.config("fig", solver="heun", reg="r2" if lam else "none", lam=lam, data=data_dir, **TINY)
-        fake_run(out, cfg, solver_nfe=nfe, status="ok", train_loss=1.0, test_loss=1.1, train_acc=0.5, test_acc=0.4, train_nfe=15.0,
-                 test_nfe=15.0 + lam / 1000, test_R2=r2, train_seconds=1.0)
+        fake_run(
+            out,
+            cfg,
+            solver_nfe=nfe,
+            status="ok",
+            train_loss=1.0,
+            test_loss=1.1,
+            train_acc=0.5,
+            test_acc=0.4,
+            train_nfe=15.0,
+            test_nfe=15.0 + lam / 1000,
+            test_R2=r2,
+            train_seconds=1.0,
+        )
     return out, summary
 
 
@@ -64,8 +122,17 @@ def fake_run(root, cfg, solver_nfe, checkpoint=False, **metrics):
     conf = json.loads(json.dumps(stored_config(cfg) | {"data": None}))
     with open(os.path.join(d, "results.json"), "w") as fh:
         json.dump(dict(config=conf) | metrics, fh)
-    extra = dict(config=conf, solver_eval_tol=mnist_figs.SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=mnist_figs.PER_IMAGE_EXAMPLES,
-                 taylor_solver=None, taylor_nfe=None, solver_nfe=solver_nfe, test_nfe_image=metrics["test_nfe"], train_nfe_image=metrics["train_nfe"])
+    extra = dict(
+        config=conf,
+        solver_eval_tol=mnist_figs.SOLVER_EVAL_TOL,
+        eval_tol=cfg.eval_tol,
+        examples=mnist_figs.PER_IMAGE_EXAMPLES,
+        taylor_solver=None,
+        taylor_nfe=None,
+        solver_nfe=solver_nfe,
+        test_nfe_image=metrics["test_nfe"],
+        train_nfe_image=metrics["train_nfe"],
+    )
     with open(os.path.join(d, "per_image_nfe.json"), "w") as fh:
         json.dump(extra, fh)
 
@@ -81,6 +148,7 @@ def test_run_dir_is_keyed_by_the_whole_config():
     # Fig. 6's dopri5 runs of λ=0 and R2 at λ = 100 and 1000 are Fig. 5's runs: trained once
     assert len(set(fig5) | set(fig6)) == len(fig5) + len(fig6) - 3
     from taynode.solvers import get
+
     assert [get(s).order for s in mnist_figs.FIG6_SOLVERS] == [2, 3, 5] and all(get(s).embedded for s in mnist_figs.FIG6_SOLVERS)
 
 
@@ -107,7 +175,11 @@ def test_fig6_and_fig7_from_cached_runs(fig5_out, data_dir, monkeypatch, capsys)
     monkeypatch.setattr(mnist, "run", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert main(["study", "mnist-fig6", "--out", out, "--data", data_dir] + TINY_ARGS) == 0
     s6 = json.loads(open(os.path.join(out, "fig6.json")).read())
-    assert [(r["solver"], r["reg"], r["solver_nfe"]) for r in s6["rows"]] == [("heun", "none", 40.0), ("heun", "r2", 35.0), ("heun", "r2", 30.0)]
+    assert [(r["solver"], r["reg"], r["solver_nfe"]) for r in s6["rows"]] == [
+        ("heun", "none", 40.0),
+        ("heun", "r2", 35.0),
+        ("heun", "r2", 30.0),
+    ]
     assert os.path.getsize(os.path.join(out, "fig6.png")) > 10_000
     assert main(["study", "mnist-fig7", "--out", out, "--data", data_dir] + TINY_ARGS) == 0
     s7 = json.loads(open(os.path.join(out, "fig7.json")).read())
@@ -115,6 +187,7 @@ def test_fig6_and_fig7_from_cached_runs(fig5_out, data_dir, monkeypatch, capsys)
     r2 = [r["test_R2"] for r in s7["rows"]]
     nfe = [r["test_nfe_image"] for r in s7["rows"]]
     from scipy.stats import spearmanr
+
     expected = spearmanr(r2, nfe).statistic
     assert s7["spearman"]["R2"] == pytest.approx(expected, nan_ok=True) and np.isnan(s7["spearman"]["R1"])
     # per solver, against its own NFE: the heun runs' R2 and NFE fall together
@@ -137,18 +210,65 @@ def test_fig8_solver_error_against_an_independent_reference(fig5_out, data_dir, 
 def test_diverged_training_ends_with_the_loops_message_and_keeps_the_checkpoint(tmp_path, data_dir, monkeypatch):
     """A run whose solve needs more than max_steps (R2 at a huge λ with SGD at learning rate 0.1)
     stops with "training diverged", the last good checkpoint kept; the figure cache records it."""
-    cfg = mnist.config("small", reg="r2", lam=1e6, epochs=1, batch=20, train_examples=60, train_tol=1e-3, max_steps=32, checkpoint_every=1,
-                       data=data_dir, eval_test_examples=20, eval_train_examples=20, eval_reg_examples=5, epoch_eval_examples=10)
+    cfg = mnist.config(
+        "small",
+        reg="r2",
+        lam=1e6,
+        epochs=1,
+        batch=20,
+        train_examples=60,
+        train_tol=1e-3,
+        max_steps=32,
+        checkpoint_every=1,
+        data=data_dir,
+        eval_test_examples=20,
+        eval_train_examples=20,
+        eval_reg_examples=5,
+        epoch_eval_examples=10,
+    )
     out = mnist_figs.run_dir(str(tmp_path), cfg)
-    args = ["train", "mnist", "--reg", "r2", "--lam", "1e6", "--epochs", "1", "--batch", "20", "--train-examples", "60", "--train-tol", "1e-3",
-            "--max-steps", "32", "--checkpoint-every", "1", "--data", data_dir, "--eval-test-examples", "20", "--eval-train-examples", "20",
-            "--eval-reg-examples", "5", "--epoch-eval-examples", "10", "--out", out, "--no-progress"]
+    args = [
+        "train",
+        "mnist",
+        "--reg",
+        "r2",
+        "--lam",
+        "1e6",
+        "--epochs",
+        "1",
+        "--batch",
+        "20",
+        "--train-examples",
+        "60",
+        "--train-tol",
+        "1e-3",
+        "--max-steps",
+        "32",
+        "--checkpoint-every",
+        "1",
+        "--data",
+        data_dir,
+        "--eval-test-examples",
+        "20",
+        "--eval-train-examples",
+        "20",
+        "--eval-reg-examples",
+        "5",
+        "--epoch-eval-examples",
+        "10",
+        "--out",
+        out,
+        "--no-progress",
+    ]
     with pytest.raises(SystemExit) as exc:
         main(args)
     msg = str(exc.value.code)
-    assert msg.startswith("taynode train mnist: training diverged: the step failed (The maximum number of solver steps was reached")
+    assert msg.startswith(
+        "taynode train mnist: training diverged: the step failed (The maximum number of solver steps was reached"
+    )
     step = read_meta(os.path.join(out, "checkpoint.npz"))["step"]
     assert 1 <= step < 3 and f"(step {step}) is kept" in msg and "EQX_ON_ERROR" not in msg
+
     # the study cache (which resumes the run, here: diverging again, as the loop raises) records
     # the divergence with the kept step, and does not retry it
     def diverge(*a, **k):

@@ -75,8 +75,26 @@ def test_study_on_a_tiny_grid(tmp_path):
 
 
 def test_cli_and_bad_input(tmp_path, capsys):
-    assert main(["study", "order", "--out", str(tmp_path), "--degrees", "0", "1", "--solvers", "dopri5",
-                 "--trajectories", "1", "--dim", "1"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "order",
+                "--out",
+                str(tmp_path),
+                "--degrees",
+                "0",
+                "1",
+                "--solvers",
+                "dopri5",
+                "--trajectories",
+                "1",
+                "--dim",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "dopri5" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no error estimate"):
         order.OrderConfig(solvers=("rk4",))

@@ -39,7 +39,16 @@ def draws():
     keys = jax.random.split(jax.random.PRNGKey(0), 4000)
 
     def estimate(z0_, key, samples):
-        sol = tn.solve(square, z0_, regularizers=["r2", "r3", "kinetic"], quadrature="sampled", samples=samples, key=key, rtol=1e-10, atol=1e-10)
+        sol = tn.solve(
+            square,
+            z0_,
+            regularizers=["r2", "r3", "kinetic"],
+            quadrature="sampled",
+            samples=samples,
+            key=key,
+            rtol=1e-10,
+            atol=1e-10,
+        )
         return {n: v[0] for n, v in sol.integrals.items()}
 
     out = {}
@@ -87,11 +96,30 @@ def test_sampled_backwards_in_time_and_outputs_unchanged():
     z0 = jnp.array([[0.5], [0.25]])
     ts = jnp.array([0.0, 0.3, 1.0])
     plain = tn.solve(square, z0, ts, rtol=1e-10, atol=1e-10)
-    sol = tn.solve(square, z0, ts, regularizers=["kinetic"], quadrature="sampled", samples=3, key=jax.random.PRNGKey(1), rtol=1e-10, atol=1e-10)
+    sol = tn.solve(
+        square,
+        z0,
+        ts,
+        regularizers=["kinetic"],
+        quadrature="sampled",
+        samples=3,
+        key=jax.random.PRNGKey(1),
+        rtol=1e-10,
+        atol=1e-10,
+    )
     np.testing.assert_allclose(sol.ys, plain.ys, rtol=1e-9)  # the sample times do not disturb ts' outputs
     assert int(sol.stats["nfe"]) == int(plain.stats["nfe"])  # nor the steps
     assert int(sol.stats["regularizer_evals"]) == 3
-    back = tn.solve(square, sol.z1, (1.0, 0.0), regularizers=["kinetic"], quadrature="sampled", key=jax.random.PRNGKey(2), rtol=1e-10, atol=1e-10)
+    back = tn.solve(
+        square,
+        sol.z1,
+        (1.0, 0.0),
+        regularizers=["kinetic"],
+        quadrature="sampled",
+        key=jax.random.PRNGKey(2),
+        rtol=1e-10,
+        atol=1e-10,
+    )
     assert np.all(np.asarray(back.integrals["kinetic"]) > 0)
     np.testing.assert_allclose(back.z1, z0, rtol=1e-8)
 
@@ -103,7 +131,9 @@ def test_sampled_jacobian_matches_integrated_in_expectation():
     z0 = jnp.array([[1.0, 0.5], [0.2, -1.0]])
     key = jax.random.PRNGKey(5)
     a = tn.solve(lin, z0, (0.0, 2.0), regularizers=["jacobian"], key=key, rtol=1e-10, atol=1e-10).integrals["jacobian"]
-    b = tn.solve(lin, z0, (0.0, 2.0), regularizers=["jacobian"], key=key, quadrature="sampled", rtol=1e-10, atol=1e-10).integrals["jacobian"]
+    b = tn.solve(lin, z0, (0.0, 2.0), regularizers=["jacobian"], key=key, quadrature="sampled", rtol=1e-10, atol=1e-10).integrals[
+        "jacobian"
+    ]
     np.testing.assert_allclose(b, a, rtol=1e-8)
 
 
@@ -217,7 +247,9 @@ def test_cnf_sampled_regularizers_average_to_the_integrated_ones(trace):
     tol = dict(rtol=1e-10, atol=1e-10)
     ref = cnf.forward(x, noise=noise, regularizers=regs, **tol)
     keys = jax.random.split(jax.random.PRNGKey(3), 1000)
-    run = jax.jit(jax.vmap(lambda k: cnf.forward(x, noise=noise, key=k, regularizers=regs, quadrature="sampled", samples=2, **tol)))
+    run = jax.jit(
+        jax.vmap(lambda k: cnf.forward(x, noise=noise, key=k, regularizers=regs, quadrature="sampled", samples=2, **tol))
+    )
     out = run(keys)
     np.testing.assert_allclose(out.log_prob[0], ref.log_prob, rtol=1e-8)  # the flow itself is unchanged
     for name in ("R2", "kinetic", "jacobian"):

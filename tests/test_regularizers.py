@@ -49,7 +49,9 @@ def test_jacobian_frobenius_with_known_noise_and_unbiased():
     eps = hutchinson_noise(key, z0)
     np.testing.assert_allclose(sol.integrals["jacobian"], T * np.sum(np.asarray(eps @ A) ** 2, 1), rtol=1e-9)
     # E‖εᵀA‖² = ‖A‖_F²: the mean over many keys is within 4 standard errors
-    run = jax.jit(lambda k: tn.solve(f, z0, (0.0, T), A, regularizers=["jacobian"], key=k, solver="euler", steps=1).integrals["jacobian"])
+    run = jax.jit(
+        lambda k: tn.solve(f, z0, (0.0, T), A, regularizers=["jacobian"], key=k, solver="euler", steps=1).integrals["jacobian"]
+    )
     draws = np.concatenate([np.asarray(run(k)) for k in jax.random.split(jax.random.PRNGKey(3), 200)]) / T
     fro2 = float(jnp.sum(A**2))
     assert abs(draws.mean() - fro2) < 4 * draws.std() / np.sqrt(draws.size)

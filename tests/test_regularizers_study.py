@@ -78,7 +78,12 @@ def test_run_trains_the_missing_runs_and_writes_table_and_scatter(tmp_path, monk
     out = rg.run(cfg, str(tmp_path))
     assert out["failed"] == []
     folder = tmp_path / "mnist"
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["none-lam0-seed0", "none-lam0-seed1", "srnode-lam20-seed0", "srnode-lam20-seed1"]
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [
+        "none-lam0-seed0",
+        "none-lam0-seed1",
+        "srnode-lam20-seed0",
+        "srnode-lam20-seed1",
+    ]
     assert "1.46 [1.43–1.50]×" in (folder / "table.md").read_text()  # 30/21 and 30/20
     assert (folder / "scatter.png").stat().st_size > 5_000
 

@@ -84,8 +84,17 @@ def hand_ernode(p, z0, times):
 
 
 def solve_lv(p, z0=LV_Z0, **kw):
-    return tn.solve(lotka_volterra, jnp.asarray(z0), (0.0, T1), jnp.asarray(p), solver="dopri5",
-                    regularizers=["ernode"], rtol=RTOL, atol=ATOL, **kw)
+    return tn.solve(
+        lotka_volterra,
+        jnp.asarray(z0),
+        (0.0, T1),
+        jnp.asarray(p),
+        solver="dopri5",
+        regularizers=["ernode"],
+        rtol=RTOL,
+        atol=ATOL,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +130,13 @@ def test_ernode_gradient_matches_central_differences(lv_solve):
     _, times = lv_solve
     grad = jax.jit(jax.grad(lambda p: solve_lv(p).integrals["ernode"][0]))(jnp.asarray(LV_PARAMS))
     eps = 1e-6
-    fd = np.array([
-        (hand_ernode(LV_PARAMS + eps * e, LV_Z0, times)[0][0] - hand_ernode(LV_PARAMS - eps * e, LV_Z0, times)[0][0]) / (2 * eps)
-        for e in np.eye(4)
-    ])
+    fd = np.array(
+        [
+            (hand_ernode(LV_PARAMS + eps * e, LV_Z0, times)[0][0] - hand_ernode(LV_PARAMS - eps * e, LV_Z0, times)[0][0])
+            / (2 * eps)
+            for e in np.eye(4)
+        ]
+    )
     np.testing.assert_allclose(np.asarray(grad), fd, rtol=1e-6, atol=1e-8 * np.abs(fd).max())
     assert np.abs(fd).max() > 0.1
 
@@ -136,7 +148,9 @@ def test_ernode_every_adaptive_solver(solver):
     are independent sums."""
     z0 = jnp.array([[1.0, 1.0], [2.0, 0.5]])
     p = jnp.asarray(LV_PARAMS)
-    sol = tn.solve(lotka_volterra, z0, (0.0, 2.0), p, solver=solver, regularizers=["ernode"], rtol=1e-4, atol=1e-4, save_steps=True)
+    sol = tn.solve(
+        lotka_volterra, z0, (0.0, 2.0), p, solver=solver, regularizers=["ernode"], rtol=1e-4, atol=1e-4, save_steps=True
+    )
     n = int(sol.stats["steps"])
     times = np.concatenate([[0.0], np.asarray(sol.step_ts)[:n]])
     inner = tn.solvers.get(solver).make()
@@ -208,7 +222,10 @@ def test_stiffness_estimate_near_h_rho_for_a_spread_spectrum(solver, lower):
 
 
 def test_default_stage_pairs():
-    pairs = {n: sh._same_time_pair(tn.solvers.get(n).make().tableau) for n in ("dopri5", "tsit5", "dopri8", "bosh3", "heun", "midpoint")}
+    pairs = {
+        n: sh._same_time_pair(tn.solvers.get(n).make().tableau)
+        for n in ("dopri5", "tsit5", "dopri8", "bosh3", "heun", "midpoint")
+    }
     assert pairs == {"dopri5": (6, 7), "tsit5": (6, 7), "dopri8": (13, 14), "bosh3": None, "heun": None, "midpoint": None}
     assert sh.solvers_with_pair() == ["dopri5", "tsit5", "dopri8"]
 
@@ -216,6 +233,7 @@ def test_default_stage_pairs():
 def test_srnode_gradient_matches_central_differences():
     """SRNODE's gradient in the parameters of f, with the steps held (as for ERNODE): LV's sum over
     the solve's steps, recomputed by the hand-written DP5 (stages 6 and 7, RMS norms)."""
+
     def hand(p, times):
         z, total = np.array(LV_Z0), 0.0
         for ta, tb in zip(times[:-1], times[1:]):
@@ -224,12 +242,25 @@ def test_srnode_gradient_matches_central_differences():
             z = z1
         return total
 
-    sol = tn.solve(lotka_volterra, jnp.asarray(LV_Z0), (0.0, T1), jnp.asarray(LV_PARAMS), regularizers=["srnode"],
-                   rtol=RTOL, atol=ATOL, save_steps=True)
+    sol = tn.solve(
+        lotka_volterra,
+        jnp.asarray(LV_Z0),
+        (0.0, T1),
+        jnp.asarray(LV_PARAMS),
+        regularizers=["srnode"],
+        rtol=RTOL,
+        atol=ATOL,
+        save_steps=True,
+    )
     times = np.concatenate([[0.0], np.asarray(sol.step_ts)[: int(sol.stats["steps"])]])
     assert float(sol.integrals["srnode"][0]) == pytest.approx(hand(LV_PARAMS, times), rel=1e-9)
-    grad = jax.jit(jax.grad(lambda p: tn.solve(lotka_volterra, jnp.asarray(LV_Z0), (0.0, T1), p, regularizers=["srnode"],
-                                       rtol=RTOL, atol=ATOL).integrals["srnode"][0]))(jnp.asarray(LV_PARAMS))
+    grad = jax.jit(
+        jax.grad(
+            lambda p: tn.solve(
+                lotka_volterra, jnp.asarray(LV_Z0), (0.0, T1), p, regularizers=["srnode"], rtol=RTOL, atol=ATOL
+            ).integrals["srnode"][0]
+        )
+    )(jnp.asarray(LV_PARAMS))
     eps = 1e-6
     fd = np.array([(hand(LV_PARAMS + eps * e, times) - hand(LV_PARAMS - eps * e, times)) / (2 * eps) for e in np.eye(4)])
     np.testing.assert_allclose(np.asarray(grad), fd, rtol=1e-5, atol=1e-7 * np.abs(fd).max())
@@ -240,8 +271,20 @@ def test_local_variant_is_one_fresh_step_at_each_sample_time():
     the initial-step rule's size (clipped at t1) — recomputed here by the hand-written step."""
     key, m = jax.random.PRNGKey(3), 3
     p = jnp.asarray(LV_PARAMS)
-    sol = jax.jit(lambda q: tn.solve(lotka_volterra, jnp.asarray(LV_Z0), (0.0, T1), q, regularizers=["ernode", "srnode"],
-                                     quadrature="sampled", samples=m, key=key, rtol=RTOL, atol=ATOL))(p)
+    sol = jax.jit(
+        lambda q: tn.solve(
+            lotka_volterra,
+            jnp.asarray(LV_Z0),
+            (0.0, T1),
+            q,
+            regularizers=["ernode", "srnode"],
+            quadrature="sampled",
+            samples=m,
+            key=key,
+            rtol=RTOL,
+            atol=ATOL,
+        )
+    )(p)
     taus = np.asarray(tn.sample_times(jax.random.fold_in(key, SAMPLE_STREAM), 0.0, T1, m))
     z_taus = np.asarray(tn.solve(lotka_volterra, jnp.asarray(LV_Z0), np.r_[0.0, taus, T1], p, rtol=RTOL, atol=ATOL).ys[1:-1])
     fun = lambda t, y: (lotka_volterra(t, y[0], p), {})  # noqa: E731  (solve's augmented state)
@@ -256,8 +299,23 @@ def test_local_variant_is_one_fresh_step_at_each_sample_time():
         sr.append(np.linalg.norm(k[6] - k[5]) / np.linalg.norm(g[6] - g[5]) * h)
     assert float(sol.integrals["ernode"][0]) == pytest.approx(np.mean(er), rel=1e-9)
     assert float(sol.integrals["srnode"][0]) == pytest.approx(np.mean(sr), rel=1e-9)
-    grad = jax.jit(jax.grad(lambda q: tn.solve(lotka_volterra, jnp.asarray(LV_Z0), (0.0, T1), q, regularizers=["ernode"], quadrature="sampled",
-                                       samples=m, key=key, rtol=RTOL, atol=ATOL, adjoint="adjoint").integrals["ernode"][0]))(p)
+    grad = jax.jit(
+        jax.grad(
+            lambda q: tn.solve(
+                lotka_volterra,
+                jnp.asarray(LV_Z0),
+                (0.0, T1),
+                q,
+                regularizers=["ernode"],
+                quadrature="sampled",
+                samples=m,
+                key=key,
+                rtol=RTOL,
+                atol=ATOL,
+                adjoint="adjoint",
+            ).integrals["ernode"][0]
+        )
+    )(p)
     assert np.all(np.isfinite(np.asarray(grad))) and np.abs(np.asarray(grad)).max() > 0
 
 
@@ -267,7 +325,10 @@ EMBEDDED = "['midpoint', 'heun', 'bosh3', 'dopri5', 'tsit5', 'dopri8']"
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(regularizers=["ernode"], steps=10), r"fixed grid \(steps=10\).*" + EMBEDDED.replace("[", r"\[").replace("]", r"\]")),
+        (
+            dict(regularizers=["ernode"], steps=10),
+            r"fixed grid \(steps=10\).*" + EMBEDDED.replace("[", r"\[").replace("]", r"\]"),
+        ),
         (dict(regularizers=["srnode"], steps=10), r"fixed grid"),
         (dict(regularizers=["ernode"], solver="rk4", steps=10), r"'rk4' does not have.*dopri5"),
         (dict(regularizers=["ernode"], solver="euler", steps=10), r"'euler' does not have.*dopri5"),

@@ -13,7 +13,9 @@ def test_steer_times_stay_sorted_within_the_band_and_fill_it(b):
     ts = np.array([0.0, 0.1, 1.1, 1.2, 1.25, 2.0, 2.05])  # uneven: a long gap before a short one
     gaps = np.diff(ts)
     half = 0.5 * b * np.minimum(gaps, np.r_[gaps[1:], gaps[-1]])  # Pal's δt/2 on a uniform grid
-    out = np.asarray(jax.jit(jax.vmap(lambda k: steer_times(k, jnp.asarray(ts), b)))(jax.random.split(jax.random.PRNGKey(0), 4000)))
+    out = np.asarray(
+        jax.jit(jax.vmap(lambda k: steer_times(k, jnp.asarray(ts), b)))(jax.random.split(jax.random.PRNGKey(0), 4000))
+    )
     assert np.all(out[:, 0] == 0.0)  # the first time is fixed
     assert np.all(np.diff(out, axis=1) > 0)  # strictly increasing, every draw
     move = out[:, 1:] - ts[1:]

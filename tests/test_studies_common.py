@@ -8,7 +8,20 @@ import jax.numpy as jnp
 import pytest
 
 from taynode import cli
-from taynode.studies import cast, csv_text, ffjord, latent, markdown_rows, mnist, order, preset, toy, with_x64, write_json, write_table
+from taynode.studies import (
+    cast,
+    csv_text,
+    ffjord,
+    latent,
+    markdown_rows,
+    mnist,
+    order,
+    preset,
+    toy,
+    with_x64,
+    write_json,
+    write_table,
+)
 
 
 def test_preset_lookup_and_errors():
@@ -19,8 +32,12 @@ def test_preset_lookup_and_errors():
     with pytest.raises(ValueError, match=r"unknown MNIST settings \['epochz'\]"):
         mnist.config("fig", epochz=3)
     # the MNIST presets keep their name and their overrides of the defaults
-    assert mnist.config("fig").preset == "fig" and mnist.config("fig").epochs == 2 and mnist.config("small") == mnist.MNISTConfig()
-    assert mnist.config("long", seed=1) == dataclasses.replace(mnist.PRESETS["full"], preset="long", epochs=40, lr_drops=(30, 35), seed=1)
+    assert (
+        mnist.config("fig").preset == "fig" and mnist.config("fig").epochs == 2 and mnist.config("small") == mnist.MNISTConfig()
+    )
+    assert mnist.config("long", seed=1) == dataclasses.replace(
+        mnist.PRESETS["full"], preset="long", epochs=40, lr_drops=(30, 35), seed=1
+    )
 
 
 def test_with_x64_is_scoped():
@@ -49,7 +66,10 @@ def test_atomic_writers_and_tables(tmp_path):
     rows = [{"a": 1, "b": 0.5}, {"a": 2, "c": "x"}]
     assert csv_text(rows) == "a,b,c\r\n1,0.5,\r\n2,,x\r\n"
     assert csv_text(rows, ["a"], lineterminator="\n") == "a\n1\n2\n"
-    assert markdown_rows(rows, fmt=lambda v: "–" if v is None else str(v)) == "| a | b | c |\n|---|---|---|\n| 1 | 0.5 | – |\n| 2 | – | x |\n"
+    assert (
+        markdown_rows(rows, fmt=lambda v: "–" if v is None else str(v))
+        == "| a | b | c |\n|---|---|---|\n| 1 | 0.5 | – |\n| 2 | – | x |\n"
+    )
     write_table(str(tmp_path / "t"), "# md\n", rows)
     write_json(str(tmp_path / "r.json"), {"x": float("inf")})
     assert sorted(os.listdir(tmp_path)) == ["r.json", "t.csv", "t.md"]

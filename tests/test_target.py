@@ -37,20 +37,23 @@ def test_rule_raises_lambda_above_target_and_lowers_it_below():
     assert LambdaTarget("R2", 1.0, 1.0, lam_max=1.5).update(1.0, 0.0, 10.0)[0] == 1.5
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(target=0.0), "target must be a finite number > 0"),
-    (dict(target=-1.0), "target must be a finite number > 0"),
-    (dict(target=float("nan")), "target must be a finite number > 0"),
-    (dict(lam0=0.0), "lam0 must be"),
-    (dict(rate=-0.1), "rate must be"),
-    (dict(every=0), "every must be an integer >= 1"),
-    (dict(damping=-1.0), "damping must be"),
-    (dict(warmup=-1), "warmup must be an integer >= 0"),
-    (dict(warmup=2.5), "warmup must be an integer >= 0"),
-    (dict(lam0=10.0, lam_max=1.0), "lam_min <= lam0 <= lam_max"),
-    (dict(quantity=""), "quantity must be the name"),
-    (dict(dtype=np.int32), "dtype must be a float dtype"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(target=0.0), "target must be a finite number > 0"),
+        (dict(target=-1.0), "target must be a finite number > 0"),
+        (dict(target=float("nan")), "target must be a finite number > 0"),
+        (dict(lam0=0.0), "lam0 must be"),
+        (dict(rate=-0.1), "rate must be"),
+        (dict(every=0), "every must be an integer >= 1"),
+        (dict(damping=-1.0), "damping must be"),
+        (dict(warmup=-1), "warmup must be an integer >= 0"),
+        (dict(warmup=2.5), "warmup must be an integer >= 0"),
+        (dict(lam0=10.0, lam_max=1.0), "lam_min <= lam0 <= lam_max"),
+        (dict(quantity=""), "quantity must be the name"),
+        (dict(dtype=np.int32), "dtype must be a float dtype"),
+    ],
+)
 def test_bad_settings_are_named(kw, match):
     args = dict(quantity="R2", target=1.0, lam0=0.1) | kw
     with pytest.raises(ValueError, match=match):
@@ -93,8 +96,17 @@ exec(RIDGE)  # noqa: S102 (the same definitions serve the in-process tests and t
 
 
 def _ridge(tmp_path, name, target, **kw):
-    return train(params, optax.adam(0.05), loss_fn, batches, tmp_path / name, steps=kw.pop("steps", 400), progress=False,  # noqa: F821
-                 target=target, **kw)
+    return train(
+        params,
+        optax.adam(0.05),
+        loss_fn,
+        batches,
+        tmp_path / name,
+        steps=kw.pop("steps", 400),
+        progress=False,  # noqa: F821
+        target=target,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("lam0", [0.03, 3.0])
@@ -136,8 +148,9 @@ def test_warmup_holds_lambda_and_skips_those_steps_in_the_measurement(tmp_path):
     assert [r["step"] for r in updates] == [17, 22, 27]
     assert all(r["lam"] == 0.1 for r in steps[:17]) and steps[17]["lam"] == pytest.approx(0.2)
     wnorm = np.array([r["wnorm"] for r in steps])
-    np.testing.assert_allclose([r["measured"] for r in updates], [wnorm[12:17].mean(), wnorm[17:22].mean(), wnorm[22:27].mean()],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        [r["measured"] for r in updates], [wnorm[12:17].mean(), wnorm[17:22].mean(), wnorm[22:27].mean()], rtol=1e-12
+    )
     # a setting added later is left out of the checkpoint's spec at its default, so older checkpoints resume
     assert "warmup" not in LambdaTarget("wnorm", 1.0, 0.1).spec() and t.spec()["warmup"] == 12
 
@@ -147,8 +160,16 @@ def test_bad_use_in_the_loop_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"quantity 'R3' is not in the loss's aux dict \(it has \['wnorm'\]\)"):
         _ridge(tmp_path, "a", t, steps=3)
     with pytest.raises(TypeError, match="does not take lam"):
-        train(params, optax.adam(0.05), lambda p, b, k: (0.0, {}), batches, tmp_path / "b", steps=1, progress=False,  # noqa: F821
-              target=LambdaTarget("wnorm", 1.0, 0.1))
+        train(
+            params,
+            optax.adam(0.05),
+            lambda p, b, k: (0.0, {}),
+            batches,
+            tmp_path / "b",
+            steps=1,
+            progress=False,  # noqa: F821
+            target=LambdaTarget("wnorm", 1.0, 0.1),
+        )
     with pytest.raises(TypeError, match="must be a taynode.train.LambdaTarget"):
         _ridge(tmp_path, "c", 0.1, steps=1)
     with pytest.raises(ValueError, match="measure must return a dict with 'wnorm'"):
@@ -169,16 +190,26 @@ def test_resume_with_other_target_settings_is_an_error(tmp_path):
     with pytest.raises(CheckpointError, match=r"other λ-target settings \(differs in \['target'\]\)"):
         _ridge(tmp_path, "x", LambdaTarget("wnorm", 2.0, 0.1, dtype=np.float64), steps=10, resume=True)
     with pytest.raises(CheckpointError, match="written with a λ target and this run is without one"):
-        train(params, optax.adam(0.05), lambda p, b, k: (jnp.sum(p["w"] ** 2), {}), batches, tmp_path / "x", steps=10,  # noqa: F821
-              progress=False, resume=True)
+        train(
+            params,
+            optax.adam(0.05),
+            lambda p, b, k: (jnp.sum(p["w"] ** 2), {}),
+            batches,
+            tmp_path / "x",
+            steps=10,  # noqa: F821
+            progress=False,
+            resume=True,
+        )
 
 
 def test_sigkill_then_resume_with_target_is_bit_identical(tmp_path):
     """Killed at step 23 (checkpoints every 10, λ updates every 7: the checkpoint at 20 holds a
     part-filled window), resumed: the same parameters, λ state and log as an uninterrupted run."""
     script = tmp_path / "run.py"
-    script.write_text(RIDGE + textwrap.dedent(
-        """
+    script.write_text(
+        RIDGE
+        + textwrap.dedent(
+            """
         import os, signal, sys
         run_dir, kill_at = sys.argv[1], int(sys.argv[2])
         def killing(step):
@@ -188,10 +219,17 @@ def test_sigkill_then_resume_with_target_is_bit_identical(tmp_path):
         killing.steps_per_epoch = 25
         train(params, optax.adam(0.05), loss_fn, killing, run_dir, steps=60, checkpoint_every=10, resume=True,
               progress=False, target=LambdaTarget("wnorm", 5.0, 0.05, every=7, dtype=np.float64))
-        """))
+        """
+        )
+    )
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_ENABLE_X64="1")
-    run = lambda d, k: subprocess.run([sys.executable, str(script), str(d), str(k)], env=env, capture_output=True,  # noqa: E731
-                                      text=True, timeout=120)
+    run = lambda d, k: subprocess.run(  # noqa: E731
+        [sys.executable, str(script), str(d), str(k)],
+        env=env,
+        capture_output=True,  # noqa: E731
+        text=True,
+        timeout=120,
+    )
     r = run(tmp_path / "full", -1)
     assert r.returncode == 0, r.stderr
     r = run(tmp_path / "killed", 23)
@@ -229,8 +267,16 @@ def _toy(tmp_path, lam0):
     model = MLPDynamics((1, 16, 16, 1), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float64)
     batches = lambda step: jnp.asarray(np.random.default_rng(step).uniform(-1, 1, (32, 1)))  # noqa: E731
     steps = 600
-    res = train(model, optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)), loss_fn, batches, tmp_path / f"toy{lam0}",
-                steps=steps, progress=False, target=LambdaTarget("R2", 0.01, lam0, dtype=np.float64))
+    res = train(
+        model,
+        optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)),
+        loss_fn,
+        batches,
+        tmp_path / f"toy{lam0}",
+        steps=steps,
+        progress=False,
+        target=LambdaTarget("R2", 0.01, lam0, dtype=np.float64),
+    )
     z = jnp.linspace(-1.0, 1.0, 200, dtype=jnp.float64)[:, None]  # held out: not the training draws
     r2 = float(jnp.mean(solve(res.model, z, (0.0, 1.0), rtol=1e-8, atol=1e-8, regularizers=[RK(2)]).integrals["R2"]))
     return r2, [r["lam"] for r in read_log(res.run_dir, "target")]
@@ -254,8 +300,16 @@ def _ffjord(tmp_path, lam0):
         return nll + lam * r2, {"nll": nll, "R2": r2, "nfe": r.stats["nfe"]}
 
     steps = 300
-    res = train(cnf, optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)), loss_fn, ShuffledBatches(x, 128, seed=0),
-                tmp_path / f"ffjord{lam0}", steps=steps, progress=False, target=LambdaTarget("R2", 0.03, lam0, every=10, dtype=np.float32))
+    res = train(
+        cnf,
+        optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)),
+        loss_fn,
+        ShuffledBatches(x, 128, seed=0),
+        tmp_path / f"ffjord{lam0}",
+        steps=steps,
+        progress=False,
+        target=LambdaTarget("R2", 0.03, lam0, every=10, dtype=np.float32),
+    )
     xt = jnp.asarray(toy2d.sample("8gaussians", 512, seed=1), jnp.float32)
     r = res.model.forward(xt, key=jax.random.PRNGKey(5), regularizers=(RK(2),), rtol=1e-6, atol=1e-6)
     return float(jnp.mean(r.integrals["R2"])), [r_["lam"] for r_ in read_log(res.run_dir, "target")]
@@ -267,8 +321,9 @@ def test_toy_lands_within_band_from_a_decade_either_side(tmp_path, lam0):
     """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
     0.01, from λ0 a decade below, at and a decade above the λ it settles at (0.15-0.3)."""
     r2, lams = _toy(tmp_path, lam0)
-    print(f"toy: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
-          f"(target 0.01, {r2 / 0.01 - 1:+.0%})")
+    print(
+        f"toy: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} (target 0.01, {r2 / 0.01 - 1:+.0%})"
+    )
     assert len(lams) == 30
     assert abs(r2 / 0.01 - 1) < 0.25, (lam0, r2, lams)
 
@@ -279,6 +334,8 @@ def test_ffjord_lands_within_band_from_a_decade_either_side(tmp_path):
     0.03, starting from λ0 a decade below, at and a decade above the λ it settles at."""
     for lam0 in (0.5, 5.0, 50.0):
         r2, lams = _ffjord(tmp_path, lam0)
-        print(f"ffjord: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
-              f"(target 0.03, {r2 / 0.03 - 1:+.0%})")
+        print(
+            f"ffjord: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
+            f"(target 0.03, {r2 / 0.03 - 1:+.0%})"
+        )
         assert abs(r2 / 0.03 - 1) < 0.25, (lam0, r2, lams)

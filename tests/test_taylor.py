@@ -53,7 +53,7 @@ def test_time_dependent_tz(method):
     ds = derivatives(lambda t, z, a: t * z, t, z, order=len(orders(method)), method=method)
     P = np.polynomial.Polynomial([1.0])
     X = np.polynomial.Polynomial([0.0, 1.0])
-    for k, d in zip(orders(method), ds):
+    for _k, d in zip(orders(method), ds):
         P = P.deriv() + X * P
         assert rel_err(d, np.asarray(z) * P(t)) <= 1e-10
 

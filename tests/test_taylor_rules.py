@@ -27,26 +27,36 @@ FAMILIES = {
     "dot_general": lambda t, z, a: jnp.tanh(z @ W.T + t) @ W + (z[:, :, None] * z[:, None, :]).sum(1),
     "exp_log": lambda t, z, a: jnp.exp(0.5 * z) + jnp.log(2 + z) + jnp.log1p(0.5 * z**2) + jnp.expm1(z * t),
     "powers": lambda t, z, a: (
-        jnp.sqrt(1.5 + z) + jax.lax.rsqrt(2 + z) + (1.2 + z) ** 1.7
-        + (2 + z) ** (0.5 + 0.1 * t) + z**3 + z**-2 / 10 + jnp.square(z - t)
+        jnp.sqrt(1.5 + z)
+        + jax.lax.rsqrt(2 + z)
+        + (1.2 + z) ** 1.7
+        + (2 + z) ** (0.5 + 0.1 * t)
+        + z**3
+        + z**-2 / 10
+        + jnp.square(z - t)
     ),
     "trig": lambda t, z, a: jnp.sin(z + t) * jnp.cos(2 * z) + jnp.tan(0.4 * z) + jnp.arctan(z - t),
     "sigmoids": lambda t, z, a: jnp.tanh(z) + jax.nn.sigmoid(z * t) + jax.scipy.special.erf(z),
     "activations": lambda t, z, a: (
-        jax.nn.softplus(z) + jax.nn.relu(z - 0.15) + jax.nn.gelu(z) + jax.nn.gelu(z, approximate=False)
-        + jax.nn.silu(z)
+        jax.nn.softplus(z) + jax.nn.relu(z - 0.15) + jax.nn.gelu(z) + jax.nn.gelu(z, approximate=False) + jax.nn.silu(z)
     ),
     "piecewise": lambda t, z, a: (
-        jnp.maximum(z, 0.2 * t) + jnp.minimum(z**2, 0.3) + jnp.abs(z) * z
-        + jnp.where(z > 0, z**2, jnp.sin(z)) + jnp.clip(z, -0.5, 0.5) + jnp.sign(z) * z
+        jnp.maximum(z, 0.2 * t)
+        + jnp.minimum(z**2, 0.3)
+        + jnp.abs(z) * z
+        + jnp.where(z > 0, z**2, jnp.sin(z))
+        + jnp.clip(z, -0.5, 0.5)
+        + jnp.sign(z) * z
         + jnp.floor(3 * z) * z
     ),
     "structural": lambda t, z, a: (
         jnp.concatenate([z[:, 1:], z[:, :1] * t], axis=1)
         + jnp.transpose(jnp.reshape(z, (3, 2)))
         + jnp.broadcast_to(jnp.sum(z**2, axis=1, keepdims=True), z.shape)
-        + jnp.max(z**3, axis=1, keepdims=True) + jnp.min(jnp.sin(z), axis=0)
-        + jnp.flip(z, axis=1) + jnp.cumsum(z, axis=1)
+        + jnp.max(z**3, axis=1, keepdims=True)
+        + jnp.min(jnp.sin(z), axis=0)
+        + jnp.flip(z, axis=1)
+        + jnp.cumsum(z, axis=1)
     ),
     "calls": lambda t, z, a: jax.jit(lambda u: jnp.tanh(u) * t)(z) + jax.checkpoint(jnp.sin)(z),
 }
@@ -75,8 +85,15 @@ def test_rules_match_nested(family):
 
 @pytest.mark.parametrize(
     "power, fn",
-    [(0.5, jnp.sqrt), (-0.5, jax.lax.rsqrt), (1 / 3, jnp.cbrt), (1.7, lambda x: x**1.7),
-     (-3, lambda x: x**-3), (4, lambda x: x**4), (2, jnp.square)],
+    [
+        (0.5, jnp.sqrt),
+        (-0.5, jax.lax.rsqrt),
+        (1 / 3, jnp.cbrt),
+        (1.7, lambda x: x**1.7),
+        (-3, lambda x: x**-3),
+        (4, lambda x: x**4),
+        (2, jnp.square),
+    ],
 )
 def test_power_rules_closed_form(power, fn):
     # dz/dt = (c + t)^p  ⇒  dᴷz/dtᴷ = p (p−1) … (p−K+2) (c + t)^(p−K+1)
@@ -190,12 +207,42 @@ def test_unsupported_primitive_is_named():
 
 def test_registry_covers_the_issue_list():
     needed = {
-        "add", "sub", "mul", "div", "neg", "dot_general", "conv_general_dilated", "tanh",
-        "logistic", "exp", "log", "log1p", "sin", "cos", "tan", "atan", "sqrt", "rsqrt",
-        "integer_pow", "pow", "erf", "max", "min", "abs", "reduce_max",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "dot_general",
+        "conv_general_dilated",
+        "tanh",
+        "logistic",
+        "exp",
+        "log",
+        "log1p",
+        "sin",
+        "cos",
+        "tan",
+        "atan",
+        "sqrt",
+        "rsqrt",
+        "integer_pow",
+        "pow",
+        "erf",
+        "max",
+        "min",
+        "abs",
+        "reduce_max",
     }
-    structural = {"select_n", "concatenate", "reshape", "broadcast_in_dim", "transpose", "slice",
-                  "reduce_sum", "convert_element_type"}
+    structural = {
+        "select_n",
+        "concatenate",
+        "reshape",
+        "broadcast_in_dim",
+        "transpose",
+        "slice",
+        "reduce_sum",
+        "convert_element_type",
+    }
     assert needed <= set(RULES) and structural <= LINEAR
 
 

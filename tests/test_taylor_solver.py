@@ -153,7 +153,11 @@ def test_default_method_falls_back_when_it_lacks_a_rule(monkeypatch):
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-14)
     with pytest.raises(UnsupportedPrimitiveError):  # a named method is not replaced
-        monkeypatch.setattr(taylor_solver, "coefficients", lambda *a, **k: (_ for _ in ()).throw(UnsupportedPrimitiveError("stack", "jet", "nested")))
+        monkeypatch.setattr(
+            taylor_solver,
+            "coefficients",
+            lambda *a, **k: (_ for _ in ()).throw(UnsupportedPrimitiveError("stack", "jet", "nested")),
+        )
         taylor_solver.taylor_coefficients(lotka_volterra, 0.0, z, None, 4, method="jet")
 
 

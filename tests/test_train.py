@@ -66,7 +66,9 @@ def run_script(tmp_path, run_dir, kill_at):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, str(script), str(run_dir), str(kill_at)], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), str(run_dir), str(kill_at)], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
@@ -187,8 +189,17 @@ def test_equinox_model_and_log_file(tmp_path):
         out = jax.vmap(m)(xb)
         return jnp.mean(out**2), {"mean_out": jnp.mean(out), "nan_metric": jnp.nan}
 
-    res = train(model, optax.sgd(0.1), loss_fn, ShuffledBatches(x, 4), tmp_path, steps=4, log_every=2, progress=False,
-                evaluate=lambda m: {"w_norm": jnp.linalg.norm(m.weight)})
+    res = train(
+        model,
+        optax.sgd(0.1),
+        loss_fn,
+        ShuffledBatches(x, 4),
+        tmp_path,
+        steps=4,
+        log_every=2,
+        progress=False,
+        evaluate=lambda m: {"w_norm": jnp.linalg.norm(m.weight)},
+    )
     lines = (tmp_path / "log.jsonl").read_text().splitlines()
     recs = [json.loads(line) for line in lines]
     assert [r["kind"] for r in recs] == ["step", "epoch", "step", "epoch"]

@@ -47,10 +47,12 @@ def test_a_users_own_flags_are_kept():
 
 @pytest.mark.skipif(not jax.__version__.startswith("0.10."), reason="the guard is for jaxlib 0.10.x only")
 def test_too_late_to_set_the_flag_is_a_warning():
-    out = run("import warnings, jax; jax.numpy.ones(1).block_until_ready()\n"
-              "with warnings.catch_warnings(record=True) as w:\n"
-              "    warnings.simplefilter('always'); import taynode\n"
-              "print([str(x.message) for x in w])")
+    out = run(
+        "import warnings, jax; jax.numpy.ones(1).block_until_ready()\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always'); import taynode\n"
+        "print([str(x.message) for x in w])"
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "could not turn off" in out.stdout
 
@@ -60,7 +62,10 @@ def test_jet_regularizer_under_jit_matches_nested_in_float32():
     x = jax.random.uniform(jax.random.PRNGKey(1), (50, 100), jnp.float32)
     g = MLPDynamics((100, 100, 100), "sigmoid", key=jax.random.PRNGKey(0), dtype=jnp.float32)
     t = jnp.float32(0.3)
-    vals = {m: np.asarray(jax.jit(lambda t, z, r=RK(2, m): r.integrand(g, t, z, None, None))(t, x)) for m in ("jet", "nested", "incremental")}
+    vals = {
+        m: np.asarray(jax.jit(lambda t, z, r=RK(2, m): r.integrand(g, t, z, None, None))(t, x))  # noqa: B008 (one R2 per method)
+        for m in ("jet", "nested", "incremental")
+    }
     assert np.all(np.isfinite(vals["jet"]))
     np.testing.assert_allclose(vals["jet"], vals["nested"], rtol=1e-4)
     np.testing.assert_allclose(vals["incremental"], vals["nested"], rtol=1e-4)

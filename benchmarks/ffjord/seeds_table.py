@@ -29,7 +29,9 @@ def load(runs: str) -> dict:
         m = re.fullmatch(r"(.+)-seed(\d+)", os.path.basename(os.path.dirname(path)))
         with open(path) as fh:
             rows = json.load(fh)["rows"]
-        out.setdefault(m.group(1), {})[int(m.group(2))] = {r["regularization"]: r for r in rows if r["training"].startswith("adaptive")}
+        out.setdefault(m.group(1), {})[int(m.group(2))] = {
+            r["regularization"]: r for r in rows if r["training"].startswith("adaptive")
+        }
     return out
 
 
@@ -37,9 +39,12 @@ def table(data: dict) -> tuple[str, dict]:
     lines, summary = [], {}
     for ds, seeds in data.items():
         metric = "bits/dim" if ds == "mnist" else "NLL (nats)"
-        lines += [f"### {ds} ({len(seeds)} seeds: {', '.join(map(str, sorted(seeds)))})", "",
-                  f"| model | test {metric} | eval NFE | NFE saving per seed | {metric} change per seed | saving on every seed |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"### {ds} ({len(seeds)} seeds: {', '.join(map(str, sorted(seeds)))})",
+            "",
+            f"| model | test {metric} | eval NFE | NFE saving per seed | {metric} change per seed | saving on every seed |",
+            "|---|---|---|---|---|---|",
+        ]
         regs = [r for r in NAMES if all(r in s for s in seeds.values())]
         for reg in regs:
             nll = [seeds[s][reg]["nll"] for s in sorted(seeds)]
@@ -52,11 +57,19 @@ def table(data: dict) -> tuple[str, dict]:
             saving = np.asarray(base_nfe) / np.asarray(nfe)
             change = 100 * (np.asarray(nll) - base_nll) / np.abs(base_nll)
             agree = bool(np.all(saving > 1))
-            lines.append(f"| {NAMES[reg]} | {mean_range(nll, '{:.4f}')} | {mean_range(nfe, '{:.1f}')} | "
-                         f"{', '.join(f'{x:.2f}×' for x in saving)} (mean {saving.mean():.2f}×) | "
-                         f"{', '.join(f'{x:+.2f} %' for x in change)} | {'yes' if agree else 'no'} |")
-            summary.setdefault(ds, {})[reg] = dict(seeds=sorted(seeds), nll=nll, nfe=nfe, saving=saving.tolist(),
-                                                   nll_change_percent=change.tolist(), saving_on_every_seed=agree)
+            lines.append(
+                f"| {NAMES[reg]} | {mean_range(nll, '{:.4f}')} | {mean_range(nfe, '{:.1f}')} | "
+                f"{', '.join(f'{x:.2f}×' for x in saving)} (mean {saving.mean():.2f}×) | "
+                f"{', '.join(f'{x:+.2f} %' for x in change)} | {'yes' if agree else 'no'} |"
+            )
+            summary.setdefault(ds, {})[reg] = dict(
+                seeds=sorted(seeds),
+                nll=nll,
+                nfe=nfe,
+                saving=saving.tolist(),
+                nll_change_percent=change.tolist(),
+                saving_on_every_seed=agree,
+            )
         lines.append("")
     return "\n".join(lines), summary
 

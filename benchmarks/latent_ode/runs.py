@@ -26,8 +26,14 @@ def _one(spec, run_dir, preset, overrides, root):
     from taynode.studies import latent
 
     reg = "r3" if spec.reg == "none" else spec.reg
-    cfg = latent.preset(preset, reg=reg, lam=spec.lam if spec.lam > 0 else 1.0, seed=spec.seed, **overrides,
-                        **(spec.quadrature_kwargs() if spec.lam > 0 else {}))
+    cfg = latent.preset(
+        preset,
+        reg=reg,
+        lam=spec.lam if spec.lam > 0 else 1.0,
+        seed=spec.seed,
+        **overrides,
+        **(spec.quadrature_kwargs() if spec.lam > 0 else {}),
+    )
     latent.run_one(cfg, spec.lam, run_dir, root=root)
 
 
@@ -63,8 +69,15 @@ def main(argv=None) -> int:
     p.add_argument("--in-process", action="store_true", help="run here, one after another (for a debugger; no --time-limit)")
     ns = p.parse_args(argv)
     overrides = {"epoch_eval_records": ns.epoch_eval_records} | ({"epochs": ns.epochs} if ns.epochs else {}) | _fields(ns.set)
-    failed = run_all(_one, [parse_spec(s) for s in ns.runs], ns.out, args=(ns.preset, overrides, ns.data),
-                     time_limit=ns.time_limit, sequential=ns.sequential, in_process=ns.in_process)
+    failed = run_all(
+        _one,
+        [parse_spec(s) for s in ns.runs],
+        ns.out,
+        args=(ns.preset, overrides, ns.data),
+        time_limit=ns.time_limit,
+        sequential=ns.sequential,
+        in_process=ns.in_process,
+    )
     return 1 if failed else 0
 
 

@@ -36,10 +36,12 @@ def table(groups: dict) -> tuple[str, list]:
     """One row per (regularizer, λ, quadrature); savings and loss changes are paired by seed (each run
     against the unregularized run of its own seed), then averaged."""
     base = {r["seed"]: r["results"] for r in groups.get(("none", 0.0, "integrated"), [])}
-    rows = ["| model | seeds | test loss | Δ loss (paired) | test MSE | decoder NFE per sample | NFE saving (paired) "
-            "| epoch-1 → final NFE (100 test records) | training time, min (× unregularized) | paper: NFE "
-            "| Pal et al. rerun: NFE / MSE×1e-3 / time |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | seeds | test loss | Δ loss (paired) | test MSE | decoder NFE per sample | NFE saving (paired) "
+        "| epoch-1 → final NFE (100 test records) | training time, min (× unregularized) | paper: NFE "
+        "| Pal et al. rerun: NFE / MSE×1e-3 / time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     summary = []
     for (reg, lam, quad), runs in _order(groups):
         res = [r["results"] for r in runs]
@@ -52,15 +54,31 @@ def table(groups: dict) -> tuple[str, list]:
         saving = [b["nfe"] / x["nfe"] for b, x in paired]
         dloss = [100 * (x["loss"] - b["loss"]) / abs(b["loss"]) for b, x in paired]
         time_ratio = [x["train_seconds"] / b["train_seconds"] for b, x in paired]
-        rows.append(f"| {_label(reg, lam, quad)} | {len(runs)} | {mean_range(loss, '{:.3f}')} | "
-                    f"{mean_range(dloss, '{:+.1f}') + ' %' if dloss else ''} | {mean_range(mse, '{:.3f}')}e-3 | "
-                    f"{mean_range(nfe, '{:.1f}')} | {mean_range(saving, '{:.2f}') + '×' if saving else ''} | "
-                    f"{mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | "
-                    f"{mean_range(minutes, '{:.1f}')}{f' ({np.mean(time_ratio):.2f}×)' if time_ratio else ''} | "
-                    f"{' | '.join(REFERENCE.get(reg, ('', '')))} |")
-        summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], loss=loss, mse_e3=mse, nfe=nfe,
-                            train_minutes=minutes, first_epoch_nfe=first, final_epoch_nfe=last,
-                            paired_nfe_saving=saving, paired_loss_change_percent=dloss, paired_time_ratio=time_ratio))
+        rows.append(
+            f"| {_label(reg, lam, quad)} | {len(runs)} | {mean_range(loss, '{:.3f}')} | "
+            f"{mean_range(dloss, '{:+.1f}') + ' %' if dloss else ''} | {mean_range(mse, '{:.3f}')}e-3 | "
+            f"{mean_range(nfe, '{:.1f}')} | {mean_range(saving, '{:.2f}') + '×' if saving else ''} | "
+            f"{mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | "
+            f"{mean_range(minutes, '{:.1f}')}{f' ({np.mean(time_ratio):.2f}×)' if time_ratio else ''} | "
+            f"{' | '.join(REFERENCE.get(reg, ('', '')))} |"
+        )
+        summary.append(
+            dict(
+                reg=reg,
+                lam=lam,
+                quadrature=quad,
+                seeds=[r["seed"] for r in runs],
+                loss=loss,
+                mse_e3=mse,
+                nfe=nfe,
+                train_minutes=minutes,
+                first_epoch_nfe=first,
+                final_epoch_nfe=last,
+                paired_nfe_saving=saving,
+                paired_loss_change_percent=dloss,
+                paired_time_ratio=time_ratio,
+            )
+        )
     return "\n".join(rows) + "\n", summary
 
 

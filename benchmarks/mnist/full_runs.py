@@ -56,8 +56,14 @@ def main(argv=None) -> int:
     p.add_argument("--taylor-method", default=None, help="incremental (default), nested or jet")
     p.add_argument("--sequential", action="store_true", help="one run at a time (fair training times), not side by side")
     ns = p.parse_args(argv)
-    failed = run_all(_one, [parse_spec(s) for s in ns.runs], ns.out, args=(ns.preset, ns.taylor_method),
-                     time_limit=ns.time_limit, sequential=ns.sequential)
+    failed = run_all(
+        _one,
+        [parse_spec(s) for s in ns.runs],
+        ns.out,
+        args=(ns.preset, ns.taylor_method),
+        time_limit=ns.time_limit,
+        sequential=ns.sequential,
+    )
     return 1 if failed else 0
 
 

@@ -32,8 +32,12 @@ def load(runs: str) -> tuple[dict, list]:
         for r in runs_:
             ep = r.pop("epochs")
             r["res"] = r.pop("results")
-            r["curve"] = dict(epoch=[e["epoch"] for e in ep], test_nfe=[e.get("test_nfe_subset") for e in ep],
-                              train_error=[1 - e["train_acc"] for e in ep], time=[e["time"] for e in ep])
+            r["curve"] = dict(
+                epoch=[e["epoch"] for e in ep],
+                test_nfe=[e.get("test_nfe_subset") for e in ep],
+                train_error=[1 - e["train_acc"] for e in ep],
+                time=[e["time"] for e in ep],
+            )
     return groups, unfinished
 
 
@@ -42,8 +46,11 @@ def table(groups: dict, pal: bool = True) -> tuple[str, list]:
     base_nfe = np.mean([r["res"]["test_nfe"] for r in base]) if base else None
     base_acc = np.mean([r["res"]["test_acc"] for r in base]) if base else None
     base_time = np.mean([r["res"]["train_seconds"] for r in base]) if base else None
-    rows = ["| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE saving | first-epoch → final NFE (1,000 test images) | training time, min (× unregularized) |" + (" Pal et al. rerun: NFE / acc. / time |" if pal else ""),
-            "|---|---|---|---|---|---|---|" + ("---|" if pal else "")]
+    rows = [
+        "| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE saving | first-epoch → final NFE (1,000 test images) | training time, min (× unregularized) |"
+        + (" Pal et al. rerun: NFE / acc. / time |" if pal else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if pal else ""),
+    ]
     summary = []
     for (reg, lam, quad), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0])):
         acc = [100 * r["res"]["test_acc"] for r in runs]
@@ -51,15 +58,31 @@ def table(groups: dict, pal: bool = True) -> tuple[str, list]:
         minutes = [r["res"]["train_seconds"] / 60 for r in runs]
         first = [r["curve"]["test_nfe"][0] for r in runs]
         last = [r["curve"]["test_nfe"][-1] for r in runs]
-        label = "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}" + (f" ({quad})" if quad != "integrated" else "")
+        label = (
+            "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}" + (f" ({quad})" if quad != "integrated" else "")
+        )
         ratio = "" if base_time is None or reg == "none" else f" ({np.mean(minutes) * 60 / base_time:.2f}×)"
         saving = "" if base_nfe is None or reg == "none" else f"{base_nfe / np.mean(nfe):.2f}× fewer"
         ref = " " + (" / ".join(PAL[reg]) if reg in PAL and quad == "integrated" else "") + " |" if pal else ""
-        rows.append(f"| {label} | {len(runs)} | {mean_range(acc, '{:.2f}')} | {mean_range(nfe, '{:.1f}')} | {saving} | "
-                    f"{mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | {mean_range(minutes, '{:.1f}')}{ratio} |{ref}")
-        summary.append(dict(reg=reg, lam=lam, quadrature=quad, seeds=[r["seed"] for r in runs], test_acc=acc, test_nfe=nfe, train_minutes=minutes,
-                            first_epoch_nfe=first, final_epoch_nfe=last, curves=[r["curve"] for r in runs],
-                            acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc))))
+        rows.append(
+            f"| {label} | {len(runs)} | {mean_range(acc, '{:.2f}')} | {mean_range(nfe, '{:.1f}')} | {saving} | "
+            f"{mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | {mean_range(minutes, '{:.1f}')}{ratio} |{ref}"
+        )
+        summary.append(
+            dict(
+                reg=reg,
+                lam=lam,
+                quadrature=quad,
+                seeds=[r["seed"] for r in runs],
+                test_acc=acc,
+                test_nfe=nfe,
+                train_minutes=minutes,
+                first_epoch_nfe=first,
+                final_epoch_nfe=last,
+                curves=[r["curve"] for r in runs],
+                acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc)),
+            )
+        )
     return "\n".join(rows) + "\n", summary
 
 

@@ -57,15 +57,28 @@ def latent_values(run_dir, lam_tay):
 
     cfg = latent.preset("cpu", seed=0)
     split, ts = latent.load_data(cfg)
-    model = load_checkpoint(os.path.join(run_dir, "checkpoint.npz"), latent.make_model(cfg, len(physionet.VARIABLES), jnp.float32))[0]
+    model = load_checkpoint(
+        os.path.join(run_dir, "checkpoint.npz"), latent.make_model(cfg, len(physionet.VARIABLES), jnp.float32)
+    )[0]
     values = jnp.asarray(split.train.values[: cfg.batch], jnp.float32)
     mask = jnp.asarray(split.train.mask[: cfg.batch], jnp.float32)
     out = {}
     for method, names in ({"taynode": ("r3",)} | METHODS).items():
         rset = RegularizerSet.parse("+".join(names), lam=1.0)
-        _, parts = latent_ode_loss(model, values, mask, jnp.asarray(ts, jnp.float32), jax.random.PRNGKey(0), n_samples=cfg.n_samples,
-                                   iwae=cfg.iwae, obs_std=cfg.obs_std, regularizers=rset.regularizers, lam=[1.0] * len(names),
-                                   rtol=cfg.train_tol, atol=cfg.train_tol)
+        _, parts = latent_ode_loss(
+            model,
+            values,
+            mask,
+            jnp.asarray(ts, jnp.float32),
+            jax.random.PRNGKey(0),
+            n_samples=cfg.n_samples,
+            iwae=cfg.iwae,
+            obs_std=cfg.obs_std,
+            regularizers=rset.regularizers,
+            lam=[1.0] * len(names),
+            rtol=cfg.train_tol,
+            atol=cfg.train_tol,
+        )
         out[method] = _values(parts, [r.name for r in rset.regularizers])
     return out
 
@@ -80,7 +93,10 @@ def main(argv=None):
     ns = p.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
     result = {}
-    for task, path, fn, lam in (("mnist", ns.mnist, mnist_values, ns.lam_mnist), ("latent", ns.latent, latent_values, ns.lam_latent)):
+    for task, path, fn, lam in (
+        ("mnist", ns.mnist, mnist_values, ns.lam_mnist),
+        ("latent", ns.latent, latent_values, ns.lam_latent),
+    ):
         if path is None:
             continue
         vals = fn(path, lam)

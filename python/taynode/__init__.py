@@ -9,8 +9,8 @@ disable_ynn_fusion()  # before anything below can start JAX's CPU client
 
 from . import regularizers, solver_heuristics, solvers, taylor  # noqa: E402
 from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
-from .solver_heuristics import ErrorEstimate, StiffnessEstimate
 from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve
+from .solver_heuristics import ErrorEstimate, StiffnessEstimate
 from .taylor import UnsupportedPrimitiveError, derivatives
 
 __version__ = "0.1.0"

@@ -80,8 +80,21 @@ def _default_of(fn, name):
 
 
 # Overrides of an MNIST preset, shared by `train mnist` and `study mnist-fig5..8`.
-_MNIST_OPTIONS = ("seed", "epochs", "batch", "train_examples", "train_tol", "eval_test_examples", "eval_train_examples",
-                  "eval_reg_examples", "epoch_eval_examples", "data", "steer", "quadrature", "samples")
+_MNIST_OPTIONS = (
+    "seed",
+    "epochs",
+    "batch",
+    "train_examples",
+    "train_tol",
+    "eval_test_examples",
+    "eval_train_examples",
+    "eval_reg_examples",
+    "epoch_eval_examples",
+    "data",
+    "steer",
+    "quadrature",
+    "samples",
+)
 _QUADRATURE_OPTIONS = ("quadrature", "samples")
 _TRAIN_MNIST_OPTIONS = ("reg", "lam", "solver", "activation") + _MNIST_OPTIONS + ("checkpoint_every", "max_steps")
 _FIG3_OPTIONS = ("seed", "epochs", "train_examples", "batch", "data")
@@ -90,8 +103,13 @@ _DEMO_OPTIONS = ("iters", "lam", "seed") + _QUADRATURE_OPTIONS
 _ORDER_OPTIONS = ("tol", "degrees", "solvers", "dim", "trajectories", "seed")
 _LATENT_OPTIONS = ("epochs", "lam", "max_records", "batch", "seed") + _QUADRATURE_OPTIONS
 _FFJORD_OPTIONS = ("dataset", "data", "iters", "lam_r2", "lam_rnode", "fixed_steps", "regs", "seed") + _QUADRATURE_OPTIONS
-_MNIST_PRESET_NOTES = {"small": "about 10 min on 2 cores", "fig": "1-2 min, for the figure studies", "full": "all 60,000 images, 20 epochs",
-                       "long": "as full, 40 epochs", "paper": "the paper's 160 epochs in float64"}
+_MNIST_PRESET_NOTES = {
+    "small": "about 10 min on 2 cores",
+    "fig": "1-2 min, for the figure studies",
+    "full": "all 60,000 images, 20 epochs",
+    "long": "as full, 40 epochs",
+    "paper": "the paper's 160 epochs in float64",
+}
 
 
 def _add_mnist_options(parser, names=_MNIST_OPTIONS):
@@ -103,13 +121,19 @@ def _add_mnist_options(parser, names=_MNIST_OPTIONS):
 def _add_parallel_options(parser):
     g = parser.add_argument_group("several devices or hosts (data parallel; README: 'Several devices and hosts')")
     g.add_argument("--devices", type=int, help="devices to split each batch over (default: all visible; the batch must divide)")
-    g.add_argument("--sharding", default="global", choices=["global", "per-shard"],
-                   help="global: one adaptive step-size sequence for the whole batch (default); per-shard: each device its own solve")
+    g.add_argument(
+        "--sharding",
+        default="global",
+        choices=["global", "per-shard"],
+        help="global: one adaptive step-size sequence for the whole batch (default); per-shard: each device its own solve",
+    )
     g.add_argument("--coordinator", help="HOST:PORT of process 0, for a multi-process run (or $JAX_COORDINATOR_ADDRESS)")
     g.add_argument("--num-processes", type=int, help="processes in the run (or $JAX_NUM_PROCESSES)")
     g.add_argument("--process-id", type=int, help="this process's index, 0 .. num-processes - 1 (or $JAX_PROCESS_ID)")
     g.add_argument("--dist-timeout", type=int, default=300, help="seconds to wait for all processes to connect (default 300)")
-    g.add_argument("--heartbeat-timeout", type=int, default=60, help="seconds after which a silent process counts as dead (default 60)")
+    g.add_argument(
+        "--heartbeat-timeout", type=int, default=60, help="seconds after which a silent process counts as dead (default 60)"
+    )
 
 
 def _start_parallel(ns):
@@ -119,7 +143,9 @@ def _start_parallel(ns):
     if ns.coordinator or ns.num_processes or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         from .train.parallel import init_distributed
 
-        init_distributed(ns.coordinator, ns.num_processes, ns.process_id, timeout=ns.dist_timeout, heartbeat_timeout=ns.heartbeat_timeout)
+        init_distributed(
+            ns.coordinator, ns.num_processes, ns.process_id, timeout=ns.dist_timeout, heartbeat_timeout=ns.heartbeat_timeout
+        )
     return dict(devices=ns.devices, sharding=ns.sharding)
 
 
@@ -176,7 +202,12 @@ def _study_mnist_figs(ns):
     f5 = {} if ns.lams is None else dict(lams=tuple(ns.lams))
     f6 = {k: tuple(v) for k, v in dict(solvers=ns.solvers, orders=ns.orders).items() if v is not None}
     fig = ns.study.removeprefix("mnist-")
-    kw = dict(fig5=f5, fig6=f6, fig7=dict(fig5_kw=f5, fig6_kw=f6), fig8=dict(fig5_kw=f5, fig6_kw=f6) | ({} if ns.tols is None else dict(tols=tuple(ns.tols))))[fig]
+    kw = dict(
+        fig5=f5,
+        fig6=f6,
+        fig7=dict(fig5_kw=f5, fig6_kw=f6),
+        fig8=dict(fig5_kw=f5, fig6_kw=f6) | ({} if ns.tols is None else dict(tols=tuple(ns.tols))),
+    )[fig]
     s = getattr(mnist_figs, fig)(ns.out, preset=ns.preset, progress=not ns.no_progress, **kw, **over)
     with open(s["figure"][: -len(".png")] + ".md") as fh:
         print(fh.read())
@@ -209,8 +240,10 @@ def _study_latent(ns):
 
     cfg = latent.preset(ns.preset, **_given(ns, _LATENT_OPTIONS))
     summary = latent.run(cfg, ns.out, root=ns.data, progress=not ns.no_progress, resume=ns.resume)
-    print(f"\nFig. 4 Latent ODE on PhysioNet 2012 ({summary['data']['train']} train / {summary['data']['test']} test records), "
-          f"dopri5 at rtol=atol={cfg.eval_tol} (float64)")
+    print(
+        f"\nFig. 4 Latent ODE on PhysioNet 2012 ({summary['data']['train']} train / {summary['data']['test']} test records), "
+        f"dopri5 at rtol=atol={cfg.eval_tol} (float64)"
+    )
     print(latent.markdown_table(summary))
     print(f"figure: {summary['figure']}")
 
@@ -231,8 +264,10 @@ def _study_ffjord(ns):
 
     cfg = ffjord.preset(ns.preset, **_given(ns, _FFJORD_OPTIONS))
     summary = ffjord.run_table(cfg, ns.out, progress=not ns.no_progress, resume=ns.resume)
-    print(f"\nTable 2 at CPU scale: FFJORD on {cfg.dataset} ({summary['train_examples']} train / {summary['test_examples']} test points); "
-          f"evaluation: dopri5 at rtol=atol={cfg.eval_tol:g} (float64)")
+    print(
+        f"\nTable 2 at CPU scale: FFJORD on {cfg.dataset} ({summary['train_examples']} train / {summary['test_examples']} test points); "
+        f"evaluation: dopri5 at rtol=atol={cfg.eval_tol:g} (float64)"
+    )
     print(ffjord.markdown_table(summary))
     print(f"table: {ns.out}/table.md, {ns.out}/table.csv" + (f"; figure: {summary['figure']}" if "figure" in summary else ""))
 
@@ -294,58 +329,126 @@ def _main(argv):
     d.set_defaults(run=_demo)
     study = sub.add_parser("study", help="studies of the paper").add_subparsers(dest="study", required=True)
     o = study.add_parser("order", help="Fig. 2: steps of order-m RK solvers on degree-K polynomial trajectories")
-    o.add_argument("--out", default="runs/order", help="output folder (fig2.png, order.md, order.csv, results.json) (default runs/order)")
+    o.add_argument(
+        "--out", default="runs/order", help="output folder (fig2.png, order.md, order.csv, results.json) (default runs/order)"
+    )
     _add_config_flags(o, order.OrderConfig, _ORDER_OPTIONS)
     o.set_defaults(run=_study_order)
     f3 = study.add_parser("mnist-fig3", help="Fig. 3: NFE and training error during MNIST training, with and without R3")
-    f3.add_argument("--out", default="runs/mnist-small", help="folder of the runs and fig3.png (reuses finished runs) (default runs/mnist-small)")
+    f3.add_argument(
+        "--out",
+        default="runs/mnist-small",
+        help="folder of the runs and fig3.png (reuses finished runs) (default runs/mnist-small)",
+    )
     f3.add_argument("--lam", type=float, default=_default_of(mnist.fig3, "lam"), help="weight λ of R3 (default %(default)g)")
     _add_preset(f3, mnist.PRESETS, _default_of(mnist.fig3, "preset"), _MNIST_PRESET_NOTES)
     _add_mnist_options(f3, _FIG3_OPTIONS)
     f3.add_argument("--no-progress", action="store_true")
     f3.set_defaults(run=_study_mnist_fig3)
-    for n, what in (("5", "λ sweep of R2: test NFE against unregularized training loss"),
-                    ("6", "loss/NFE trade-off of heun, bosh3, dopri5 when regularizing R1..R4"),
-                    ("7", "R_K against NFE across the runs of Figs. 5 and 6 (rank correlation)"),
-                    ("8", "(a) solver error vs tolerance, (b) train vs test NFE, (c) train/test error vs λ")):
+    for n, what in (
+        ("5", "λ sweep of R2: test NFE against unregularized training loss"),
+        ("6", "loss/NFE trade-off of heun, bosh3, dopri5 when regularizing R1..R4"),
+        ("7", "R_K against NFE across the runs of Figs. 5 and 6 (rank correlation)"),
+        ("8", "(a) solver error vs tolerance, (b) train vs test NFE, (c) train/test error vs λ"),
+    ):
         fq = study.add_parser(f"mnist-fig{n}", help=f"Fig. {n}: {what} (runs cached in OUT/runs, shared by Figs. 5-8)")
-        fq.add_argument("--out", default="runs/mnist-figs", help="output folder (figN.png, figN.md/.csv/.json, runs/) (default runs/mnist-figs)")
+        fq.add_argument(
+            "--out",
+            default="runs/mnist-figs",
+            help="output folder (figN.png, figN.md/.csv/.json, runs/) (default runs/mnist-figs)",
+        )
         _add_preset(fq, mnist.PRESETS, _default_of(mnist_figs.fig5, "preset"), _MNIST_PRESET_NOTES)
-        fq.add_argument("--lams", type=float, nargs="+", help=f"Fig. 5's λ values of R2, 0 = unregularized (default {_show(mnist_figs.FIG5_LAMS)})")
+        fq.add_argument(
+            "--lams",
+            type=float,
+            nargs="+",
+            help=f"Fig. 5's λ values of R2, 0 = unregularized (default {_show(mnist_figs.FIG5_LAMS)})",
+        )
         fq.add_argument("--solvers", nargs="+", help=f"Fig. 6's solvers (default {_show(mnist_figs.FIG6_SOLVERS)})")
-        fq.add_argument("--orders", type=int, nargs="+", help=f"Fig. 6's orders K of R_K (default {_show(_default_of(mnist_figs.fig6, 'orders'))})")
+        fq.add_argument(
+            "--orders",
+            type=int,
+            nargs="+",
+            help=f"Fig. 6's orders K of R_K (default {_show(_default_of(mnist_figs.fig6, 'orders'))})",
+        )
         _add_mnist_options(fq, _MNIST_OPTIONS + ("eval_orders",))
         if n == "8":
-            fq.add_argument("--tols", type=float, nargs="+", help=f"tolerances of panel (a) (default {_show(mnist_figs.FIG8_TOLS)})")
+            fq.add_argument(
+                "--tols", type=float, nargs="+", help=f"tolerances of panel (a) (default {_show(mnist_figs.FIG8_TOLS)})"
+            )
         else:
             fq.set_defaults(tols=None)
         fq.add_argument("--no-progress", action="store_true")
         fq.set_defaults(run=_study_mnist_figs)
     lo = study.add_parser("latent-ode", help="Fig. 4: Latent ODE on PhysioNet 2012, unregularized vs R3")
     _add_preset(lo, latent.PRESETS, "cpu", {"cpu": "about 20 min on 2 cores"})
-    lo.add_argument("--out", default="runs/latent_ode", help="output folder (fig4.png, table.md, results.json, run folders) (default runs/latent_ode)")
-    lo.add_argument("--data", help="folder with set-a.tar.gz, Outcomes-a.txt, ... (default: $TAYNODE_PHYSIONET or ../shared/data/physionet2012)")
+    lo.add_argument(
+        "--out",
+        default="runs/latent_ode",
+        help="output folder (fig4.png, table.md, results.json, run folders) (default runs/latent_ode)",
+    )
+    lo.add_argument(
+        "--data",
+        help="folder with set-a.tar.gz, Outcomes-a.txt, ... (default: $TAYNODE_PHYSIONET or ../shared/data/physionet2012)",
+    )
     _add_config_flags(lo, latent.LatentConfig, _LATENT_OPTIONS, latent.PRESETS)
     lo.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     lo.add_argument("--no-progress", action="store_true")
     lo.set_defaults(run=_study_latent)
-    ff = study.add_parser("ffjord-table2", help="Table 2 at CPU scale: FFJORD unregularized vs RNODE vs TayNODE (R2), adaptive and fixed-grid training")
-    _add_preset(ff, ffjord.PRESETS, "cpu", {"cpu": "a 2-D toy, 6-13 min on 2 shared cores", "tiny": "smoke test",
-                                            "mnist": "reduced 14x14 MNIST, about 30 min of one CPU core",
-                                            "miniboone": "needs MAF's data.npy and a GPU"})
-    ff.add_argument("--out", default="runs/ffjord", help="output folder (table.md, table.csv, results.json, densities.png, runs/) (default runs/ffjord)")
-    _add_config_flags(ff, ffjord.FFJORDConfig, _FFJORD_OPTIONS, ffjord.PRESETS,
-                      fixed_steps=dict(nargs="*"), regs=dict(choices=list(ffjord.REGS)))
+    ff = study.add_parser(
+        "ffjord-table2",
+        help="Table 2 at CPU scale: FFJORD unregularized vs RNODE vs TayNODE (R2), adaptive and fixed-grid training",
+    )
+    _add_preset(
+        ff,
+        ffjord.PRESETS,
+        "cpu",
+        {
+            "cpu": "a 2-D toy, 6-13 min on 2 shared cores",
+            "tiny": "smoke test",
+            "mnist": "reduced 14x14 MNIST, about 30 min of one CPU core",
+            "miniboone": "needs MAF's data.npy and a GPU",
+        },
+    )
+    ff.add_argument(
+        "--out",
+        default="runs/ffjord",
+        help="output folder (table.md, table.csv, results.json, densities.png, runs/) (default runs/ffjord)",
+    )
+    _add_config_flags(
+        ff,
+        ffjord.FFJORDConfig,
+        _FFJORD_OPTIONS,
+        ffjord.PRESETS,
+        fixed_steps=dict(nargs="*"),
+        regs=dict(choices=list(ffjord.REGS)),
+    )
     ff.add_argument("--resume", action="store_true", help="continue the runs in --out from their checkpoints")
     ff.add_argument("--no-progress", action="store_true")
     ff.set_defaults(run=_study_ffjord)
-    rg = study.add_parser("regularizers", help="every speed regularizer (TayNODE, RNODE, ERNODE, SRNODE, STEER) on MNIST, "
-                          "the Latent ODE and 2-D FFJORD at the CPU presets, 2 seeds; resumable")
-    rg.add_argument("--out", default="runs/regularizers", help="output folder: one subfolder per task with run folders, table.md, scatter.png (default runs/regularizers)")
-    _add_config_flags(rg, regularizers.RegularizersConfig, ("tasks", "methods", "seeds"),
-                      tasks=dict(choices=list(regularizers.TASKS)), methods=dict(choices=list(regularizers.METHODS)))
+    rg = study.add_parser(
+        "regularizers",
+        help="every speed regularizer (TayNODE, RNODE, ERNODE, SRNODE, STEER) on MNIST, "
+        "the Latent ODE and 2-D FFJORD at the CPU presets, 2 seeds; resumable",
+    )
+    rg.add_argument(
+        "--out",
+        default="runs/regularizers",
+        help="output folder: one subfolder per task with run folders, table.md, scatter.png (default runs/regularizers)",
+    )
+    _add_config_flags(
+        rg,
+        regularizers.RegularizersConfig,
+        ("tasks", "methods", "seeds"),
+        tasks=dict(choices=list(regularizers.TASKS)),
+        methods=dict(choices=list(regularizers.METHODS)),
+    )
     rg.add_argument("--time-limit", type=float, help="seconds after which the runs stop (they resume with the same command)")
-    rg.add_argument("--side-by-side", action="store_true", help="train a task's runs at the same time (faster; training times no longer compare)")
+    rg.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="train a task's runs at the same time (faster; training times no longer compare)",
+    )
     rg.set_defaults(run=_study_regularizers)
     t = sub.add_parser("train", help="train a model").add_subparsers(dest="task", required=True)
     m = t.add_parser("mnist", help="the paper's MNIST classifier (Sec. 6.1)")
@@ -363,10 +466,16 @@ def _main(argv):
     c = sub.add_parser("compare-solvers", help="the same problems solved by taynode, SciPy, torchdiffeq and Julia")
     c.add_argument("--problems", nargs="+", help="lotka_volterra van_der_pol two_body neural_ode (default: all)")
     c.add_argument("--tols", type=float, nargs="+", help="rtol = atol values swept (default 1e-4 1e-6 1e-8 1e-10)")
-    c.add_argument("--implementations", nargs="+", help="taynode scipy torchdiffeq julia (default: all; unavailable ones are skipped with the reason)")
+    c.add_argument(
+        "--implementations",
+        nargs="+",
+        help="taynode scipy torchdiffeq julia (default: all; unavailable ones are skipped with the reason)",
+    )
     c.add_argument("--repeats", type=int, default=3, help="timed solves after the warm-up one (median reported)")
     c.add_argument("--model", help="portable .npz of the neural ODE (default: OUT/neural_ode.npz, trained when absent)")
-    c.add_argument("--out", default="runs/compare", help="output folder (compare.md, compare.csv, work_precision.png, results.json)")
+    c.add_argument(
+        "--out", default="runs/compare", help="output folder (compare.md, compare.csv, work_precision.png, results.json)"
+    )
     c.set_defaults(run=_compare_solvers)
     ns = p.parse_args(argv)
     import jax

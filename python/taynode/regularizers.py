@@ -34,9 +34,7 @@ __all__ = ["RK", "Evaluation", "JacobianFrobenius", "Kinetic", "Regularizer", "R
 
 def per_example_sum_squares(tree):
     """Sum of squares over every axis but the leading (batch) one, across all leaves."""
-    return sum(
-        jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))) for x in jax.tree_util.tree_leaves(tree)
-    )
+    return sum(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))) for x in jax.tree_util.tree_leaves(tree))
 
 
 def num_features(tree) -> int:
@@ -164,10 +162,7 @@ def parse(spec) -> Regularizer:
             return Kinetic()
         if s in ("jacobian", "jacobian_frobenius", "b", "frobenius"):
             return JacobianFrobenius()
-    raise ValueError(
-        f"unknown regularizer {spec!r}; use 'r<K>' (e.g. 'r3'), 'kinetic', 'jacobian', or a "
-        f"Regularizer instance"
-    )
+    raise ValueError(f"unknown regularizer {spec!r}; use 'r<K>' (e.g. 'r3'), 'kinetic', 'jacobian', or a Regularizer instance")
 
 
 RNODE = ("kinetic", "jacobian")  # Finlay et al.'s pair, the alias "rnode"
@@ -203,8 +198,9 @@ def _check_weight(name: str, w) -> float:
     _check_sign(w, f" of {name}")
     if w == 0:
         # the regularizer would be integrated at every step and then multiplied by 0
-        raise ValueError(f"regularizer {name} is chosen but its weight λ is 0; pass λ > 0 (--lam), or reg 'none' to "
-                         "train unregularized")
+        raise ValueError(
+            f"regularizer {name} is chosen but its weight λ is 0; pass λ > 0 (--lam), or reg 'none' to train unregularized"
+        )
     return w
 
 
@@ -229,7 +225,7 @@ class RegularizerSet:
     lam: float | tuple | None = None
 
     @classmethod
-    def parse(cls, spec=(), lam=None, *, taylor_method: str | None = None) -> "RegularizerSet":
+    def parse(cls, spec=(), lam=None, *, taylor_method: str | None = None) -> RegularizerSet:
         """Parse ``spec`` and check ``lam`` against it (see the class docstring).
 
         ``taylor_method`` is the Taylor-mode method of R_K named by a string (default: R_K's own).
@@ -264,8 +260,7 @@ class RegularizerSet:
             return None
         names = [r.name for r in regs]
         if isinstance(lam, dict):
-            given = {parse(k).name if isinstance(k, str) and not _is_step_name(k) else str(k).lower(): v
-                     for k, v in lam.items()}
+            given = {parse(k).name if isinstance(k, str) and not _is_step_name(k) else str(k).lower(): v for k, v in lam.items()}
             if sorted(given) != sorted(names):
                 raise ValueError(f"λ per regularizer must name exactly the regularizers {names}, got {list(lam)}")
             return tuple(_check_weight(n, given[n]) for n in names)
@@ -281,8 +276,9 @@ class RegularizerSet:
         if w > 0 and not regs:
             raise ValueError(f"λ = {w} > 0 but no regularizer is chosen (reg 'none')")
         if w == 0 and regs:
-            raise ValueError("a regularizer is chosen but its weight λ is 0; pass λ > 0 (--lam), or reg 'none' to train "
-                             "unregularized")
+            raise ValueError(
+                "a regularizer is chosen but its weight λ is 0; pass λ > 0 (--lam), or reg 'none' to train unregularized"
+            )
         return w
 
     @property

@@ -51,8 +51,10 @@ def sample_times(key, t0, t1, samples: int):
 def _finite_at_start(dz):
     """f(t0, z0) is finite, or an error: catches NaN/inf in arrays a plain function closes over,
     which would otherwise only surface as step-size collapse (max_steps)."""
-    msg = ("f(t0, z0, args) contains NaN or inf although z0 and args are finite: check the arrays f "
-           "closes over (e.g. the weights of a plain function) and what f computes at t0")
+    msg = (
+        "f(t0, z0, args) contains NaN or inf although z0 and args are finite: check the arrays f "
+        "closes over (e.g. the weights of a plain function) and what f computes at t0"
+    )
     bad = ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(dz)]))
     if _is_concrete(bad):
         if bool(bad):
@@ -63,8 +65,11 @@ def _finite_at_start(dz):
 
 def _check_result(result, zs, max_steps):
     """diffrax's failure codes as clear errors (raised now for concrete values, at run time under jit)."""
-    msgs = ["", _MAX_STEPS_MESSAGE.replace("max_steps=", f"max_steps={max_steps}"),
-            "the solve failed: diffrax reported an error other than max_steps"]
+    msgs = [
+        "",
+        _MAX_STEPS_MESSAGE.replace("max_steps=", f"max_steps={max_steps}"),
+        "the solve failed: diffrax reported an error other than max_steps",
+    ]
     index = jnp.where(result == dfx.RESULTS.successful, 0, jnp.where(result == dfx.RESULTS.max_steps_reached, 1, 2))
     return eqx.branched_error_if(zs, index != 0, index, msgs)
 
@@ -145,7 +150,8 @@ def _saveat(p: Problem, save_ts, accumulate: bool):
 def sampled_integrals(p: Problem, f_, taus, z_tau, t0, t1):
     r""":math:`|t_1 - t_0|\frac1M\sum_m r(\tau_m, z(\tau_m))` for each integrand regularizer."""
     return {
-        r.name: jnp.abs(t1 - t0) * jnp.mean(jax.vmap(lambda t, z: r.integrand(f_, t, z, p.args, p.noise))(taus, z_tau), axis=0)
+        r.name: jnp.abs(t1 - t0)
+        * jnp.mean(jax.vmap(lambda t, z, r=r: r.integrand(f_, t, z, p.args, p.noise))(taus, z_tau), axis=0)
         for r in p.regs
     }
 
@@ -203,17 +209,36 @@ def integrate_rk(spec, p: Problem) -> Solution:
         zs = jax.tree_util.tree_map(lambda y: y[:n_out], zs)
         integrals = sampled_integrals(p, eqx.combine(f_arrays, f_static), taus, z_tau, t0, t1)
         if step_regs:
-            integrals.update(_heuristics.local_values(
-                step_regs, inner, term, packed, taus, (z_tau, {}), t1, direction, spec.order, p.rtol, p.atol,
-                _solvers.initial_step_size, lambda y: y[0]))
+            integrals.update(
+                _heuristics.local_values(
+                    step_regs,
+                    inner,
+                    term,
+                    packed,
+                    taus,
+                    (z_tau, {}),
+                    t1,
+                    direction,
+                    spec.order,
+                    p.rtol,
+                    p.atol,
+                    _solvers.initial_step_size,
+                    lambda y: y[0],
+                )
+            )
         reg_evals = jnp.array(p.samples)
     else:
         integrals = {n: r[-1] for n, r in rs.items()}
         if accumulate:
             integrals.update(_heuristics.accumulated(sol.solver_state))
         reg_evals = nfe if regs else jnp.array(0)
-    stats = dict(nfe=nfe, steps=sol.stats["num_accepted_steps"], rejected=sol.stats["num_rejected_steps"],
-                 attempted=attempted, regularizer_evals=reg_evals)
+    stats = dict(
+        nfe=nfe,
+        steps=sol.stats["num_accepted_steps"],
+        rejected=sol.stats["num_rejected_steps"],
+        attempted=attempted,
+        regularizer_evals=reg_evals,
+    )
     if p.adjoint == "backprop":
         stats["nfe_backward"] = nfe - (_solvers.INITIAL_STEP_EVALS if p.adaptive else 0)
     return Solution(ts=ts, ys=zs, integrals=integrals, stats=stats, step_ts=step_ts, step_ys=step_zs, nfe_unit=spec.nfe_unit)

@@ -11,7 +11,7 @@ direction); the Taylor method integrates z alone (:mod:`taynode.taylor_solver`).
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
@@ -254,6 +254,7 @@ def _empty_interval(p: Problem, names, nfe_unit):
     """``ts = (t0, t0)``: z0 twice, zero integrals, no evaluations."""
     zeros = {n: jnp.zeros((p.batch,), p.dtype) for n in names}
     ys = jax.tree_util.tree_map(lambda z: jnp.stack([z, z]), p.z0)
-    stats = dict(nfe=jnp.array(0), steps=jnp.array(0), rejected=jnp.array(0), attempted=jnp.array(0),
-                 regularizer_evals=jnp.array(0))
+    stats = dict(
+        nfe=jnp.array(0), steps=jnp.array(0), rejected=jnp.array(0), attempted=jnp.array(0), regularizer_evals=jnp.array(0)
+    )
     return Solution(ts=p.ts, ys=ys, integrals=zeros, stats=stats, nfe_unit=nfe_unit)

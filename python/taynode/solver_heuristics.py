@@ -69,8 +69,9 @@ gradient (diffrax's PID controller stops it), so the gradient is the one with th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import diffrax as dfx
 import equinox as eqx
@@ -131,9 +132,7 @@ class ErrorEstimate(StepRegularizer):
     name: str = "ernode"
 
     def step_value(self, info):
-        scale = jax.tree_util.tree_map(
-            lambda a, b: info.atol + info.rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), info.z0, info.z1
-        )
+        scale = jax.tree_util.tree_map(lambda a, b: info.atol + info.rtol * jnp.maximum(jnp.abs(a), jnp.abs(b)), info.z0, info.z1)
         scaled = jax.tree_util.tree_map(lambda e, s: e / s, info.z_error, scale)
         eest = _safe_sqrt(_per_example_sum_squares(scaled) / _num_features(info.z0))
         return eest * jnp.abs(info.t1 - info.t0)
@@ -165,7 +164,9 @@ class StiffnessEstimate(StepRegularizer):
         if self.stages is not None:
             i, j = self.stages
             if not (isinstance(i, (int, np.integer)) and isinstance(j, (int, np.integer)) and 1 <= i < j <= n):
-                raise ValueError(f"srnode stages must be two stage numbers 1 <= i < j <= {n} for {solver_name}, got {self.stages!r}")
+                raise ValueError(
+                    f"srnode stages must be two stage numbers 1 <= i < j <= {n} for {solver_name}, got {self.stages!r}"
+                )
         elif self.pair(tableau) is None:
             c = [0.0] + [round(float(x), 4) for x in np.asarray(tableau.c)]
             raise ValueError(
@@ -196,6 +197,7 @@ def solvers_with_pair() -> list[str]:
     from .solvers import SOLVERS
 
     return [n for n, s in SOLVERS.items() if s.embedded and _same_time_pair(s.make().tableau) is not None]
+
 
 NAMES = {"ernode": ErrorEstimate, "srnode": StiffnessEstimate}
 
@@ -237,7 +239,9 @@ def check(step_regs, solver, spec, steps, adjoint, quadrature, registry):
         )
     tableau = getattr(spec.make(), "tableau", None)
     if not isinstance(tableau, dfx.ButcherTableau):
-        raise ValueError(f"regularizers {names} need an explicit Runge–Kutta tableau; solver {label!r} has none. Use one of {works}")
+        raise ValueError(
+            f"regularizers {names} need an explicit Runge–Kutta tableau; solver {label!r} has none. Use one of {works}"
+        )
     for r in step_regs:
         r.check_tableau(tableau, label)
     if adjoint != "backprop" and quadrature != "sampled":
@@ -290,8 +294,17 @@ class Accumulate(dfx.AbstractAdaptiveSolver):
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         inner, sums = solver_state
         y1, y_error, dense_info, inner, result = self.solver.step(terms, t0, t1, y0, args, inner, made_jump)
-        info = step_info(self.solver.tableau, t0, t1, self.select(y0), self.select(y1), self.select(y_error),
-                         self.select(dense_info["k"]), self.rtol, self.atol)
+        info = step_info(
+            self.solver.tableau,
+            t0,
+            t1,
+            self.select(y0),
+            self.select(y1),
+            self.select(y_error),
+            self.select(dense_info["k"]),
+            self.rtol,
+            self.atol,
+        )
         sums = {r.name: sums[r.name] + r.step_value(info) for r in self.regs}
         return y1, y_error, dense_info, (inner, sums), result
 

@@ -26,16 +26,30 @@ tableau) in a :class:`SolverSpec`, or a subclass with its own ``check`` and ``in
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["F_EVALS", "REGISTRY", "SOLVERS", "STUDY_SOLVERS", "TAYLOR", "TAYLOR_ORDERS", "EulerHeun", "Fehlberg45", "RK4", "SolverSpec", "TaylorSpec",
-           "get", "initial_step_size"]
+__all__ = [
+    "F_EVALS",
+    "REGISTRY",
+    "SOLVERS",
+    "STUDY_SOLVERS",
+    "TAYLOR",
+    "TAYLOR_ORDERS",
+    "EulerHeun",
+    "Fehlberg45",
+    "RK4",
+    "SolverSpec",
+    "TaylorSpec",
+    "get",
+    "initial_step_size",
+]
 
 INITIAL_STEP_EVALS = 2
 

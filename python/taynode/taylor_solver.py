@@ -48,7 +48,7 @@ gradients through it are not supported by JAX (use an RK solver for training).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
@@ -57,8 +57,15 @@ import numpy as np
 
 from .taylor import MAX_ORDER, UnsupportedPrimitiveError, check_method, coefficients
 
-__all__ = ["check_taylor_options", "integrate_taylor", "jorba_zou_order", "jorba_zou_step", "taylor_coefficients", "horner",
-           "taylor_solve"]
+__all__ = [
+    "check_taylor_options",
+    "integrate_taylor",
+    "jorba_zou_order",
+    "jorba_zou_step",
+    "taylor_coefficients",
+    "horner",
+    "taylor_solve",
+]
 
 
 def jorba_zou_order(rel_tol: float) -> int:
@@ -170,8 +177,7 @@ def _check_orders(order, orders, method=None):
             )
     if orders is not None:
         orders = tuple(orders)
-        if not orders or any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 2 <= q <= cap
-                             for q in orders):
+        if not orders or any(isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 2 <= q <= cap for q in orders):
             raise ValueError(f"orders must be integers >= 2 and <= {cap}, got {orders!r}")
         if list(orders) != sorted(set(orders)):
             raise ValueError(f"orders must be distinct and increasing, got {orders!r}")
@@ -316,11 +322,8 @@ def taylor_solve(
     t, z, i_out, ys, n, cost, _, st, sy = jax.lax.while_loop(cond, body, state)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(z)]))
     ys = eqx.error_if(ys, ~finite, "the Taylor solver produced NaN or inf (is the solution blowing up?)")
-    ys = eqx.error_if(
-        ys, (t1 - t) * direction > 0, "the maximum number of Taylor steps (max_steps) was reached before t1"
-    )
-    stats = dict(nfe=cost, steps=n, rejected=jnp.array(0), attempted=n,
-                 mean_order=cost / jnp.maximum(n, 1))
+    ys = eqx.error_if(ys, (t1 - t) * direction > 0, "the maximum number of Taylor steps (max_steps) was reached before t1")
+    stats = dict(nfe=cost, steps=n, rejected=jnp.array(0), attempted=n, mean_order=cost / jnp.maximum(n, 1))
     return ys, stats, st, sy
 
 
@@ -338,7 +341,9 @@ def check_taylor_options(spec, regularizers=(), adjoint: str = "backprop", steps
             "series of Taylor series); integrate them with an RK solver, e.g. solver='dopri5'"
         )
     if adjoint != "backprop":
-        raise NotImplementedError("the Taylor solver has no continuous adjoint; use adjoint='backprop' (forward-mode only) or an RK solver")
+        raise NotImplementedError(
+            "the Taylor solver has no continuous adjoint; use adjoint='backprop' (forward-mode only) or an RK solver"
+        )
     if steps is not None:
         raise ValueError("the Taylor solver chooses its own steps (Jorba & Zou): pass rtol/atol, not steps=")
 
@@ -350,7 +355,9 @@ def parse_solver_name(name: str, regularizers=(), adjoint: str = "backprop", ste
 
     spec = get(name) if isinstance(name, str) and name.startswith("taylor") else None
     if not isinstance(spec, TaylorSpec):
-        raise ValueError(f"unknown solver {name!r}; the Taylor solvers are 'taylor', 'taylor<p>' (e.g. 'taylor12') and 'taylor-adaptive'")
+        raise ValueError(
+            f"unknown solver {name!r}; the Taylor solvers are 'taylor', 'taylor<p>' (e.g. 'taylor12') and 'taylor-adaptive'"
+        )
     check_taylor_options(spec, regularizers, adjoint, steps)
     return spec.options
 

@@ -14,7 +14,6 @@ remaining m; every split is standardized by the mean and standard deviation (Num
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,9 @@ class MiniBoone:
 def find(path=None) -> Path:
     """The ``data.npy`` to read (see the module docstring for the search order)."""
     p, what = locate(
-        path, ENV, "miniboone",
+        path,
+        ENV,
+        "miniboone",
         f"MINIBOONE not found: pass the path of MAF's miniboone/data.npy, set ${ENV}, or put it in "
         f"../shared/data/miniboone/data.npy (it comes from MAF's data archive, Zenodo record 1161203)",
     )

@@ -21,7 +21,6 @@ the official 10,000 test images.
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +71,9 @@ def _idx_path(folder: Path, stem: str) -> Path | None:
 def find(path=None) -> Path:
     """The npz file or IDX folder to read (see the module docstring for the search order)."""
     p, what = locate(
-        path, ENV, "mnist",
+        path,
+        ENV,
+        "mnist",
         f"MNIST not found: pass a path, set ${ENV} (the npz file or a folder with it or the "
         f"IDX files) or $TAYNODE_DATA (a folder with mnist/{NPZ_NAME}), or put it in "
         f"../shared/data/mnist next to the repository",
@@ -113,7 +114,9 @@ def read_idx(path, expect_ndim: int) -> np.ndarray:
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     size = int(np.prod(shape))
     if len(raw) != header + size:
-        raise DataError(f"{path}: header says shape {shape} ({header + size} bytes) but the file has {len(raw)} bytes (truncated or corrupt)")
+        raise DataError(
+            f"{path}: header says shape {shape} ({header + size} bytes) but the file has {len(raw)} bytes (truncated or corrupt)"
+        )
     return np.frombuffer(raw, np.uint8, size, header).reshape(shape)
 
 
@@ -154,9 +157,11 @@ def load(path=None, *, validation: int = 0, sha256: str | None = NPZ_SHA256) -> 
             IDX files are checked by their headers and sizes instead.
     """
     src = find(path)
-    arrays = _read_npz(src, sha256) if src.is_file() else {
-        k: read_idx(_idx_path(src, stem), 3 if k.startswith("x") else 1) for k, stem in IDX_FILES.items()
-    }
+    arrays = (
+        _read_npz(src, sha256)
+        if src.is_file()
+        else {k: read_idx(_idx_path(src, stem), 3 if k.startswith("x") else 1) for k, stem in IDX_FILES.items()}
+    )
     _check(arrays, src)
     n = arrays["x_train"].shape[0]
     if isinstance(validation, bool) or not isinstance(validation, (int, np.integer)) or not 0 <= validation < n:

@@ -53,7 +53,6 @@ Parsing all of set A takes about 5 s on one core, so there is no cache.
 from __future__ import annotations
 
 import math
-import os
 import re
 import tarfile
 import zlib
@@ -114,7 +113,9 @@ def find_root(root=None) -> Path:
     """The data folder: ``root``, else ``$TAYNODE_PHYSIONET``, else ``physionet2012`` in the
     project's data folder (:func:`taynode.data.data_root`: ``$TAYNODE_DATA`` or ../shared/data)."""
     return locate(
-        root, ENV_VAR, "physionet2012",
+        root,
+        ENV_VAR,
+        "physionet2012",
         f"PhysioNet 2012 data folder not found: pass root=..., or set ${ENV_VAR}, or put the "
         f"official files (set-a.tar.gz, Outcomes-a.txt, ...) in ../shared/data/physionet2012 "
         f"next to the repository",
@@ -148,7 +149,7 @@ class Summary:
         if len(ex) < _N_EXAMPLES:
             ex.append((member, lineno, text))
 
-    def merge(self, other: "Summary") -> "Summary":
+    def merge(self, other: Summary) -> Summary:
         out = Summary(
             self.records + other.records,
             self.lines + other.lines,
@@ -272,8 +273,7 @@ def read_archive(path, expected_sha256: str | None = None) -> _Archive:
                     ids.append(got[0])
                     statics.append(got[1])
         except (EOFError, OSError, tarfile.TarError, zlib.error) as e:  # a truncated or damaged archive
-            raise DataError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); "
-                            f"re-download it") from None
+            raise DataError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); re-download it") from None
     summary.records = len(ids)
     if not ids:
         raise DataError(f"{path}: no readable records (*.txt with a Time,Parameter,Value header and a RecordID)")
@@ -338,7 +338,7 @@ class PhysioNet:
     def __len__(self):
         return len(self.record_ids)
 
-    def subset(self, idx) -> "PhysioNet":
+    def subset(self, idx) -> PhysioNet:
         idx = np.asarray(idx)
         return replace(
             self,
@@ -391,7 +391,7 @@ def _to_grid(arch: _Archive, bin_hours: float | None):
         times = np.zeros((n, n_slots))
         times[urec, np.arange(len(uniq)) - first[urec]] = umin / 60.0
         for i in np.nonzero(lengths)[0]:  # padding repeats the last time
-            times[i, lengths[i]:] = times[i, lengths[i] - 1]
+            times[i, lengths[i] :] = times[i, lengths[i] - 1]
         grid = None
     flat = (arch.record * n_slots + slot) * d + arch.var
     total = np.bincount(flat, weights=arch.value, minlength=n * n_slots * d).reshape(n, n_slots, d)

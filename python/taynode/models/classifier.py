@@ -54,7 +54,9 @@ class ODEClassifier(eqx.Module):
     dynamics: MLPDynamics
     head: eqx.nn.Linear
 
-    def __init__(self, dim: int = 784, hidden: int = 100, classes: int = 10, activation: str = "sigmoid", *, key, dtype=jnp.float32):
+    def __init__(
+        self, dim: int = 784, hidden: int = 100, classes: int = 10, activation: str = "sigmoid", *, key, dtype=jnp.float32
+    ):
         if activation not in ("sigmoid", "softplus", "tanh"):
             raise ValueError(f"activation must be 'sigmoid' or 'softplus' (the paper's) or 'tanh', got {activation!r}")
         k1, k2 = jax.random.split(key)

@@ -325,7 +325,9 @@ class CNF(eqx.Module):
     def _check_dim(self, x):
         d = math.prod(x.shape[1:])
         if self.trace == "exact" and d > MAX_EXACT_TRACE_DIM:
-            raise ValueError(f"trace='exact' needs {d} JVPs per evaluation for {d} features; use trace='hutchinson' above {MAX_EXACT_TRACE_DIM}")
+            raise ValueError(
+                f"trace='exact' needs {d} JVPs per evaluation for {d} features; use trace='hutchinson' above {MAX_EXACT_TRACE_DIM}"
+            )
 
     def forward(self, x, *, key=None, noise=None, regularizers=(), args=None, t1=None, **solve_kw) -> FlowResult:
         """Map data ``x`` (batch, ...) to z(T) with Δ and the regularizers' integrals.
@@ -350,8 +352,9 @@ class CNF(eqx.Module):
         y0 = (x, jnp.zeros((x.shape[0],), x.dtype))
         sol = solve(_Flow(self.dynamics, self.trace), y0, (0.0, t1), (args, eps), regularizers=regs, key=key, **solve_kw)
         z, delta = sol.z1
-        return FlowResult(z=z, delta_logp=delta, log_prob=standard_normal_logprob(z) - delta, integrals=sol.integrals,
-                          stats=sol.stats)
+        return FlowResult(
+            z=z, delta_logp=delta, log_prob=standard_normal_logprob(z) - delta, integrals=sol.integrals, stats=sol.stats
+        )
 
     def log_prob(self, x, **kw):
         """log p(x) per example (see :meth:`forward` for the arguments)."""

@@ -38,10 +38,7 @@ class MLPDynamics(eqx.Module):
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least input and output sizes, got {sizes}")
         keys = jax.random.split(key, len(sizes) - 1)
-        self.layers = [
-            eqx.nn.Linear(n_in + 1, n_out, key=k, dtype=dtype)
-            for n_in, n_out, k in zip(sizes[:-1], sizes[1:], keys)
-        ]
+        self.layers = [eqx.nn.Linear(n_in + 1, n_out, key=k, dtype=dtype) for n_in, n_out, k in zip(sizes[:-1], sizes[1:], keys)]
         self.activation = activation
 
     def __call__(self, t, z, args=None):

@@ -14,7 +14,8 @@ import multiprocessing as mp
 import os
 import re
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 
 class Spec(NamedTuple):
@@ -52,8 +53,16 @@ def parse_folder(name: str) -> Spec | None:
     return None if m is None else Spec(m.group(1), float(m.group(2)), int(m.group(3)), m.group(4) or "integrated")
 
 
-def run_all(target: Callable, specs: list[Spec], out: str, *, args: tuple = (), time_limit: float | None = None,
-            sequential: bool = False, in_process: bool = False) -> list[Spec]:
+def run_all(
+    target: Callable,
+    specs: list[Spec],
+    out: str,
+    *,
+    args: tuple = (),
+    time_limit: float | None = None,
+    sequential: bool = False,
+    in_process: bool = False,
+) -> list[Spec]:
     """Run ``target(spec, run_dir, *args)`` for every unfinished spec, each in a fresh process whose
     output goes to ``out/<name>.out``; returns the specs whose process failed.
 
@@ -75,10 +84,12 @@ def run_all(target: Callable, specs: list[Spec], out: str, *, args: tuple = (), 
             target(s, os.path.join(out, s.name), *args)
         return []
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_redirected, args=(target, s, os.path.join(out, s.name), os.path.join(out, f"{s.name}.out"), args))
-             for s in todo]
+    procs = [
+        ctx.Process(target=_redirected, args=(target, s, os.path.join(out, s.name), os.path.join(out, f"{s.name}.out"), args))
+        for s in todo
+    ]
     deadline = None if time_limit is None else time.monotonic() + time_limit
-    for group in ([[p] for p in procs] if sequential else [procs]):
+    for group in [[p] for p in procs] if sequential else [procs]:
         for p in group:
             p.start()
         while any(p.is_alive() for p in group):

@@ -67,16 +67,38 @@ import numpy as np
 import optax
 
 from ..data import toy2d
-from ..models.cnf import CNF, ConcatSquashMLP, ConvDynamics, bits_per_dim, dequantize_logit
 from ..models.classifier import steer_end_time
+from ..models.cnf import CNF, ConcatSquashMLP, ConvDynamics, bits_per_dim, dequantize_logit
 from ..models.mlp import MLPDynamics
 from ..regularizers import RK, RegularizerSet
 from ..solvers import get as get_solver
 from ..train import CHECKPOINT, NonFiniteLossError, ShuffledBatches, read_log, read_meta, train
-from .common import QUADRATURE_DEFAULTS, cast, check_quadrature, setting, save_figure, stored_config, with_x64, write_json, write_table
+from .common import (
+    QUADRATURE_DEFAULTS,
+    cast,
+    check_quadrature,
+    save_figure,
+    setting,
+    stored_config,
+    with_x64,
+    write_json,
+    write_table,
+)
 from .common import preset as _preset
 
-__all__ = ["PRESETS", "FFJORDConfig", "REGS", "evaluate", "load_data", "make_cnf", "markdown_table", "mnist_images", "run_one", "run_table", "train_one"]
+__all__ = [
+    "PRESETS",
+    "FFJORDConfig",
+    "REGS",
+    "evaluate",
+    "load_data",
+    "make_cnf",
+    "markdown_table",
+    "mnist_images",
+    "run_one",
+    "run_table",
+    "train_one",
+]
 
 REGS = ("none", "rnode", "r2")
 DATASETS = toy2d.NAMES + ("miniboone", "mnist")
@@ -103,9 +125,14 @@ class FFJORDConfig:
     lam_r2: float = setting(0.5, "TayNODE's weight λ of R2 (R2 is a mean over the d features)")
     lam_rnode: float = setting(0.05, "RNODE's weight λ of each of K and B")
     regs: tuple = setting(REGS, "models to train: none, rnode, r2")
-    quadrature: str = setting("integrated", "how the regularizers are computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    quadrature: str = setting(
+        "integrated",
+        "how the regularizers are computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)",
+    )
     samples: int = setting(1, "sample times per solve with quadrature sampled")
-    steer: float = setting(0.0, "STEER: the end time drawn per training step from [1 - steer, 1 + steer] (Ghosh et al. 2020); 0: off")
+    steer: float = setting(
+        0.0, "STEER: the end time drawn per training step from [1 - steer, 1 + steer] (Ghosh et al. 2020); 0: off"
+    )
     fixed_solver: str = "rk4"
     fixed_steps: tuple = setting((5, 8), "fixed-grid step counts to train with (none: adaptive only)")
     eval_tol: float = 1.4e-8
@@ -119,7 +146,11 @@ class FFJORDConfig:
     image_size: int = 14  # mnist: side after downsampling 28 by block means (28, 14, 7 or 4)
     alpha: float = 1e-6  # mnist: the logit transform's α
     zero_last: bool = False  # initialize the dynamics' last layer to zero (identity flow)
-    data: str | None = setting(None, "MINIBOONE data.npy or its folder, or the MNIST file or folder (None: $TAYNODE_MINIBOONE / $TAYNODE_MNIST or ../shared/data)", compare=False)
+    data: str | None = setting(
+        None,
+        "MINIBOONE data.npy or its folder, or the MNIST file or folder (None: $TAYNODE_MINIBOONE / $TAYNODE_MNIST or ../shared/data)",
+        compare=False,
+    )
 
     def __post_init__(self):
         check_quadrature(self)
@@ -130,7 +161,9 @@ class FFJORDConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {list(ARCHS)}, got {self.arch!r}")
         if (self.arch == "conv") != (self.dataset == "mnist"):
-            raise ValueError(f"the conv architecture is for images (dataset 'mnist') and images need it; got arch {self.arch!r} with dataset {self.dataset!r}")
+            raise ValueError(
+                f"the conv architecture is for images (dataset 'mnist') and images need it; got arch {self.arch!r} with dataset {self.dataset!r}"
+            )
         if self.arch == "conv" and (not self.hidden or len(set(self.hidden)) != 1):
             raise ValueError(f"conv dynamics have hidden layers of equal channels, got hidden={self.hidden}")
         if self.image_size not in (28, 14, 7, 4):
@@ -155,13 +188,51 @@ MNIST_LAM_RNODE = 2e-4  # λ·(𝒦+ℬ) ≈ 0.27 bits/dim there (𝒦 1329, ℬ
 
 PRESETS = {
     "cpu": FFJORDConfig(),
-    "tiny": FFJORDConfig(hidden=(16,), train_examples=512, batch=64, iters=4, eval_examples=128, eval_reg_examples=32,
-                         eval_batch=128, eval_tol=1e-6, fixed_steps=(2,), checkpoint_every=2, plot_grid=40),
-    "mnist": FFJORDConfig(dataset="mnist", arch="conv", hidden=(8, 8), activation="softplus", zero_last=True, image_size=14, alpha=0.05,
-                          train_examples=60000, batch=32, iters=300, lam_r2=MNIST_LAM_R2, lam_rnode=MNIST_LAM_RNODE, fixed_steps=(5,),
-                          eval_tol=1e-5, eval_examples=500, eval_reg_examples=100, eval_batch=250, checkpoint_every=50),
-    "miniboone": FFJORDConfig(dataset="miniboone", arch="concatsquash", hidden=(860, 860), activation="softplus", batch=1000,
-                              iters=20000, eval_examples=3648, eval_reg_examples=1000, fixed_steps=(5, 6, 8), checkpoint_every=500),
+    "tiny": FFJORDConfig(
+        hidden=(16,),
+        train_examples=512,
+        batch=64,
+        iters=4,
+        eval_examples=128,
+        eval_reg_examples=32,
+        eval_batch=128,
+        eval_tol=1e-6,
+        fixed_steps=(2,),
+        checkpoint_every=2,
+        plot_grid=40,
+    ),
+    "mnist": FFJORDConfig(
+        dataset="mnist",
+        arch="conv",
+        hidden=(8, 8),
+        activation="softplus",
+        zero_last=True,
+        image_size=14,
+        alpha=0.05,
+        train_examples=60000,
+        batch=32,
+        iters=300,
+        lam_r2=MNIST_LAM_R2,
+        lam_rnode=MNIST_LAM_RNODE,
+        fixed_steps=(5,),
+        eval_tol=1e-5,
+        eval_examples=500,
+        eval_reg_examples=100,
+        eval_batch=250,
+        checkpoint_every=50,
+    ),
+    "miniboone": FFJORDConfig(
+        dataset="miniboone",
+        arch="concatsquash",
+        hidden=(860, 860),
+        activation="softplus",
+        batch=1000,
+        iters=20000,
+        eval_examples=3648,
+        eval_reg_examples=1000,
+        fixed_steps=(5, 6, 8),
+        checkpoint_every=500,
+    ),
 }
 
 
@@ -196,7 +267,9 @@ def load_data(cfg: FFJORDConfig):
         from ..data import mnist
 
         d = mnist.load(cfg.data)
-        return mnist_images(d.x_train[: cfg.train_examples], cfg.image_size), mnist_images(d.x_test[: cfg.eval_examples], cfg.image_size)
+        return mnist_images(d.x_train[: cfg.train_examples], cfg.image_size), mnist_images(
+            d.x_test[: cfg.eval_examples], cfg.image_size
+        )
     if cfg.dataset == "miniboone":
         from ..data import miniboone
 
@@ -220,8 +293,11 @@ def make_cnf(cfg: FFJORDConfig, shape, trace: str | None = None) -> CNF:
         cls = MLPDynamics if cfg.arch == "mlp" else ConcatSquashMLP
         dyn = cls((dim, *cfg.hidden, dim), cfg.activation, key=key, dtype=dtype)
     if cfg.zero_last:  # f ≡ 0 at initialization: the flow starts as the identity (TayNODE's MNIST code)
-        dyn = eqx.tree_at(lambda m: (m.layers[-1].weight, m.layers[-1].bias), dyn,
-                          (jnp.zeros_like(dyn.layers[-1].weight), jnp.zeros_like(dyn.layers[-1].bias)))
+        dyn = eqx.tree_at(
+            lambda m: (m.layers[-1].weight, m.layers[-1].bias),
+            dyn,
+            (jnp.zeros_like(dyn.layers[-1].weight), jnp.zeros_like(dyn.layers[-1].bias)),
+        )
     return CNF(dyn, trace=trace or cfg.trace, noise=cfg.noise)
 
 
@@ -257,7 +333,9 @@ def solver_label(steps, fixed_solver: str = "rk4") -> str:
     return "adaptive (dopri5)" if steps is None else f"fixed grid ({fixed_solver}, {steps} steps)"
 
 
-def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=True, resume=False, lam: float | None = None) -> dict:
+def train_one(
+    cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=True, resume=False, lam: float | None = None
+) -> dict:
     """Train one model; returns ``{"model", "train_seconds", "status", "steps_done", "error"}``.
 
     ``steps=None`` trains with adaptive dopri5 at ``train_tol``; an integer, with
@@ -270,7 +348,11 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
     """
     lam_given = lam
     regs, lam = regularizers(cfg, reg, lam)
-    solve_kw = dict(solver="dopri5", rtol=cfg.train_tol, atol=cfg.train_tol) if steps is None else dict(solver=cfg.fixed_solver, steps=steps)
+    solve_kw = (
+        dict(solver="dopri5", rtol=cfg.train_tol, atol=cfg.train_tol)
+        if steps is None
+        else dict(solver=cfg.fixed_solver, steps=steps)
+    )
     model = make_cnf(cfg, train_x.shape[1:])
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
     dims = math.prod(train_x.shape[1:])
@@ -279,8 +361,16 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
         k_data, k_noise = jax.random.split(key)
         y, logdet = _flow_input(cfg, x, k_data, dtype)
         steer = {"t1": steer_end_time(key, cfg.steer, cnf.t1)} if cfg.steer else {}
-        r = cnf.forward(y, key=k_noise, regularizers=regs, max_steps=cfg.max_steps, quadrature=cfg.quadrature, samples=cfg.samples,
-                        **solve_kw, **steer)
+        r = cnf.forward(
+            y,
+            key=k_noise,
+            regularizers=regs,
+            max_steps=cfg.max_steps,
+            quadrature=cfg.quadrature,
+            samples=cfg.samples,
+            **solve_kw,
+            **steer,
+        )
         nll = jnp.mean(_data_loss(cfg, r.log_prob, logdet, dims))
         means = {k: jnp.mean(v) for k, v in r.integrals.items()}
         loss = nll + lam * sum(means.values()) if means else nll
@@ -288,21 +378,49 @@ def train_one(cfg: FFJORDConfig, reg: str, steps, train_x, run_dir, *, progress=
 
     batches = ShuffledBatches(train_x, cfg.batch, seed=cfg.seed)
     # the unregularized run does not depend on the quadrature: one run serves both
-    conf = stored_config(replace(cfg, **QUADRATURE_DEFAULTS) if reg == "none" else cfg) | {"data": None, "reg": reg, "train_steps": steps}
+    conf = stored_config(replace(cfg, **QUADRATURE_DEFAULTS) if reg == "none" else cfg) | {
+        "data": None,
+        "reg": reg,
+        "train_steps": steps,
+    }
     if lam_given is not None and reg not in REGS:
         conf["lam"] = lam_given
     try:
-        res = train(model, optax.adam(cfg.lr), loss_fn, batches, run_dir, steps=cfg.iters, seed=cfg.seed,
-                    checkpoint_every=cfg.checkpoint_every, log_every=10, resume=resume, progress=progress, config=conf,
-                    desc=f"{reg} {solver_label(steps, cfg.fixed_solver)}")
+        res = train(
+            model,
+            optax.adam(cfg.lr),
+            loss_fn,
+            batches,
+            run_dir,
+            steps=cfg.iters,
+            seed=cfg.seed,
+            checkpoint_every=cfg.checkpoint_every,
+            log_every=10,
+            resume=resume,
+            progress=progress,
+            config=conf,
+            desc=f"{reg} {solver_label(steps, cfg.fixed_solver)}",
+        )
     except (NonFiniteLossError, eqx.EquinoxRuntimeError) as e:
         ckpt = os.path.join(run_dir, CHECKPOINT)
         done = read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0
         log = read_log(run_dir, "step")
-        return dict(model=None, train_seconds=log[-1]["time"] if log else float("nan"), step_seconds=_step_seconds(log),
-                    status="diverged", steps_done=done, error=str(e).strip().splitlines()[0][:300])
-    return dict(model=res.model, train_seconds=res.train_time, step_seconds=_step_seconds(read_log(run_dir, "step")),
-                status="ok", steps_done=res.step, error=None)
+        return dict(
+            model=None,
+            train_seconds=log[-1]["time"] if log else float("nan"),
+            step_seconds=_step_seconds(log),
+            status="diverged",
+            steps_done=done,
+            error=str(e).strip().splitlines()[0][:300],
+        )
+    return dict(
+        model=res.model,
+        train_seconds=res.train_time,
+        step_seconds=_step_seconds(read_log(run_dir, "step")),
+        status="ok",
+        steps_done=res.step,
+        error=None,
+    )
 
 
 def _step_seconds(log) -> float:
@@ -312,11 +430,13 @@ def _step_seconds(log) -> float:
     return (log[-1]["time"] - log[0]["time"]) / (log[-1]["step"] - log[0]["step"])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _eval_fns(tol, max_steps, taylor_method):
     plain = eqx.filter_jit(lambda cnf, x, key: cnf.forward(x, key=key, rtol=tol, atol=tol, max_steps=max_steps))
     regs = (RK(2, taylor_method), "jacobian", "kinetic")
-    with_regs = eqx.filter_jit(lambda cnf, x, key: cnf.forward(x, key=key, regularizers=regs, rtol=tol, atol=tol, max_steps=max_steps).integrals)
+    with_regs = eqx.filter_jit(
+        lambda cnf, x, key: cnf.forward(x, key=key, regularizers=regs, rtol=tol, atol=tol, max_steps=max_steps).integrals
+    )
     return plain, with_regs
 
 
@@ -356,7 +476,9 @@ def replace_trace(cnf: CNF, trace: str) -> CNF:
 def _density_grid(cnf: CNF, lim: float, n: int, tol: float):
     g = np.linspace(-lim, lim, n)
     pts = np.stack(np.meshgrid(g, g, indexing="xy"), -1).reshape(-1, 2)
-    lp = eqx.filter_jit(lambda c, x: c.log_prob(x, rtol=tol, atol=tol))(cast(replace_trace(cnf, "exact"), jnp.float64), jnp.asarray(pts))
+    lp = eqx.filter_jit(lambda c, x: c.log_prob(x, rtol=tol, atol=tol))(
+        cast(replace_trace(cnf, "exact"), jnp.float64), jnp.asarray(pts)
+    )
     return np.exp(np.asarray(lp)).reshape(n, n)
 
 
@@ -379,7 +501,14 @@ def plot_densities(models: dict, results: dict, train_x, path: str, *, lim: floa
             ax = axes[i, j]
             m, r = models.get((row, reg)), results.get(f"{row} | {reg}")
             if m is None:
-                ax.text(0.5, 0.5, "diverged (NaN)" if r and r["status"] == "diverged" else "not run", ha="center", va="center", transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "diverged (NaN)" if r and r["status"] == "diverged" else "not run",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                )
                 ax.set_facecolor("black")
             else:
                 ax.imshow(_density_grid(m, lim, n, tol), origin="lower", extent=(-lim, lim, -lim, lim), cmap="magma")
@@ -422,12 +551,21 @@ def run_one(cfg: FFJORDConfig, reg: str, lam: float, run_dir: str, *, progress: 
     """Train (or resume) one adaptive model with ``reg`` at weight ``lam`` (``"none"``: unregularized),
     evaluate it (:func:`evaluate`) and write ``run_dir/results.json``."""
     if reg in REGS and lam != regularizers(cfg, reg)[1]:
-        raise ValueError(f"{reg}'s λ comes from the config (lam_r2, lam_rnode; 0 for none): got lam={lam}, config {regularizers(cfg, reg)[1]}")
+        raise ValueError(
+            f"{reg}'s λ comes from the config (lam_r2, lam_rnode; 0 for none): got lam={lam}, config {regularizers(cfg, reg)[1]}"
+        )
     train_x, test_x = load_data(cfg)
     t = train_one(cfg, reg, None, train_x, run_dir, progress=progress, resume=resume, lam=None if reg in REGS else lam)
     metrics = evaluate(t["model"], cfg, test_x) if t["status"] == "ok" else {k: float("nan") for k in ("nll", "nfe") + EVAL_REGS}
-    summary = dict(config=stored_config(cfg) | {"data": None, "reg": reg, "lam": lam}, status=t["status"], error=t["error"],
-                   steps=t["steps_done"], train_seconds=t["train_seconds"], step_seconds=t["step_seconds"], **metrics)
+    summary = dict(
+        config=stored_config(cfg) | {"data": None, "reg": reg, "lam": lam},
+        status=t["status"],
+        error=t["error"],
+        steps=t["steps_done"],
+        train_seconds=t["train_seconds"],
+        step_seconds=t["step_seconds"],
+        **metrics,
+    )
     write_json(os.path.join(run_dir, "results.json"), summary, default=float)
     return summary
 
@@ -446,14 +584,30 @@ def run_table(cfg: FFJORDConfig, out_dir: str, *, progress: bool = True, resume:
             sub = os.path.join(out_dir, "runs", f"{'adaptive' if steps is None else f'fixed{steps}'}_{reg}")
             t = train_one(cfg, reg, steps, train_x, sub, progress=progress, resume=resume)
             metrics = evaluate(t["model"], cfg, test_x) if t["status"] == "ok" else nan
-            row = dict(training=label, regularization=reg, status=t["status"], train_seconds=t["train_seconds"], step_seconds=t["step_seconds"],
-                       steps_done=t["steps_done"], error=t["error"], run_dir=sub) | metrics
+            row = (
+                dict(
+                    training=label,
+                    regularization=reg,
+                    status=t["status"],
+                    train_seconds=t["train_seconds"],
+                    step_seconds=t["step_seconds"],
+                    steps_done=t["steps_done"],
+                    error=t["error"],
+                    run_dir=sub,
+                )
+                | metrics
+            )
             rows.append(row)
             results[f"{label} | {reg}"] = row
             if t["model"] is not None:
                 models[(label, reg)] = t["model"]
-    summary = {"config": stored_config(cfg) | {"data": None}, "train_examples": len(train_x), "test_examples": len(test_x),
-               "nll_unit": "bits/dim" if _is_images(cfg) else "nats", "rows": rows}
+    summary = {
+        "config": stored_config(cfg) | {"data": None},
+        "train_examples": len(train_x),
+        "test_examples": len(test_x),
+        "nll_unit": "bits/dim" if _is_images(cfg) else "nats",
+        "rows": rows,
+    }
     if train_x.ndim == 2 and train_x.shape[1] == 2:
         png = os.path.join(out_dir, "densities.png")
         plot_densities(models, results, train_x, png, n=cfg.plot_grid)

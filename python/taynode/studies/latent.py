@@ -47,7 +47,17 @@ from ..models.latent_ode import LatentODE, kl_coefficient, latent_ode_loss
 from ..regularizers import RegularizerSet, parse
 from ..solve import solve
 from ..train import ShuffledBatches, train
-from .common import QUADRATURE_DEFAULTS, cast, check_quadrature, setting, save_figure, stored_config, with_x64, write_json, write_text
+from .common import (
+    QUADRATURE_DEFAULTS,
+    cast,
+    check_quadrature,
+    save_figure,
+    setting,
+    stored_config,
+    with_x64,
+    write_json,
+    write_text,
+)
 from .common import preset as _preset
 
 
@@ -73,13 +83,21 @@ class LatentConfig:
     train_tol: float = 1.4e-8
     reg: str = "r3"
     lam: float = setting(1e-2, "weight λ of the regularizer (> 0)")
-    quadrature: str = setting("integrated", "how the regularizer is computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    quadrature: str = setting(
+        "integrated",
+        "how the regularizer is computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)",
+    )
     samples: int = setting(1, "sample times per solve with quadrature sampled")
     eval_tol: float = 1.4e-8
     eval_batch: int = 100
     nfe_records: int | None = None  # test records whose per-sample NFE is measured (None: all)
-    steer: float = setting(0.0, "STEER (Ghosh et al. 2020, as Pal et al.'s code): each observation time after the first drawn per training step within ± steer × half its gap to the previous one; 0: off")
-    epoch_eval_records: int = setting(0, "test records whose loss and per-sample NFE are logged after each epoch (the NFE curve); 0: none")
+    steer: float = setting(
+        0.0,
+        "STEER (Ghosh et al. 2020, as Pal et al.'s code): each observation time after the first drawn per training step within ± steer × half its gap to the previous one; 0: off",
+    )
+    epoch_eval_records: int = setting(
+        0, "test records whose loss and per-sample NFE are logged after each epoch (the NFE curve); 0: none"
+    )
     seed: int = setting(0, "seed for the split, initialization and batches")
 
 
@@ -156,7 +174,9 @@ def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=Tru
     steps = cfg.epochs * batches.steps_per_epoch
     schedule = optax.exponential_decay(cfg.lr, 1, cfg.lr_decay, end_value=cfg.lr / 10)
     # the run's own λ (and no regularizer when λ = 0), so one unregularized run serves every λ
-    config = stored_config(replace(cfg, lam=lam, **(QUADRATURE_DEFAULTS if lam == 0 else {}))) | ({"reg": "none"} if lam == 0 else {})
+    config = stored_config(replace(cfg, lam=lam, **(QUADRATURE_DEFAULTS if lam == 0 else {}))) | (
+        {"reg": "none"} if lam == 0 else {}
+    )
 
     def epoch_eval(model):
         r = evaluate(model, cfg, split.test, ts, records=cfg.epoch_eval_records)
@@ -185,8 +205,12 @@ def run_one(cfg: LatentConfig, lam: float, run_dir: str, *, root=None, progress:
     evaluate it on the whole test split (:func:`evaluate`) and write ``run_dir/results.json``."""
     split, ts = load_data(cfg, root)
     res = train_one(cfg, lam, split, ts, run_dir, progress=progress, resume=resume, desc=os.path.basename(run_dir), result=True)
-    summary = dict(config=stored_config(cfg) | {"lam": lam, "reg": cfg.reg if lam > 0 else "none"}, steps=res.step,
-                   train_seconds=res.train_time, **evaluate(res.model, cfg, split.test, ts))
+    summary = dict(
+        config=stored_config(cfg) | {"lam": lam, "reg": cfg.reg if lam > 0 else "none"},
+        steps=res.step,
+        train_seconds=res.train_time,
+        **evaluate(res.model, cfg, split.test, ts),
+    )
     write_json(os.path.join(run_dir, "results.json"), summary)
     return summary
 
@@ -279,7 +303,9 @@ def plot(models: dict, results: dict, data, ts, path: str, cfg: LatentConfig):
         pts = center + A.reshape(-1, 1) * basis[0] + B.reshape(-1, 1) * basis[1]
         f = np.asarray(m64.dynamics(t_mid, jnp.asarray(pts), None)) @ basis.T
         speed = np.linalg.norm(f, axis=1).reshape(A.shape)
-        ax.streamplot(a, b, f[:, 0].reshape(A.shape), f[:, 1].reshape(A.shape), color=speed, cmap="viridis", density=1.1, linewidth=0.8)
+        ax.streamplot(
+            a, b, f[:, 0].reshape(A.shape), f[:, 1].reshape(A.shape), color=speed, cmap="viridis", density=1.1, linewidth=0.8
+        )
         for k in range(min(proj.shape[1], 12)):
             ax.plot(proj[:, k, 0], proj[:, k, 1], "-", color="crimson", lw=1, alpha=0.8)
             ax.plot(proj[0, k, 0], proj[0, k, 1], "o", color="crimson", ms=3)
@@ -339,7 +365,9 @@ def preset(name: str, **overrides) -> LatentConfig:
         raise ValueError(f"steer (the fraction of half the gap an observation time may move) must be in [0, 1], got {cfg.steer}")
     # the study's second model is labelled "R3, λ" and is trained with R3 only when λ > 0
     if not cfg.lam > 0:
-        raise ValueError(f"the weight λ of {cfg.reg.upper()} must be > 0 (the other model is the unregularized one), got {cfg.lam}")
+        raise ValueError(
+            f"the weight λ of {cfg.reg.upper()} must be > 0 (the other model is the unregularized one), got {cfg.lam}"
+        )
     return cfg
 
 

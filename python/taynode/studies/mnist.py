@@ -62,9 +62,9 @@ from ..data import mnist as mnist_data
 from ..models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers, steer_end_time
 from ..regularizers import RK
 from ..solvers import get as get_solver
-from .common import cast, check_quadrature, setting, save_figure, stored_config, with_x64, write_json
-from .common import preset as _preset
 from ..train import CHECKPOINT, ShuffledBatches, load_checkpoint, read_log, read_meta, train
+from .common import cast, check_quadrature, save_figure, setting, stored_config, with_x64, write_json
+from .common import preset as _preset
 
 __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint", "run"]
 
@@ -72,7 +72,9 @@ __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint"
 @dataclass(frozen=True)
 class MNISTConfig:
     preset: str = "small"
-    reg: str = setting("none", "regularizers: none, r<K> (e.g. r3), a '+'-joined set (e.g. kinetic+jacobian, RNODE's; alias rnode)")
+    reg: str = setting(
+        "none", "regularizers: none, r<K> (e.g. r3), a '+'-joined set (e.g. kinetic+jacobian, RNODE's; alias rnode)"
+    )
     lam: float = setting(0.0, "weight λ of the regularizers (required, > 0, with a regularizer)")
     solver: str = setting("dopri5", "training solver (a name of taynode.solvers.SOLVERS)")
     activation: str = setting("sigmoid", "activation of the dynamics: sigmoid or softplus (the paper's) or tanh")
@@ -85,7 +87,10 @@ class MNISTConfig:
     momentum: float = 0.9
     lr_drops: tuple = (3, 4)  # epochs after which the learning rate is divided by 10
     train_tol: float = setting(1e-5, "rtol = atol of the training solves")
-    quadrature: str = setting("integrated", "how the regularizers are computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    quadrature: str = setting(
+        "integrated",
+        "how the regularizers are computed in training: integrated (the paper's: in the ODE state, at every solver stage) or sampled (unbiased: at `samples` random times per solve)",
+    )
     samples: int = setting(1, "sample times per solve with quadrature sampled")
     steer: float = setting(0.0, "STEER: train with the end time drawn from [1 - b, 1 + b] each step (0: off)")
     eval_tol: float = 1.4e-8
@@ -109,8 +114,16 @@ class MNISTConfig:
             raise ValueError(f"steer (STEER's half-width b of the end time 1 ± b) must be in [0, 1), got {self.steer}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        for name in ("batch", "epochs", "hidden", "eval_batch", "checkpoint_every", "eval_reg_examples",
-                     "epoch_eval_examples", "max_steps"):
+        for name in (
+            "batch",
+            "epochs",
+            "hidden",
+            "eval_batch",
+            "checkpoint_every",
+            "eval_reg_examples",
+            "epoch_eval_examples",
+            "max_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         # None means all; 0 is not "all" (it used to be read so, silently training on 60,000 images)
@@ -186,12 +199,12 @@ def load_data(cfg: MNISTConfig):
     return (xtr, d.y_train[:n].astype(np.int32)), (xte, d.y_test.astype(np.int32)), d.source
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _plain_fn(tol, max_steps):
     return eqx.filter_jit(lambda m, xb: m(xb, solver="dopri5", rtol=tol, atol=tol, max_steps=max_steps))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reg_fn(tol, max_steps, orders):
     regs = [RK(k) for k in orders]  # the default Taylor method ("incremental")
     return eqx.filter_jit(lambda m, xb: m.flow(xb, regularizers=regs, rtol=tol, atol=tol, max_steps=max_steps).integrals)
@@ -248,7 +261,9 @@ def evaluate(model, cfg: MNISTConfig, train_data, test_data) -> dict:
 
 
 @with_x64  # float64 evaluation; training arrays are explicitly typed
-def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool = True, devices=None, sharding: str = "global") -> dict:
+def run(
+    cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool = True, devices=None, sharding: str = "global"
+) -> dict:
     """Train (or resume) one model, evaluate it, write ``results.json``; returns the summary.
 
     ``devices``, ``sharding``: data parallelism (:func:`taynode.train.train`); they are not part
@@ -260,7 +275,14 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
     steps = cfg.epochs * batches.steps_per_epoch
     model = make_model(cfg)
     opt = make_optimizer(cfg, batches.steps_per_epoch)
-    tol = dict(rtol=cfg.train_tol, atol=cfg.train_tol, solver=cfg.solver, max_steps=cfg.max_steps, quadrature=cfg.quadrature, samples=cfg.samples)
+    tol = dict(
+        rtol=cfg.train_tol,
+        atol=cfg.train_tol,
+        solver=cfg.solver,
+        max_steps=cfg.max_steps,
+        quadrature=cfg.quadrature,
+        samples=cfg.samples,
+    )
 
     def loss_fn(model, batch, key):
         x, y = batch
@@ -273,11 +295,27 @@ def run(cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool 
         return {"test_acc_subset": acc, "test_nfe_subset": nfe}
 
     conf = stored_config(cfg) | {"data": None}
-    result = train(model, opt, loss_fn, batches, out_dir, steps=steps, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                   evaluate=epoch_eval, resume=resume, progress=progress, config=conf, desc=f"mnist {cfg.reg} λ={cfg.lam:g}",
-                   devices=devices, sharding=sharding)
+    result = train(
+        model,
+        opt,
+        loss_fn,
+        batches,
+        out_dir,
+        steps=steps,
+        seed=cfg.seed,
+        checkpoint_every=cfg.checkpoint_every,
+        evaluate=epoch_eval,
+        resume=resume,
+        progress=progress,
+        config=conf,
+        desc=f"mnist {cfg.reg} λ={cfg.lam:g}",
+        devices=devices,
+        sharding=sharding,
+    )
     final = evaluate(result.model, cfg, train_data, test_data)
-    summary = dict(config=conf, data=source, steps=result.step, train_seconds=result.train_time, checkpoint=result.checkpoint, **final)
+    summary = dict(
+        config=conf, data=source, steps=result.step, train_seconds=result.train_time, checkpoint=result.checkpoint, **final
+    )
     if jax.process_index() == 0:
         write_json(os.path.join(out_dir, "results.json"), summary)
     return summary
@@ -297,7 +335,9 @@ def evaluate_checkpoint(path: str, *, data: str | None = None, **overrides) -> d
     cfg = MNISTConfig(**(base | {k: v for k, v in overrides.items() if v is not None} | {"data": data}))
     model, _, meta = load_checkpoint(ckpt, make_model(cfg))
     train_data, test_data, source = load_data(cfg)
-    out = dict(checkpoint=ckpt, step=meta["step"], data=source, reg=cfg.reg, lam=cfg.lam) | evaluate(model, cfg, train_data, test_data)
+    out = dict(checkpoint=ckpt, step=meta["step"], data=source, reg=cfg.reg, lam=cfg.lam) | evaluate(
+        model, cfg, train_data, test_data
+    )
     write_json(os.path.join(os.path.dirname(os.path.abspath(ckpt)), "eval.json"), out)
     return out
 
@@ -332,8 +372,10 @@ def fig3(out_dir: str, *, lam: float = 10000.0, preset: str = "small", progress:
     per epoch, the test-time NFE (dopri5 at ``eval_tol`` on the first ``epoch_eval_examples``
     test images) and the training error (the epoch's mean over its minibatches).
     """
-    runs = {"unregularized": ("none", 0.0, os.path.join(out_dir, "none")),
-            f"R3, λ={lam:g}": ("r3", lam, os.path.join(out_dir, f"r3-lam{lam:g}"))}
+    runs = {
+        "unregularized": ("none", 0.0, os.path.join(out_dir, "none")),
+        f"R3, λ={lam:g}": ("r3", lam, os.path.join(out_dir, f"r3-lam{lam:g}")),
+    }
     results, curves = {}, {}
     for label, (reg, lam_, run_dir) in runs.items():
         cfg = config(preset, reg=reg, lam=lam_, **overrides)
@@ -341,7 +383,11 @@ def fig3(out_dir: str, *, lam: float = 10000.0, preset: str = "small", progress:
         curves[label] = training_curves(run_dir)
     png = os.path.join(out_dir, "fig3.png")
     plot_fig3(curves, png, results)
-    summary = dict(figure=png, curves=curves, results={k: {m: v[m] for m in ("test_acc", "test_nfe", "train_seconds")} for k, v in results.items()})
+    summary = dict(
+        figure=png,
+        curves=curves,
+        results={k: {m: v[m] for m in ("test_acc", "test_nfe", "train_seconds")} for k, v in results.items()},
+    )
     write_json(os.path.join(out_dir, "fig3.json"), summary)
     return summary
 
@@ -355,8 +401,13 @@ def plot_fig3(curves: dict, path: str, results: dict) -> None:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for label, c in curves.items():
         (line,) = a1.plot(c["epoch"], c["test_nfe"], "o-", label=f"{label} (final NFE {results[label]['test_nfe']:.0f})")
-        a2.plot(c["epoch"], [100 * e for e in c["train_error"]], "o-", color=line.get_color(),
-                label=f"{label} (test acc. {100 * results[label]['test_acc']:.1f} %)")
+        a2.plot(
+            c["epoch"],
+            [100 * e for e in c["train_error"]],
+            "o-",
+            color=line.get_color(),
+            label=f"{label} (test acc. {100 * results[label]['test_acc']:.1f} %)",
+        )
     a1.set(xlabel="epoch", ylabel="NFE (dopri5, tol 1.4e-8)", title="Function evaluations during training")
     a2.set(xlabel="epoch", ylabel="training error (%)", title="Training error")
     a1.legend()

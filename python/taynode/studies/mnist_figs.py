@@ -55,9 +55,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from .common import cast, markdown_rows, save_figure, stored_config, with_x64, write_json, write_table
 from ..train import CHECKPOINT, NonFiniteLossError, load_checkpoint, read_meta
 from . import mnist
+from .common import cast, markdown_rows, save_figure, stored_config, with_x64, write_json, write_table
 
 __all__ = ["FIG5_LAMS", "FIG6_LAMS", "FIG6_SOLVERS", "cached_run", "fig5", "fig6", "fig7", "fig8", "run_dir"]
 
@@ -98,7 +98,7 @@ def _read_matching(path: str, conf: dict):
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nfe_fn(solver: str, tol: float, max_steps: int):
     # one solve per image (vmapped), so each image gets its own steps and NFE
     one = lambda m, x: m.flow(x[None], solver=solver, rtol=tol, atol=tol, max_steps=max_steps).stats["nfe"]  # noqa: E731
@@ -113,7 +113,9 @@ def per_image_nfe(model, x, *, solver: str, tol: float, batch: int = 1000, max_s
     whole steps: 6 NFE for dopri5), so small changes between models show.
     """
     fn, m = _nfe_fn(solver, tol, max_steps), cast(model, jnp.float64)
-    return float(np.mean(np.concatenate([np.asarray(fn(m, jnp.asarray(x[i : i + batch], jnp.float64))) for i in range(0, len(x), batch)])))
+    return float(
+        np.mean(np.concatenate([np.asarray(fn(m, jnp.asarray(x[i : i + batch], jnp.float64))) for i in range(0, len(x), batch)]))
+    )
 
 
 def load_model(cfg: mnist.MNISTConfig, folder: str):
@@ -137,24 +139,40 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
             res = mnist.run(cfg, d, resume=True, progress=progress)
         except NonFiniteLossError as e:
             ckpt = os.path.join(d, CHECKPOINT)
-            rec = dict(config=conf, status="diverged", error=str(e), steps_done=read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0)
+            rec = dict(
+                config=conf, status="diverged", error=str(e), steps_done=read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0
+            )
             write_json(os.path.join(d, "diverged.json"), rec)
             return rec | {"dir": d}
     taylor = TAYLOR_SOLVER if cfg.solver == "dopri5" else None
-    extra_key = dict(config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES, taylor_solver=taylor)
+    extra_key = dict(
+        config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES, taylor_solver=taylor
+    )
     extra_path = os.path.join(d, "per_image_nfe.json")
     extra = _read_matching(extra_path, conf)
     if extra is None or {k: extra.get(k) for k in extra_key} != extra_key:
         (xtr, _), (xte, _), _ = mnist.load_data(cfg)
         model, n = load_model(cfg, d), PER_IMAGE_EXAMPLES
         extra = extra_key | dict(
-            solver_nfe=per_image_nfe(model, xte[:n], solver=cfg.solver, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps),
-            test_nfe_image=per_image_nfe(model, xte[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps),
-            train_nfe_image=per_image_nfe(model, xtr[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps),
-            taylor_nfe=None if taylor is None else per_image_nfe(model, xte[:n], solver=taylor, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps),
+            solver_nfe=per_image_nfe(
+                model, xte[:n], solver=cfg.solver, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps
+            ),
+            test_nfe_image=per_image_nfe(
+                model, xte[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps
+            ),
+            train_nfe_image=per_image_nfe(
+                model, xtr[:n], solver="dopri5", tol=cfg.eval_tol, batch=cfg.eval_batch, max_steps=cfg.max_steps
+            ),
+            taylor_nfe=None
+            if taylor is None
+            else per_image_nfe(model, xte[:n], solver=taylor, tol=SOLVER_EVAL_TOL, batch=cfg.eval_batch, max_steps=cfg.max_steps),
         )
         write_json(extra_path, extra)
-    return res | {"status": "ok", "dir": d} | {k: extra[k] for k in ("solver_nfe", "test_nfe_image", "train_nfe_image", "taylor_nfe")}
+    return (
+        res
+        | {"status": "ok", "dir": d}
+        | {k: extra[k] for k in ("solver_nfe", "test_nfe_image", "train_nfe_image", "taylor_nfe")}
+    )
 
 
 def run_all(cfgs, root: str, *, progress: bool = True, desc: str = "runs") -> list[dict]:
@@ -174,7 +192,11 @@ def fig6_configs(preset="fig", solvers=FIG6_SOLVERS, orders=(1, 2, 3, 4), lams=N
     out = []
     for s in solvers:
         out.append(mnist.config(preset, solver=s, **overrides))
-        out += [mnist.config(preset, reg=f"r{k}", lam=lam, solver=s, **overrides) for k in orders for lam in np.atleast_1d(lams[k]).tolist()]
+        out += [
+            mnist.config(preset, reg=f"r{k}", lam=lam, solver=s, **overrides)
+            for k in orders
+            for lam in np.atleast_1d(lams[k]).tolist()
+        ]
     return out
 
 
@@ -185,8 +207,26 @@ def _row(r: dict) -> dict:
     c = r["config"]
     row = dict(solver=c["solver"], reg=c["reg"], lam=c["lam"], status=r["status"])
     if r["status"] == "ok":
-        row |= {k: r.get(k) for k in ("train_loss", "test_loss", "train_acc", "test_acc", "train_nfe", "test_nfe", "train_nfe_image", "test_nfe_image", "solver_nfe", "taylor_nfe",
-                                     "test_R1", "test_R2", "test_R3", "test_R4", "train_seconds")}
+        row |= {
+            k: r.get(k)
+            for k in (
+                "train_loss",
+                "test_loss",
+                "train_acc",
+                "test_acc",
+                "train_nfe",
+                "test_nfe",
+                "train_nfe_image",
+                "test_nfe_image",
+                "solver_nfe",
+                "taylor_nfe",
+                "test_R1",
+                "test_R2",
+                "test_R3",
+                "test_R4",
+                "train_seconds",
+            )
+        }
     else:
         row |= dict(diverged_at_step=_diverged_step(r), checkpoint_step=r["steps_done"])
     return row
@@ -235,7 +275,9 @@ def _finish(out_dir: str, name: str, recs, fig, extra: dict | None = None, notes
 
 def _diverged_note(recs, sep: str = "; ") -> str:
     bad = [r for r in recs if r["status"] != "ok"]
-    return sep.join(f"{r['config']['solver']} {r['config']['reg']} λ={r['config']['lam']:g} diverged at step {_diverged_step(r)}" for r in bad)
+    return sep.join(
+        f"{r['config']['solver']} {r['config']['reg']} λ={r['config']['lam']:g} diverged at step {_diverged_step(r)}" for r in bad
+    )
 
 
 # ---------------------------------------------------------------- the figures
@@ -250,26 +292,51 @@ def fig5(out_dir: str, *, preset: str = "fig", lams=FIG5_LAMS, progress: bool = 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
     ok = _ok(recs)
     loss = [r["train_loss"] for r in ok]
-    ax2.scatter(loss, [r["solver_nfe"] for r in ok], c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok], cmap="viridis", zorder=3)
+    ax2.scatter(
+        loss, [r["solver_nfe"] for r in ok], c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok], cmap="viridis", zorder=3
+    )
     for r in ok:
-        ax2.annotate(f"λ={r['config']['lam']:g}", (r["train_loss"], r["solver_nfe"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax2.set(xlabel="unregularized training loss (cross-entropy)", ylabel=f"test NFE per image (dopri5, tol {SOLVER_EVAL_TOL:g})",
-            title=f"the same at tolerance {SOLVER_EVAL_TOL:g}")
+        ax2.annotate(
+            f"λ={r['config']['lam']:g}", (r["train_loss"], r["solver_nfe"]), textcoords="offset points", xytext=(4, 4), fontsize=8
+        )
+    ax2.set(
+        xlabel="unregularized training loss (cross-entropy)",
+        ylabel=f"test NFE per image (dopri5, tol {SOLVER_EVAL_TOL:g})",
+        title=f"the same at tolerance {SOLVER_EVAL_TOL:g}",
+    )
     ax.scatter(loss, [r["test_nfe"] for r in ok], facecolors="none", edgecolors="gray", zorder=2, label="batches of 1,000 images")
-    sc = ax.scatter(loss, [r["test_nfe_image"] for r in ok], c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok], cmap="viridis", zorder=3,
-                    label="mean over images, each solved alone")
+    sc = ax.scatter(
+        loss,
+        [r["test_nfe_image"] for r in ok],
+        c=[np.log10(max(r["config"]["lam"], 1e-1)) for r in ok],
+        cmap="viridis",
+        zorder=3,
+        label="mean over images, each solved alone",
+    )
     for r in ok:
-        ax.annotate(f"λ={r['config']['lam']:g}", (r["train_loss"], r["test_nfe_image"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(
+            f"λ={r['config']['lam']:g}",
+            (r["train_loss"], r["test_nfe_image"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
+        )
     fig.colorbar(sc, ax=ax, label="log10 λ (λ=0 shown as -1)")
     ax.legend(fontsize=8)
     note = _diverged_note(recs, "\n")
-    ax.set(xlabel="unregularized training loss (cross-entropy)", ylabel="test NFE (dopri5, tol 1.4e-8)", title="R2 λ sweep, evaluated at tolerance 1.4e-8")
+    ax.set(
+        xlabel="unregularized training loss (cross-entropy)",
+        ylabel="test NFE (dopri5, tol 1.4e-8)",
+        title="R2 λ sweep, evaluated at tolerance 1.4e-8",
+    )
     fig.suptitle("Fig. 5: NFE against unregularized training loss" + (f"\n{note}" if note else ""), fontsize=10)
     return _finish(out_dir, "fig5", recs, fig, notes=_diverged_note(recs))
 
 
 @with_x64  # as the CLI: evaluations (and any run trained here) see float64
-def fig6(out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 2, 3, 4), lams=None, progress: bool = True, **overrides) -> dict:
+def fig6(
+    out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 2, 3, 4), lams=None, progress: bool = True, **overrides
+) -> dict:
     """Fig. 6: per solver, training loss against the NFE of that solver, regularizing R_K."""
     os.makedirs(out_dir, exist_ok=True)
     recs = run_all(fig6_configs(preset, solvers, orders, lams, **overrides), out_dir, progress=progress, desc="fig6 runs")
@@ -285,16 +352,30 @@ def fig6(out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 
             if c["solver"] != s or r.get(key) is None:
                 continue
             k = int(c["reg"][1:]) if c["reg"].startswith("r") else 0
-            ax.scatter(r["train_loss"], r[key], color=colors[k], s=50, zorder=3,
-                       label="unregularized" if k == 0 else f"R{k}, λ={c['lam']:g}")
+            ax.scatter(
+                r["train_loss"],
+                r[key],
+                color=colors[k],
+                s=50,
+                zorder=3,
+                label="unregularized" if k == 0 else f"R{k}, λ={c['lam']:g}",
+            )
         bad = [r for r in recs if r["status"] != "ok" and r["config"]["solver"] == s]
         taylor_panel = evaluator == TAYLOR_SOLVER
-        ax.set(xlabel="unregularized training loss",
-               ylabel=(f"Taylor coefficient orders per image (tol {SOLVER_EVAL_TOL:g})" if taylor_panel
-                       else f"NFE of {s} per image (tol {SOLVER_EVAL_TOL:g}, float64)"),
-               title=(f"dopri5-trained, evaluated with {TAYLOR_SOLVER}\n(evaluation only: it has no gradients)" if taylor_panel
-                      else f"trained and evaluated with {s} (order {get_solver(s).order})")
-               + ("".join(f"\n{r['config']['reg']} λ={r['config']['lam']:g}: diverged at step {_diverged_step(r)}" for r in bad)))
+        ax.set(
+            xlabel="unregularized training loss",
+            ylabel=(
+                f"Taylor coefficient orders per image (tol {SOLVER_EVAL_TOL:g})"
+                if taylor_panel
+                else f"NFE of {s} per image (tol {SOLVER_EVAL_TOL:g}, float64)"
+            ),
+            title=(
+                f"dopri5-trained, evaluated with {TAYLOR_SOLVER}\n(evaluation only: it has no gradients)"
+                if taylor_panel
+                else f"trained and evaluated with {s} (order {get_solver(s).order})"
+            )
+            + ("".join(f"\n{r['config']['reg']} λ={r['config']['lam']:g}: diverged at step {_diverged_step(r)}" for r in bad)),
+        )
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.suptitle("Fig. 6: loss/NFE trade-off per solver and regularization order K")
@@ -313,7 +394,9 @@ def spearman(x, y) -> float:
 def fig7(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, progress: bool = True, **overrides) -> dict:
     """Fig. 7: R_K against the dopri5 test NFE across the runs of Figs. 5 and 6 (cached)."""
     os.makedirs(out_dir, exist_ok=True)
-    cfgs = list(dict.fromkeys(fig5_configs(preset, **(fig5_kw or {}), **overrides) + fig6_configs(preset, **(fig6_kw or {}), **overrides)))
+    cfgs = list(
+        dict.fromkeys(fig5_configs(preset, **(fig5_kw or {}), **overrides) + fig6_configs(preset, **(fig6_kw or {}), **overrides))
+    )
     recs = run_all(cfgs, out_dir, progress=progress, desc="fig7 runs")
     ok = _ok(recs)
     plt = _plt()
@@ -324,21 +407,40 @@ def fig7(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, progr
         pts = [(r[f"test_R{k}"], r["test_nfe_image"], r["config"]["solver"]) for r in ok if r.get(f"test_R{k}") is not None]
         rho[f"R{k}"] = spearman([p[0] for p in pts], [p[1] for p in pts])
         for s in dict.fromkeys(p[2] for p in pts):
-            ax.scatter([p[0] for p in pts if p[2] == s], [p[1] for p in pts if p[2] == s], marker=markers.get(s, "o"), label=f"trained with {s}", alpha=0.8)
-        ax.set(xscale="log", xlabel=f"R{k} (test images)", ylabel="test NFE per image (dopri5, tol 1.4e-8)",
-               title=f"R{k}: Spearman ρ = {rho[f'R{k}']:.2f} ({len(pts)} runs)")
+            ax.scatter(
+                [p[0] for p in pts if p[2] == s],
+                [p[1] for p in pts if p[2] == s],
+                marker=markers.get(s, "o"),
+                label=f"trained with {s}",
+                alpha=0.8,
+            )
+        ax.set(
+            xscale="log",
+            xlabel=f"R{k} (test images)",
+            ylabel="test NFE per image (dopri5, tol 1.4e-8)",
+            title=f"R{k}: Spearman ρ = {rho[f'R{k}']:.2f} ({len(pts)} runs)",
+        )
         if pts:
             ax.legend(fontsize=8)
     fig.suptitle("Fig. 7: regularization value against NFE across all runs of Figs. 5 and 6")
-    notes = "Spearman rank correlation of R_K with test NFE (dopri5, tol 1.4e-8, per image): " + ", ".join(f"{k}: {v:.3f}" for k, v in rho.items())
+    notes = "Spearman rank correlation of R_K with test NFE (dopri5, tol 1.4e-8, per image): " + ", ".join(
+        f"{k}: {v:.3f}" for k, v in rho.items()
+    )
     # the same against the NFE of each run's own solver at SOLVER_EVAL_TOL (Fig. 6's NFE), per solver
     rho_solver = {}
     for s in dict.fromkeys(r["config"]["solver"] for r in ok):
         runs = [r for r in ok if r["config"]["solver"] == s]
-        rho_solver[s] = {f"R{k}": spearman([r[f"test_R{k}"] for r in runs if r.get(f"test_R{k}") is not None],
-                                           [r["solver_nfe"] for r in runs if r.get(f"test_R{k}") is not None]) for k in range(1, 5)}
-        notes += f"\n\nSpearman ρ of R_K with the NFE of {s} at tol {SOLVER_EVAL_TOL:g} ({len(runs)} runs trained with {s}): " + ", ".join(
-            f"{k}: {v:.3f}" for k, v in rho_solver[s].items())
+        rho_solver[s] = {
+            f"R{k}": spearman(
+                [r[f"test_R{k}"] for r in runs if r.get(f"test_R{k}") is not None],
+                [r["solver_nfe"] for r in runs if r.get(f"test_R{k}") is not None],
+            )
+            for k in range(1, 5)
+        }
+        notes += (
+            f"\n\nSpearman ρ of R_K with the NFE of {s} at tol {SOLVER_EVAL_TOL:g} ({len(runs)} runs trained with {s}): "
+            + ", ".join(f"{k}: {v:.3f}" for k, v in rho_solver[s].items())
+        )
     return _finish(out_dir, "fig7", recs, fig, extra=dict(spearman=rho, spearman_own_solver=rho_solver), notes=notes)
 
 
@@ -350,13 +452,15 @@ def solver_error(model, x, tols=FIG8_TOLS, ref_tol=FIG8_REF_TOL, max_steps=100_0
     return [float(jnp.sqrt(jnp.mean((_z1_fn("dopri5", t, max_steps)(m, x) - ref) ** 2))) for t in tols]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _z1_fn(solver: str, tol: float, max_steps: int):
     return eqx.filter_jit(lambda m, x: m.flow(x, solver=solver, rtol=tol, atol=tol, max_steps=max_steps).z1)
 
 
 @with_x64  # as the CLI: evaluations (and any run trained here) see float64
-def fig8(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, tols=FIG8_TOLS, progress: bool = True, **overrides) -> dict:
+def fig8(
+    out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, tols=FIG8_TOLS, progress: bool = True, **overrides
+) -> dict:
     """Fig. 8: (a) dopri5's actual error against tolerance for random, unregularized and
     regularized dynamics; (b) train vs test NFE; (c) train and test error against λ."""
     os.makedirs(out_dir, exist_ok=True)
@@ -382,27 +486,48 @@ def fig8(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, tols=
     for name, e in errors.items():
         a.loglog(tols, e, "o-", label=name)
     a.loglog(tols, tols, "k--", label="error = tolerance")
-    a.set(xlabel="rtol = atol (dopri5)", ylabel=f"RMS error of z(1) vs dopri8 at {FIG8_REF_TOL:g}", title=f"(a) solver error ({len(x)} test images)")
+    a.set(
+        xlabel="rtol = atol (dopri5)",
+        ylabel=f"RMS error of z(1) vs dopri8 at {FIG8_REF_TOL:g}",
+        title=f"(a) solver error ({len(x)} test images)",
+    )
     a.legend(fontsize=8)
     ok = _ok(recs)
     tr, te = [r["train_nfe_image"] for r in ok], [r["test_nfe_image"] for r in ok]
     b.scatter(tr, te, alpha=0.7, label="mean over 1,000 images, each solved alone")
-    b.scatter([r["train_nfe"] for r in ok], [r["test_nfe"] for r in ok], facecolors="none", edgecolors="gray", label="batches of 1,000 images")
+    b.scatter(
+        [r["train_nfe"] for r in ok],
+        [r["test_nfe"] for r in ok],
+        facecolors="none",
+        edgecolors="gray",
+        label="batches of 1,000 images",
+    )
     tr, te = tr + [r["train_nfe"] for r in ok], te + [r["test_nfe"] for r in ok]
     if ok:
         lo, hi = min(tr + te) - 3, max(tr + te) + 3
         b.plot([lo, hi], [lo, hi], "k--", label="train = test")
-    b.set(xlabel="train NFE (dopri5, tol 1.4e-8)", ylabel="test NFE", title=f"(b) train vs test NFE ({len(ok)} runs of Figs. 5, 6)")
+    b.set(
+        xlabel="train NFE (dopri5, tol 1.4e-8)", ylabel="test NFE", title=f"(b) train vs test NFE ({len(ok)} runs of Figs. 5, 6)"
+    )
     b.legend(fontsize=8)
     lam_pos = [max(r["config"]["lam"], 1.0) for r in ok5]
     c.plot(lam_pos, [100 * (1 - r["train_acc"]) for r in ok5], "o-", label="train error")
     c.plot(lam_pos, [100 * (1 - r["test_acc"]) for r in ok5], "s-", label="test error")
-    c.set(xscale="log", xlabel="λ of R2 (λ = 0 drawn at 1)", ylabel="error (%)", title="(c) train and test error against λ (Fig. 5 runs)")
+    c.set(
+        xscale="log",
+        xlabel="λ of R2 (λ = 0 drawn at 1)",
+        ylabel="error (%)",
+        title="(c) train and test error against λ (Fig. 5 runs)",
+    )
     c.legend(fontsize=8)
     fig.suptitle("Fig. 8")
     extra = dict(solver_error=dict(tols=list(tols), ref_tol=FIG8_REF_TOL, examples=len(x), errors=errors))
-    notes = "Solver error (RMS of z(1) against dopri8 at 1e-12) per tolerance " + ", ".join(f"{t:g}" for t in tols) + ":\n\n" + "\n".join(
-        f"- {name}: " + ", ".join(f"{v:.3g}" for v in e) for name, e in errors.items())
+    notes = (
+        "Solver error (RMS of z(1) against dopri8 at 1e-12) per tolerance "
+        + ", ".join(f"{t:g}" for t in tols)
+        + ":\n\n"
+        + "\n".join(f"- {name}: " + ", ".join(f"{v:.3g}" for v in e) for name, e in errors.items())
+    )
     if _diverged_note(recs):
         notes += "\n\n" + _diverged_note(recs)
     return _finish(out_dir, "fig8", recs, fig, extra=extra, notes=notes)

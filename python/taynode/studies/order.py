@@ -190,9 +190,14 @@ def run_study(cfg: OrderConfig = OrderConfig()) -> dict:
         med = [x["steps_median"] for x in r]
         K_on = onset(cfg.degrees, med)
         m = r[0]["order"]
-        summary["solvers"][name] = dict(order=m, embedded_order=EMBEDDED_ORDER.get(name), onset_K=K_on,
-                                        expected_onset_K=m + 1, exact_pair_onset_K=exact_pair_onset(name, m),
-                                        increase=increase(med))
+        summary["solvers"][name] = dict(
+            order=m,
+            embedded_order=EMBEDDED_ORDER.get(name),
+            onset_K=K_on,
+            expected_onset_K=m + 1,
+            exact_pair_onset_K=exact_pair_onset(name, m),
+            increase=increase(med),
+        )
     return summary
 
 
@@ -225,7 +230,9 @@ def markdown_table(summary: dict) -> str:
         med = [x["steps_median"] for x in summary["rows"] if x["solver"] == name]
         cells = " | ".join(f"{s:g}" for s in med)
         on = "—" if info["onset_K"] is None else str(info["onset_K"])
-        lines.append(f"| {name} | {info['order']} | {info['embedded_order']} | {cells} | {on} | {info['expected_onset_K']} | {info['exact_pair_onset_K']} |")
+        lines.append(
+            f"| {name} | {info['order']} | {info['embedded_order']} | {cells} | {on} | {info['expected_onset_K']} | {info['exact_pair_onset_K']} |"
+        )
     cfg = summary["config"]
     lines.append("")
     lines.append(
@@ -257,8 +264,15 @@ def plot(summary: dict, path: str) -> None:
     im = ax.imshow(np.nan_to_num(inc, nan=0.0), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
     for i in range(len(names)):
         for j in range(len(degrees)):
-            ax.text(j, i, f"{med[i, j]:.0f}", ha="center", va="center", fontsize=8,
-                    color="black" if np.nan_to_num(inc[i, j]) > 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                f"{med[i, j]:.0f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if np.nan_to_num(inc[i, j]) > 0.6 else "white",
+            )
         m = summary["solvers"][names[i]]["order"]
         if m + 1 in degrees:  # the paper's expectation: small steps from K = m + 1
             j = degrees.index(m + 1)
@@ -266,8 +280,11 @@ def plot(summary: dict, path: str) -> None:
     ax.set_xticks(range(len(degrees)), [str(K) for K in degrees])
     ax.set_yticks(range(len(names)), [f"{n} (m={summary['solvers'][n]['order']})" for n in names])
     ax.set_xlabel("polynomial degree K (last non-zero derivative)")
-    ax.set_title(f"Increase in log(steps) from K−1 to K, normalised per solver (tol {summary['config']['tol']:g});\n"
-                 "numbers: median steps; red box: K = m + 1", fontsize=9)
+    ax.set_title(
+        f"Increase in log(steps) from K−1 to K, normalised per solver (tol {summary['config']['tol']:g});\n"
+        "numbers: median steps; red box: K = m + 1",
+        fontsize=9,
+    )
     fig.colorbar(im, ax=ax, label="normalised increase in log(steps)")
     save_figure(fig, path)
 

@@ -52,13 +52,30 @@ LAMS = {
 # Pal, Ma, Shah & Rackauckas (ICML 2021), Avik Pal's thesis table (issue #16): Tsit5 at 1.4e-8.
 # MNIST: test NFE / accuracy / training time; PhysioNet: test NFE / test loss ×1e-3 (an MSE) / time.
 PAL = {
-    "mnist": {"none": "253 / 97.94 % / 0.98 h", "steer": "265 / 97.94 % / 1.31 h", "taynode": "80.3 / 97.89 % / 1.19 h",
-              "srnode": "259 / 98.08 % / 1.24 h", "ernode": "177 / 97.32 % / 0.82 h"},
-    "latent": {"none": "733 / 3.55 / 1.75 h", "steer": "699 / 3.48 / 1.62 h", "taynode": "167.3 / 4.21 / 12.3 h",
-               "srnode": "273 / 3.58 / 0.87 h", "ernode": "287 / 3.57 / 0.94 h"},
+    "mnist": {
+        "none": "253 / 97.94 % / 0.98 h",
+        "steer": "265 / 97.94 % / 1.31 h",
+        "taynode": "80.3 / 97.89 % / 1.19 h",
+        "srnode": "259 / 98.08 % / 1.24 h",
+        "ernode": "177 / 97.32 % / 0.82 h",
+    },
+    "latent": {
+        "none": "733 / 3.55 / 1.75 h",
+        "steer": "699 / 3.48 / 1.62 h",
+        "taynode": "167.3 / 4.21 / 12.3 h",
+        "srnode": "273 / 3.58 / 0.87 h",
+        "ernode": "287 / 3.57 / 0.94 h",
+    },
 }
-LABELS = {"none": "unregularized", "taynode": "TayNODE", "taynode-sampled": "TayNODE, sampled (M=4)", "rnode": "RNODE (𝒦+ℬ)",
-          "ernode": "ERNODE", "srnode": "SRNODE", "steer": "STEER"}
+LABELS = {
+    "none": "unregularized",
+    "taynode": "TayNODE",
+    "taynode-sampled": "TayNODE, sampled (M=4)",
+    "rnode": "RNODE (𝒦+ℬ)",
+    "ernode": "ERNODE",
+    "srnode": "SRNODE",
+    "steer": "STEER",
+}
 
 
 @dataclass(frozen=True)
@@ -85,8 +102,15 @@ def specs(cfg: RegularizersConfig, task: str) -> list[Spec]:
 def _reg_and_lam(task, spec):
     """(regularizer set name, λ, steer half-width, quadrature keywords) of a run."""
     m = spec.reg
-    reg = {"none": "none", "steer": "none", "taynode": TAYNODE[task], "taynode-sampled": TAYNODE[task],
-           "rnode": "kinetic+jacobian", "ernode": "ernode", "srnode": "srnode"}[m]
+    reg = {
+        "none": "none",
+        "steer": "none",
+        "taynode": TAYNODE[task],
+        "taynode-sampled": TAYNODE[task],
+        "rnode": "kinetic+jacobian",
+        "ernode": "ernode",
+        "srnode": "srnode",
+    }[m]
     quad = dict(quadrature="sampled", samples=4) if m == "taynode-sampled" else {}
     lam = 0.0 if m in ("none", "steer") else spec.lam
     return reg, lam, (spec.lam if m == "steer" else 0.0), quad
@@ -104,8 +128,9 @@ def _run_latent(spec, run_dir):
     from . import latent
 
     reg, lam, steer, quad = _reg_and_lam("latent", spec)
-    cfg = latent.preset("cpu", reg="r3" if reg == "none" else reg, lam=lam or 1.0, steer=steer, seed=spec.seed,
-                        epoch_eval_records=100, **quad)
+    cfg = latent.preset(
+        "cpu", reg="r3" if reg == "none" else reg, lam=lam or 1.0, steer=steer, seed=spec.seed, epoch_eval_records=100, **quad
+    )
     latent.run_one(cfg, lam, run_dir)
 
 
@@ -123,7 +148,12 @@ RUNNERS = {"mnist": _run_mnist, "latent": _run_latent, "ffjord": _run_ffjord}
 def metrics(task: str, results: dict) -> dict:
     """One task's results.json → test NFE, test loss, a quality measure and the training time."""
     if task == "mnist":
-        return dict(nfe=results["test_nfe"], loss=results["test_loss"], quality=100 * results["test_acc"], seconds=results["train_seconds"])
+        return dict(
+            nfe=results["test_nfe"],
+            loss=results["test_loss"],
+            quality=100 * results["test_acc"],
+            seconds=results["train_seconds"],
+        )
     if task == "latent":
         return dict(nfe=results["nfe"], loss=results["loss"], quality=1e3 * results["mse"], seconds=results["train_seconds"])
     return dict(nfe=results["nfe"], loss=results["nll"], quality=results["nll"], seconds=results["train_seconds"])
@@ -137,22 +167,28 @@ PAL_HEADER = {"mnist": "Pal et al.: NFE / acc. / time", "latent": "Pal et al.: N
 def table(task: str, groups: dict) -> tuple[str, list]:
     """Markdown rows per method (mean [min–max] over seeds; ratios paired by seed with ``none``)."""
     base = {r["seed"]: metrics(task, r["results"]) for r in groups.get(("none", 0.0, "integrated"), [])}
-    head = ["method", "λ (STEER: b)", "seeds", f"test NFE", "NFE saving (paired)", LOSS[task], "Δ loss (paired)"]
+    head = ["method", "λ (STEER: b)", "seeds", "test NFE", "NFE saving (paired)", LOSS[task], "Δ loss (paired)"]
     head += [QUALITY[task]] if task != "ffjord" else []
     head += ["training time, s (× unregularized)"] + ([PAL_HEADER[task]] if task in PAL_HEADER else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = []
     for m in METHODS:
         found = [(k, v) for k, v in groups.items() if k[0] == m]
-        for (method, lam, _), runs in found:
+        for (_, lam, _), runs in found:
             ms = [dict(seed=r["seed"], **metrics(task, r["results"])) for r in runs]
             pairs = [(base[x["seed"]], x) for x in ms if x["seed"] in base and m != "none"]
             saving = [b["nfe"] / x["nfe"] for b, x in pairs]
             dloss = [100 * (x["loss"] - b["loss"]) / abs(b["loss"]) for b, x in pairs]
             tratio = [x["seconds"] / b["seconds"] for b, x in pairs]
-            cells = [LABELS[m], "–" if m == "none" else f"{lam:g}", str(len(ms)), mean_range([x["nfe"] for x in ms], "{:.1f}"),
-                     mean_range(saving, "{:.2f}") + "×" if saving else "", mean_range([x["loss"] for x in ms], "{:.4g}"),
-                     mean_range(dloss, "{:+.1f}") + " %" if dloss else ""]
+            cells = [
+                LABELS[m],
+                "–" if m == "none" else f"{lam:g}",
+                str(len(ms)),
+                mean_range([x["nfe"] for x in ms], "{:.1f}"),
+                mean_range(saving, "{:.2f}") + "×" if saving else "",
+                mean_range([x["loss"] for x in ms], "{:.4g}"),
+                mean_range(dloss, "{:+.1f}") + " %" if dloss else "",
+            ]
             cells += [mean_range([x["quality"] for x in ms], "{:.2f}")] if task != "ffjord" else []
             cells += [mean_range([x["seconds"] for x in ms], "{:.0f}") + (f" ({np.mean(tratio):.2f}×)" if tratio else "")]
             cells += [PAL.get(task, {}).get(m, "")] if task in PAL_HEADER else []
@@ -173,7 +209,11 @@ def scatter(task: str, groups: dict, path: str) -> None:
         if pts:
             label = LABELS[m].replace("𝒦", "K").replace("ℬ", "B")  # glyphs the default font lacks
             ax.scatter([p["nfe"] for p in pts], [p["loss"] for p in pts], color=f"C{i}", label=label, s=30)
-    ax.set(xlabel="test NFE (dopri5, 1.4e-8, float64)", ylabel=LOSS[task], title=f"{task}: loss against solver cost (one point per seed)")
+    ax.set(
+        xlabel="test NFE (dopri5, 1.4e-8, float64)",
+        ylabel=LOSS[task],
+        title=f"{task}: loss against solver cost (one point per seed)",
+    )
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
@@ -194,7 +234,9 @@ def report(out_dir: str, task: str) -> str | None:
     return text
 
 
-def run(cfg: RegularizersConfig, out_dir: str = "runs/regularizers", *, time_limit: float | None = None, sequential: bool = True) -> dict:
+def run(
+    cfg: RegularizersConfig, out_dir: str = "runs/regularizers", *, time_limit: float | None = None, sequential: bool = True
+) -> dict:
     """Train every unfinished (task, method, seed) run, then write each task's table and scatter.
 
     ``sequential`` (default): one run at a time, so the training times compare."""
@@ -206,8 +248,10 @@ def run(cfg: RegularizersConfig, out_dir: str = "runs/regularizers", *, time_lim
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             break
-        failed += [(task, s) for s in run_all(RUNNERS[task], specs(cfg, task), os.path.join(out_dir, task), time_limit=left,
-                                               sequential=sequential)]
+        failed += [
+            (task, s)
+            for s in run_all(RUNNERS[task], specs(cfg, task), os.path.join(out_dir, task), time_limit=left, sequential=sequential)
+        ]
         texts[task] = report(out_dir, task)
     return dict(tables=texts, failed=failed)
 

@@ -45,16 +45,20 @@ class ToyConfig:
     train_rtol: float = setting(1e-6, "rtol = atol of the training solves (dopri5)")
     eval_tol: float = setting(1.4e-8, "rtol = atol of the evaluation solves (dopri5, float64)")
     n_eval: int = setting(200, "evaluation points z(0), evenly spaced on [-1, 1]")
-    quadrature: str = setting("integrated", "how R_K is computed in training: integrated (the paper's: in the ODE state, "
-                                            "at every solver stage) or sampled (unbiased: at `samples` random times per solve)")
+    quadrature: str = setting(
+        "integrated",
+        "how R_K is computed in training: integrated (the paper's: in the ODE state, "
+        "at every solver stage) or sampled (unbiased: at `samples` random times per solve)",
+    )
     samples: int = setting(1, "sample times per solve with quadrature sampled")
 
     def __post_init__(self):
         check_quadrature(self)
         # the second model is labelled "R_K, λ" and trained with R_K only when λ > 0
         if not self.lam > 0:  # also catches NaN
-            raise ValueError(f"the demo's weight λ of R{self.order} must be > 0 (its other model is the "
-                             f"unregularized one), got {self.lam}")
+            raise ValueError(
+                f"the demo's weight λ of R{self.order} must be > 0 (its other model is the unregularized one), got {self.lam}"
+            )
         for name in ("iters", "batch", "hidden", "depth", "order", "n_eval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -87,8 +91,17 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = "", run
     regs = [reg] if lam > 0 else []  # the unregularized model is trained without R_K in the state
 
     def loss_fn(model, z0, key):
-        sol = solve(model, z0, (0.0, 1.0), rtol=cfg.train_rtol, atol=cfg.train_rtol, regularizers=regs, key=key,
-                    quadrature=cfg.quadrature, samples=cfg.samples)
+        sol = solve(
+            model,
+            z0,
+            (0.0, 1.0),
+            rtol=cfg.train_rtol,
+            atol=cfg.train_rtol,
+            regularizers=regs,
+            key=key,
+            quadrature=cfg.quadrature,
+            samples=cfg.samples,
+        )
         mse = jnp.mean((sol.z1 - target(z0)) ** 2)
         r = jnp.mean(sol.integrals[reg.name]) if regs else jnp.nan
         return mse + lam * r if regs else mse, {"mse": mse, "R": r}
@@ -97,8 +110,20 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = "", run
         return jax.random.uniform(jax.random.fold_in(dkey, step), (cfg.batch, 1), jnp.float64, -1.0, 1.0)
 
     config = stored_config(cfg) | {"lam": lam}
-    result = train_loop(model, opt, loss_fn, batches, run_dir, steps=cfg.iters, seed=cfg.seed, log_every=LOG_EVERY,
-                        resume=resume, progress=progress, config=config, desc=desc)
+    result = train_loop(
+        model,
+        opt,
+        loss_fn,
+        batches,
+        run_dir,
+        steps=cfg.iters,
+        seed=cfg.seed,
+        log_every=LOG_EVERY,
+        resume=resume,
+        progress=progress,
+        config=config,
+        desc=desc,
+    )
     history = [(r["step"], r["mse"], float("nan") if r["R"] is None else r["R"]) for r in read_log(run_dir, "step")]
     return result.model, history
 

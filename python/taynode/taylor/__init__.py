@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,15 @@ from .incremental import incremental_coefficients, incremental_derivatives
 from .jet import jet_derivatives
 from .nested import nested_derivatives
 
-__all__ = ["MAX_ORDER", "METHODS", "UnsupportedPrimitiveError", "check_order", "coefficients", "derivatives",
-           "max_derivative_order"]
+__all__ = [
+    "MAX_ORDER",
+    "METHODS",
+    "UnsupportedPrimitiveError",
+    "check_order",
+    "coefficients",
+    "derivatives",
+    "max_derivative_order",
+]
 
 METHODS: dict[str, Callable] = {
     "jet": jet_derivatives,
@@ -113,8 +120,7 @@ def check_output_matches(f, t, z, args):
     out_struct = jax.tree_util.tree_structure(out)
     if z_struct != out_struct:
         raise ValueError(
-            f"dynamics f(t, z, args) must return the same structure as the state z: "
-            f"state is {z_struct}, f returned {out_struct}"
+            f"dynamics f(t, z, args) must return the same structure as the state z: state is {z_struct}, f returned {out_struct}"
         )
     for zl, ol in zip(jax.tree_util.tree_leaves(z), jax.tree_util.tree_leaves(out)):
         if jnp.shape(zl) != ol.shape:
@@ -163,9 +169,7 @@ def coefficients(f, t, z, args=None, order: int = 1, method: str = "incremental"
     if method == "incremental":
         return incremental_coefficients(f, t, z, args, order)
     ds = METHODS[method](f, t, z, args, order)
-    return [z] + [
-        jax.tree_util.tree_map(lambda d, k=k: d / float(math.factorial(k)), d) for k, d in enumerate(ds, 1)
-    ]
+    return [z] + [jax.tree_util.tree_map(lambda d, k=k: d / float(math.factorial(k)), d) for k, d in enumerate(ds, 1)]
 
 
 def _check_point(f, t, z, args):

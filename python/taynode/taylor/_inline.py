@@ -19,7 +19,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.experimental.jet import jet_rules
 from jax.extend import core
 
 __all__ = ["UnsupportedPrimitiveError", "inline"]
@@ -85,13 +84,10 @@ def _broadcast_scalars(eqn, invals):
     shape = eqn.outvars[0].aval.shape
     if shape == ():
         return invals
-    return [
-        lax.broadcast_in_dim(x, shape, ()) if jnp.ndim(x) == 0 else x for x in invals
-    ]
+    return [lax.broadcast_in_dim(x, shape, ()) if jnp.ndim(x) == 0 else x for x in invals]
 
 
-def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "nested",
-               rewrite: bool = True):
+def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "nested", rewrite: bool = True):
     """Evaluate ``jaxpr`` with calls inlined and (``rewrite=True``) jet-unsupported primitives
     rewritten."""
     env = {}
@@ -115,8 +111,7 @@ def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "ne
             continue
         if sub is not None:
             inner, inner_consts = sub
-            outvals = eval_jaxpr(inner, inner_consts, *invals, method=method,
-                                 alternative=alternative, rewrite=rewrite)
+            outvals = eval_jaxpr(inner, inner_consts, *invals, method=method, alternative=alternative, rewrite=rewrite)
         elif rewrite and name in _REWRITES:
             outvals = [_REWRITES[name](*invals)]
         else:
@@ -160,4 +155,3 @@ def flatten(fn, *example_args):
 
     leaves = jax.tree_util.tree_leaves(example_args)
     return jax.make_jaxpr(flat)(closed.consts, *leaves), closed.consts
-

@@ -74,9 +74,7 @@ class _Tape:
             outs = eqn.primitive.bind(*[x[0] for x in xs], **eqn.params)
             outs = outs if eqn.primitive.multiple_results else [outs]
             varying = any(not x.const for x in xs)
-            float_used = any(
-                not isinstance(v, core.DropVar) and _is_float(v.aval) and v in used for v in eqn.outvars
-            )
+            float_used = any(not isinstance(v, core.DropVar) and _is_float(v.aval) and v in used for v in eqn.outvars)
             constant = not varying or name in _rules.CONSTANT or not float_used
             has_rule = (name in _rules.RULES or name in _rules.LINEAR) and len(eqn.outvars) == 1
             if not constant and not has_rule:
@@ -136,14 +134,14 @@ def incremental_coefficients(f, t, z, args, order: int):
             fk = tape.order(k)
         for zs, leaf, c in zip(z_series, leaves, fk):
             zs.c.append(jnp.zeros_like(leaf) if c is None else c / (k + 1))
-    return [
-        jax.tree_util.tree_unflatten(treedef, [zs.c[k] for zs in z_series]) for k in range(order + 1)
-    ]
+    return [jax.tree_util.tree_unflatten(treedef, [zs.c[k] for zs in z_series]) for k in range(order + 1)]
 
 
 def incremental_derivatives(f, t, z, args, order):
     coeffs = incremental_coefficients(f, t, z, args, order)
     return tuple(
-        jax.tree_util.tree_map(lambda c, k=k: c * float(math.factorial(k)), coeffs[k])  # a Python int k! overflows int32 from k = 13
+        jax.tree_util.tree_map(
+            lambda c, k=k: c * float(math.factorial(k)), coeffs[k]
+        )  # a Python int k! overflows int32 from k = 13
         for k in range(1, order + 1)
     )

@@ -30,7 +30,7 @@ def jet_derivatives(f, t, z, args, order):
     z1 = field(t, *leaves)
     series = [[d] for d in z1]  # series[i] = derivatives 1..k of leaf i
     t_series = [jnp.ones_like(t)]
-    for k in range(1, order):
+    for _ in range(1, order):
         _, out_series = jet(
             field,
             (t, *leaves),
@@ -39,6 +39,4 @@ def jet_derivatives(f, t, z, args, order):
         for i, s in enumerate(out_series):
             series[i].append(s[-1])
         t_series = t_series + [jnp.zeros_like(t)]
-    return tuple(
-        jax.tree_util.tree_unflatten(treedef, [s[k] for s in series]) for k in range(order)
-    )
+    return tuple(jax.tree_util.tree_unflatten(treedef, [s[k] for s in series]) for k in range(order))

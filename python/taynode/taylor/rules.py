@@ -21,7 +21,7 @@ g_{k-j}`, with :math:`g` itself a series built from :math:`y`.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 from jax import lax
@@ -65,9 +65,7 @@ def _total(terms):
 def cauchy(a, b, k: int, lo: int = 0, hi: int | None = None):
     r""":math:`\sum_{j=lo}^{hi} a_j\, b_{k-j}` (``hi`` defaults to k)."""
     hi = k if hi is None else hi
-    return _total(
-        a[j] * b[k - j] for j in range(lo, hi + 1) if a[j] is not None and b[k - j] is not None
-    )
+    return _total(a[j] * b[k - j] for j in range(lo, hi + 1) if a[j] is not None and b[k - j] is not None)
 
 
 def chain(x, g, k: int):
@@ -120,11 +118,7 @@ def _bilinear(prim):
     # operand is a parameter.
     def rule(k, xs, ys, aux, eqn):
         a, b = xs
-        return _total(
-            prim.bind(a[j], b[k - j], **eqn.params)
-            for j in range(k + 1)
-            if a[j] is not None and b[k - j] is not None
-        )
+        return _total(prim.bind(a[j], b[k - j], **eqn.params) for j in range(k + 1) if a[j] is not None and b[k - j] is not None)
 
     return rule
 
@@ -278,7 +272,7 @@ def _erf(sign: float):
 
     def rule(k, xs, ys, aux, eqn):
         x = xs[0]
-        q = _series(aux, "q", -x[0] ** 2)
+        q = _series(aux, "q", -(x[0] ** 2))
         e = _series(aux, "e", jnp.exp(q[0]))
         y_k = chain(x, Coeffs([None if c is None else scale * c for c in e]), k)
         sq = cauchy(x, x, k)

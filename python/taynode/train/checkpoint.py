@@ -24,8 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CheckpointError", "CorruptCheckpointError", "load_checkpoint", "read_meta", "remove_stale_temporaries",
-           "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "CorruptCheckpointError",
+    "load_checkpoint",
+    "read_meta",
+    "remove_stale_temporaries",
+    "save_checkpoint",
+]
 
 FORMAT = "taynode-checkpoint-1"
 _META = "__meta__"
@@ -122,7 +128,9 @@ def _open(path):
         z = np.load(path, allow_pickle=False)
         meta = json.loads(bytes(z[_META]).decode())
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise CorruptCheckpointError(f"checkpoint {path} is unreadable (truncated or not a taynode checkpoint): {type(e).__name__}: {e}") from None
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is unreadable (truncated or not a taynode checkpoint): {type(e).__name__}: {e}"
+        ) from None
     if meta.get("format") != FORMAT:
         raise CorruptCheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
     return z, meta
@@ -140,8 +148,11 @@ def _restore(z, meta, path, prefix, like):
     stored = meta["leaves"][prefix]
     want = [[p, list(np.shape(x)), np.dtype(x.dtype).str] for p, x in leaves]
     if stored != want:
-        diffs = [f"{w[0] if w else s[0]}: stored {s[1:] if s else 'nothing'}, expected {w[1:] if w else 'nothing'}"
-                 for s, w in zip_longest(stored, want) if s != w]
+        diffs = [
+            f"{w[0] if w else s[0]}: stored {s[1:] if s else 'nothing'}, expected {w[1:] if w else 'nothing'}"
+            for s, w in zip_longest(stored, want)
+            if s != w
+        ]
         raise CheckpointError(
             f"checkpoint {path} does not fit this {'model' if prefix == 'model' else 'optimizer state'} "
             f"({len(diffs)} difference(s), e.g. {'; '.join(diffs[:3])}); was it written by another model shape "

@@ -29,15 +29,15 @@ Files in the run folder:
 
 from __future__ import annotations
 
-import json
 import contextlib
 import inspect
+import json
 import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import equinox as eqx
 import jax
@@ -131,9 +131,15 @@ def _equinox_message(e) -> str:
 
 
 def _diverged(what: str, step: int, ckpt: str):
-    kept = f"the last good checkpoint {ckpt} (step {read_meta(ckpt)['step']}) is kept" if os.path.exists(ckpt) else "no checkpoint had been written yet"
-    raise NonFiniteLossError(f"training diverged: {what} at step {step + 1}; training stopped; {kept}. "
-                             "Lower the learning rate or λ, or check the data.") from None
+    kept = (
+        f"the last good checkpoint {ckpt} (step {read_meta(ckpt)['step']}) is kept"
+        if os.path.exists(ckpt)
+        else "no checkpoint had been written yet"
+    )
+    raise NonFiniteLossError(
+        f"training diverged: {what} at step {step + 1}; training stopped; {kept}. "
+        "Lower the learning rate or λ, or check the data."
+    ) from None
 
 
 def _json_config(config):
@@ -171,9 +177,11 @@ def _check_target(target, loss_fn):
     try:
         inspect.signature(loss_fn).bind(None, None, None, None)
     except TypeError:
-        raise TypeError(f"with a target, loss_fn is called as loss_fn(model, batch, key, lam) (λ is set by the loop); "
-                        f"{getattr(loss_fn, '__name__', 'loss_fn')}{inspect.signature(loss_fn)} does not take lam: add it and "
-                        "weight the regularizer by it") from None
+        raise TypeError(
+            f"with a target, loss_fn is called as loss_fn(model, batch, key, lam) (λ is set by the loop); "
+            f"{getattr(loss_fn, '__name__', 'loss_fn')}{inspect.signature(loss_fn)} does not take lam: add it and "
+            "weight the regularizer by it"
+        ) from None
     except ValueError:  # no signature to inspect (some builtins): find out at the first call
         pass
 
@@ -184,12 +192,15 @@ def _resume_target(ckpt, meta, target):
     if target is None and stored is None:
         return None
     if target is None or stored is None:
-        raise CheckpointError(f"checkpoint {ckpt} was written {'with' if stored else 'without'} a λ target and this run "
-                              f"is {'without' if stored else 'with'} one; resume needs the same target (or none)")
+        raise CheckpointError(
+            f"checkpoint {ckpt} was written {'with' if stored else 'without'} a λ target and this run "
+            f"is {'without' if stored else 'with'} one; resume needs the same target (or none)"
+        )
     if stored["spec"] != target.spec():
         keys = sorted(k for k in stored["spec"] if stored["spec"][k] != target.spec().get(k))
-        raise CheckpointError(f"checkpoint {ckpt} was written with other λ-target settings (differs in {keys}); "
-                              "resume needs the same target")
+        raise CheckpointError(
+            f"checkpoint {ckpt} was written with other λ-target settings (differs in {keys}); resume needs the same target"
+        )
     return dict(stored["state"])
 
 
@@ -202,8 +213,10 @@ def _target_step(target, tstate, metrics, done, model, write, when):
     if target.measure is None:
         if q not in metrics or q in ("loss", "lam"):
             have = sorted(k for k in metrics if k not in ("loss", "lam"))
-            raise ValueError(f"the λ target's quantity {q!r} is not in the loss's aux dict (it has {have}); return it "
-                             "from loss_fn's aux, or give LambdaTarget a measure= function")
+            raise ValueError(
+                f"the λ target's quantity {q!r} is not in the loss's aux dict (it has {have}); return it "
+                "from loss_fn's aux, or give LambdaTarget a measure= function"
+            )
         if metrics[q] is None:
             raise ValueError(f"the λ target's quantity {q!r} is NaN or inf at step {done}")
         tstate["sum"], tstate["count"] = tstate["sum"] + metrics[q], tstate["count"] + 1
@@ -215,12 +228,17 @@ def _target_step(target, tstate, metrics, done, model, write, when):
     else:
         results = target.measure(model())
         if not isinstance(results, dict) or q not in results:
-            raise ValueError(f"LambdaTarget's measure must return a dict with {q!r}, got "
-                             f"{sorted(results) if isinstance(results, dict) else type(results).__name__}")
+            raise ValueError(
+                f"LambdaTarget's measure must return a dict with {q!r}, got "
+                f"{sorted(results) if isinstance(results, dict) else type(results).__name__}"
+            )
         measured = float(results[q])
     lam, tstate["error"] = target.update(tstate["lam"], tstate["error"], measured)
-    write(dict(kind="target", step=done) | when | dict(quantity=q, measured=measured, target=float(target.target),
-                                                      lam_before=tstate["lam"], lam=lam))
+    write(
+        dict(kind="target", step=done)
+        | when
+        | dict(quantity=q, measured=measured, target=float(target.target), lam_before=tstate["lam"], lam=lam)
+    )
     tstate["lam"] = lam
     return tstate
 
@@ -309,19 +327,57 @@ def train(
     os.makedirs(run_dir, exist_ok=True)
     # Only the writing process (process 0) owns the folder: it holds the lock, cleans and recovers.
     with run_lock(run_dir) if writer else contextlib.nullcontext():
-        return _train_locked(model, optimizer, loss_fn, batches, run_dir, steps=steps, seed=seed,
-                             checkpoint_every=checkpoint_every, log_every=log_every, evaluate=evaluate,
-                             eval_every=eval_every, resume=resume, progress=progress, config=config, desc=desc,
-                             dp=dp, writer=writer, target=target)
+        return _train_locked(
+            model,
+            optimizer,
+            loss_fn,
+            batches,
+            run_dir,
+            steps=steps,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            log_every=log_every,
+            evaluate=evaluate,
+            eval_every=eval_every,
+            resume=resume,
+            progress=progress,
+            config=config,
+            desc=desc,
+            dp=dp,
+            writer=writer,
+            target=target,
+        )
 
 
-def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, checkpoint_every, log_every, evaluate,
-                  eval_every, resume, progress, config, desc, dp, writer, target):
+def _train_locked(
+    model,
+    optimizer,
+    loss_fn,
+    batches,
+    run_dir,
+    *,
+    steps,
+    seed,
+    checkpoint_every,
+    log_every,
+    evaluate,
+    eval_every,
+    resume,
+    progress,
+    config,
+    desc,
+    dp,
+    writer,
+    target,
+):
     ckpt = os.path.join(run_dir, CHECKPOINT)
     if writer:
         # a process killed while writing left these; no one else writes here (we hold the lock)
-        for name in remove_stale_temporaries(ckpt) + remove_stale_temporaries(os.path.join(run_dir, PREVIOUS)) + \
-                remove_stale_temporaries(os.path.join(run_dir, LOG)):
+        for name in (
+            remove_stale_temporaries(ckpt)
+            + remove_stale_temporaries(os.path.join(run_dir, PREVIOUS))
+            + remove_stale_temporaries(os.path.join(run_dir, LOG))
+        ):
             print(f"taynode: removed {os.path.join(run_dir, name)}, left by an interrupted write", file=sys.stderr)
         if resume:
             _recover(run_dir, ckpt)
@@ -339,8 +395,14 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
         meta = read_meta(ckpt)
         if meta["config"] != config:
             old, new = meta["config"] or {}, config or {}
-            keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) if isinstance(old, dict) and isinstance(new, dict) else ["config"]
-            raise CheckpointError(f"checkpoint {ckpt} was written with another config (differs in {keys}); resume needs the same config")
+            keys = (
+                sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                if isinstance(old, dict) and isinstance(new, dict)
+                else ["config"]
+            )
+            raise CheckpointError(
+                f"checkpoint {ckpt} was written with another config (differs in {keys}); resume needs the same config"
+            )
         if meta["extra"].get("seed") != seed:
             raise CheckpointError(f"checkpoint {ckpt} was written with seed {meta['extra'].get('seed')}, not {seed}")
         model, opt_state, meta = load_checkpoint(ckpt, model, opt_state)
@@ -358,6 +420,7 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
         _truncate_log(run_dir, 0)
 
     if dp.single:
+
         @eqx.filter_jit
         def step_fn(model, opt_state, batch, key, *lam):
             (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key, *lam)
@@ -382,8 +445,9 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
         extra = dict(seed=seed, train_time=train_time, epoch_sums=sums, epoch_count=count)
         if target is not None:
             extra["lam_target"] = dict(spec=target.spec(), state=tstate)
-        save_checkpoint(ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra,
-                        previous=os.path.join(run_dir, PREVIOUS))
+        save_checkpoint(
+            ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra, previous=os.path.join(run_dir, PREVIOUS)
+        )
 
     log = open(os.path.join(run_dir, LOG), "a") if writer else None
 
@@ -415,19 +479,30 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
             except (jax.errors.JaxRuntimeError, ValueError) as e:  # gloo's failures arrive as ValueError("UNKNOWN: Gloo ...")
                 if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
                     raise
-                raise DistributedError(f"step {step + 1} failed in process {jax.process_index()} of {jax.process_count()}: a peer "
-                                       f"process died or lost its connection ({str(e).splitlines()[0]}); the last checkpoint is "
-                                       "kept: restart every process with --resume") from None
+                raise DistributedError(
+                    f"step {step + 1} failed in process {jax.process_index()} of {jax.process_count()}: a peer "
+                    f"process died or lost its connection ({str(e).splitlines()[0]}); the last checkpoint is "
+                    "kept: restart every process with --resume"
+                ) from None
             if not (math.isfinite(loss) and finite):
-                _diverged(f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})", step, ckpt)
+                _diverged(
+                    f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})", step, ckpt
+                )
             model, opt_state = new_model, new_opt_state
             train_time += time.perf_counter() - t0
             done = step + 1
             metrics = {"loss": loss} | {k: _scalar(v) for k, v in aux.items()}
             if target is not None:
                 metrics["lam"] = tstate["lam"]
-                tstate = _target_step(target, tstate, metrics, done, lambda: local(model), write,
-                                      dict(epoch=done / spe if spe else None, time=train_time))
+                tstate = _target_step(
+                    target,
+                    tstate,
+                    metrics,
+                    done,
+                    lambda: local(model),  # noqa: B023 (called before the loop moves on)
+                    write,
+                    dict(epoch=done / spe if spe else None, time=train_time),
+                )
             for k, v in metrics.items():
                 if v is not None:
                     sums[k] = sums.get(k, 0.0) + v
@@ -446,7 +521,9 @@ def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, steps, seed, c
                     run_eval(done, "epoch", means)
                 else:
                     write(dict(kind="epoch", step=done, epoch=done / spe, time=train_time) | means)
-            if evaluate is not None and ((eval_every and done % eval_every == 0) or (done == steps and not (epoch_end and eval_every is None))):
+            if evaluate is not None and (
+                (eval_every and done % eval_every == 0) or (done == steps and not (epoch_end and eval_every is None))
+            ):
                 run_eval(done, "eval", {})
             if done % checkpoint_every == 0 or done == steps:
                 checkpoint(done)

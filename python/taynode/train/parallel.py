@@ -41,7 +41,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 __all__ = ["AXIS", "SHARDINGS", "DataParallel", "DistributedError", "init_distributed", "is_writer", "nfe_across_shards"]
 
@@ -66,8 +67,14 @@ def _reachable(host: str, port: int, timeout: float) -> bool:
         return False
 
 
-def init_distributed(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None, *,
-                     timeout: int = 60, heartbeat_timeout: int = 30) -> None:
+def init_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout: int = 60,
+    heartbeat_timeout: int = 30,
+) -> None:
     """Join a multi-process run: :func:`jax.distributed.initialize` with time limits.
 
     Arguments left ``None`` come from JAX's environment variables (``JAX_COORDINATOR_ADDRESS``,
@@ -93,12 +100,19 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
         if not sep or not host or not port.isdigit():
             raise DistributedError(f"coordinator must be HOST:PORT (e.g. 10.0.0.1:1234), got {coordinator!r}")
     if num_processes is not None and (num_processes < 1 or process_id is None or not 0 <= process_id < num_processes):
-        raise DistributedError(f"need 0 <= process_id < num_processes, got process_id={process_id}, num_processes={num_processes}")
+        raise DistributedError(
+            f"need 0 <= process_id < num_processes, got process_id={process_id}, num_processes={num_processes}"
+        )
     if coordinator is not None and num_processes is not None:
         _check_coordinator(coordinator, process_id, num_processes, timeout)
     try:
-        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=int(timeout),
-                                   heartbeat_timeout_seconds=int(heartbeat_timeout))
+        jax.distributed.initialize(
+            coordinator,
+            num_processes,
+            process_id,
+            initialization_timeout=int(timeout),
+            heartbeat_timeout_seconds=int(heartbeat_timeout),
+        )
     except Exception as e:  # XlaRuntimeError, ValueError (JAX aborts the process on some failures instead)
         raise DistributedError(
             f"could not join the multi-process run at {coordinator} as process {process_id} of {num_processes} within {timeout} s "
@@ -118,17 +132,25 @@ def _check_coordinator(coordinator: str, process_id: int, num_processes: int, ti
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("", int(port)))
         except OSError as e:
-            raise DistributedError(f"process 0 runs the coordinator on port {port}, but cannot listen there ({e}); choose a free "
-                                   "port for --coordinator") from None
-        print(f"taynode: process 0 of {num_processes}: coordinator on {coordinator}; waiting up to {timeout} s for the others "
-              "(JAX ends this process with DEADLINE_EXCEEDED if they do not come)", file=sys.stderr, flush=True)
+            raise DistributedError(
+                f"process 0 runs the coordinator on port {port}, but cannot listen there ({e}); choose a free "
+                "port for --coordinator"
+            ) from None
+        print(
+            f"taynode: process 0 of {num_processes}: coordinator on {coordinator}; waiting up to {timeout} s for the others "
+            "(JAX ends this process with DEADLINE_EXCEEDED if they do not come)",
+            file=sys.stderr,
+            flush=True,
+        )
         return
     deadline = time.monotonic() + timeout
     while not _reachable(host, int(port), 1.0):
         if time.monotonic() > deadline:
-            raise DistributedError(f"process {process_id}: the coordinator {coordinator} could not be reached within {timeout} s "
-                                   "(nothing accepts connections there). Start process 0 with the same --coordinator HOST:PORT, "
-                                   "check the host name and that the port is open, or raise the timeout.")
+            raise DistributedError(
+                f"process {process_id}: the coordinator {coordinator} could not be reached within {timeout} s "
+                "(nothing accepts connections there). Start process 0 with the same --coordinator HOST:PORT, "
+                "check the host name and that the port is open, or raise the timeout."
+            )
         time.sleep(0.5)
 
 
@@ -162,8 +184,13 @@ def nfe_across_shards(nfe_per_shard, examples_per_shard) -> dict:
     """
     nfe = np.asarray(nfe_per_shard, np.float64).ravel()
     n = np.broadcast_to(np.asarray(examples_per_shard, np.float64), nfe.shape)
-    return dict(total=float(nfe.sum()), per_example=float((n * nfe).sum() / n.sum()), max=float(nfe.max()), min=float(nfe.min()),
-                shards=len(nfe))
+    return dict(
+        total=float(nfe.sum()),
+        per_example=float((n * nfe).sum() / n.sum()),
+        max=float(nfe.max()),
+        min=float(nfe.min()),
+        shards=len(nfe),
+    )
 
 
 class DataParallel:
@@ -183,9 +210,11 @@ class DataParallel:
             devs = every
         elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
             if not 1 <= devices <= len(every):
-                raise ValueError(f"devices={devices}, but {len(every)} device(s) are visible ({every[0].platform}); "
-                                 f"pass a number in [1, {len(every)}] (on CPU, more devices come from "
-                                 "XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts)")
+                raise ValueError(
+                    f"devices={devices}, but {len(every)} device(s) are visible ({every[0].platform}); "
+                    f"pass a number in [1, {len(every)}] (on CPU, more devices come from "
+                    "XLA_FLAGS=--xla_force_host_platform_device_count=N set before JAX starts)"
+                )
             if jax.process_count() > 1 and devices != len(every):
                 raise ValueError(f"a multi-process run uses every device of every process ({len(every)}), got devices={devices}")
             devs = every[:devices]
@@ -213,12 +242,16 @@ class DataParallel:
         """The global batch size; a clear error when it does not split evenly over the devices."""
         sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree_util.tree_leaves(batch)}
         if None in sizes or len(sizes) != 1:
-            raise ValueError(f"data-parallel training needs every array of a batch to share its leading (example) axis, got sizes {sorted(map(str, sizes))}")
+            raise ValueError(
+                f"data-parallel training needs every array of a batch to share its leading (example) axis, got sizes {sorted(map(str, sizes))}"
+            )
         b = sizes.pop()
         if b % self.size:
             ok = [d for d in range(1, self.size + 1) if b % d == 0]
-            raise ValueError(f"the global batch of {b} examples does not split evenly over {self.size} devices; choose a batch "
-                             f"size divisible by {self.size} or use devices={max(ok)} (--devices {max(ok)})")
+            raise ValueError(
+                f"the global batch of {b} examples does not split evenly over {self.size} devices; choose a batch "
+                f"size divisible by {self.size} or use devices={max(ok)} (--devices {max(ok)})"
+            )
         return b
 
     def put_batch(self, batch):
@@ -266,8 +299,11 @@ class DataParallel:
             return eqx.apply_updates(model, updates), opt_state, loss, aux, finite
 
         if self.sharding == "global":
+
             def pin(tree):
-                return jax.tree_util.tree_map(lambda x: jax.lax.with_sharding_constraint(x, self.replicated) if eqx.is_array(x) else x, tree)
+                return jax.tree_util.tree_map(
+                    lambda x: jax.lax.with_sharding_constraint(x, self.replicated) if eqx.is_array(x) else x, tree
+                )
 
             @eqx.filter_jit
             def step(model, opt_state, batch, key, *extra):
@@ -291,8 +327,13 @@ class DataParallel:
                 return out_arrays, loss, aux, finite
 
             with equinox_shard_map_fix():
-                out_arrays, loss, aux, finite = jax.shard_map(local, mesh=self.mesh, in_specs=(P(), P(AXIS), P()) + (P(),) * len(extra),
-                                                              out_specs=(P(), P(), P(), P()), check_vma=False)(arrays, batch, key, *extra)
+                out_arrays, loss, aux, finite = jax.shard_map(
+                    local,
+                    mesh=self.mesh,
+                    in_specs=(P(), P(AXIS), P()) + (P(),) * len(extra),
+                    out_specs=(P(), P(), P(), P()),
+                    check_vma=False,
+                )(arrays, batch, key, *extra)
             m, o = eqx.combine(out_arrays, eqx.partition((model, opt_state), eqx.is_array)[1])
             return m, o, loss, aux, finite
 

@@ -59,8 +59,8 @@ checkpoint's JSON, so a resumed run takes the same λ sequence bit for bit.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -111,18 +111,25 @@ class LambdaTarget:
 
     def __post_init__(self):
         if not isinstance(self.quantity, str) or not self.quantity:
-            raise ValueError(f"LambdaTarget: quantity must be the name of a value in the loss's aux dict (e.g. 'R2', 'nfe'), got {self.quantity!r}")
+            raise ValueError(
+                f"LambdaTarget: quantity must be the name of a value in the loss's aux dict (e.g. 'R2', 'nfe'), got {self.quantity!r}"
+            )
         for name in ("target", "lam0", "rate", "max_step", "lam_min", "lam_max"):
             _positive(name, getattr(self, name))
         if isinstance(self.every, bool) or not isinstance(self.every, (int, np.integer)) or self.every < 1:
             raise ValueError(f"LambdaTarget: every must be an integer >= 1 (steps between updates of λ), got {self.every!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) or self.warmup < 0:
-            raise ValueError(f"LambdaTarget: warmup must be an integer >= 0 (steps at lam0 before the first update of λ), "
-                             f"got {self.warmup!r}")
-        if not (isinstance(self.damping, (int, float, np.integer, np.floating)) and math.isfinite(self.damping) and self.damping >= 0):
+            raise ValueError(
+                f"LambdaTarget: warmup must be an integer >= 0 (steps at lam0 before the first update of λ), got {self.warmup!r}"
+            )
+        if not (
+            isinstance(self.damping, (int, float, np.integer, np.floating)) and math.isfinite(self.damping) and self.damping >= 0
+        ):
             raise ValueError(f"LambdaTarget: damping must be a finite number >= 0, got {self.damping!r}")
         if not self.lam_min <= self.lam0 <= self.lam_max:
-            raise ValueError(f"LambdaTarget: need lam_min <= lam0 <= lam_max, got {self.lam_min} <= {self.lam0} <= {self.lam_max}")
+            raise ValueError(
+                f"LambdaTarget: need lam_min <= lam0 <= lam_max, got {self.lam_min} <= {self.lam0} <= {self.lam_max}"
+            )
         if not np.issubdtype(np.dtype(self.dtype), np.floating):
             raise ValueError(f"LambdaTarget: dtype must be a float dtype (the model's), got {self.dtype!r}")
         if self.measure is not None and not callable(self.measure):
@@ -130,9 +137,19 @@ class LambdaTarget:
 
     def spec(self) -> dict:
         """The settings as JSON (checkpoints compare them on resume)."""
-        spec = dict(quantity=self.quantity, target=float(self.target), lam0=float(self.lam0), rate=float(self.rate),
-                    every=int(self.every), damping=float(self.damping), max_step=float(self.max_step), lam_min=float(self.lam_min),
-                    lam_max=float(self.lam_max), held_out=self.measure is not None, dtype=np.dtype(self.dtype).name)
+        spec = dict(
+            quantity=self.quantity,
+            target=float(self.target),
+            lam0=float(self.lam0),
+            rate=float(self.rate),
+            every=int(self.every),
+            damping=float(self.damping),
+            max_step=float(self.max_step),
+            lam_min=float(self.lam_min),
+            lam_max=float(self.lam_max),
+            held_out=self.measure is not None,
+            dtype=np.dtype(self.dtype).name,
+        )
         # warmup was added later: absent at its default 0, so checkpoints written before it resume
         return spec | ({"warmup": int(self.warmup)} if self.warmup else {})
 
@@ -148,8 +165,10 @@ class LambdaTarget:
     def update(self, lam: float, error: float, measured: float) -> tuple[float, float]:
         """``(λ, e)`` after one measurement, from λ and the previous e (the module docstring's rule)."""
         if not math.isfinite(measured) or measured < 0:
-            raise ValueError(f"LambdaTarget: the measured {self.quantity} is {measured}; a target needs a finite value >= 0 "
-                             "that falls as λ grows (a regularizer's value, an NFE)")
+            raise ValueError(
+                f"LambdaTarget: the measured {self.quantity} is {measured}; a target needs a finite value >= 0 "
+                "that falls as λ grows (a regularizer's value, an NFE)"
+            )
         e = math.log(max(measured, 1e-300) / self.target)
         delta = min(max(self.rate * e + self.damping * (e - error), -self.max_step), self.max_step)
         return min(max(lam * math.exp(delta), self.lam_min), self.lam_max), e
