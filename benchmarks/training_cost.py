@@ -5,7 +5,7 @@ repeat), median of the repeats:
 
 1. **Training step** (value and gradient of the task's loss) on the MNIST classifier (784 → 100 →
    784 sigmoid dynamics, batch 100) and the 2-D FFJORD model, at fixed parameters: unregularized,
-   R₂, R₃ and RNODE (𝒦 + ℬ), each with ``quadrature="integrated"`` (the paper's) and
+   R₂, R₃, RNODE (𝒦 + ℬ), ERNODE and SRNODE (global, and their local sampled-step variants), each with ``quadrature="integrated"`` (the paper's) and
    ``"sampled"`` (one sample time per solve, and M = 4 stratified times), and on MNIST also integrated with
    ``error_control="state"`` (regularizers out of the step-size control); forward and backward NFE from ``Solution.stats``;
    the sampled estimator's relative standard deviation over 64 draws and its mean relative to
@@ -56,7 +56,15 @@ QUAD_KW = {
     "sampled": {"quadrature": "sampled"},
     "sampled, M=4": {"quadrature": "sampled", "samples": 4},
 }
-REGS = {"none": ([], 0.0), "R2": (["r2"], 1e3), "R3": (["r3"], 1e4), "RNODE": (["kinetic", "jacobian"], 1e-2)}
+REGS = {
+    "none": ([], 0.0),
+    "R2": (["r2"], 1e3),
+    "R3": (["r3"], 1e4),
+    "RNODE": (["kinetic", "jacobian"], 1e-2),
+    "ERNODE": (["ernode"], 1e2),
+    "SRNODE": (["srnode"], 1e1),
+}
+STEP_REGS = ("ERNODE", "SRNODE")  # summed over the accepted steps ("integrated") or at sampled steps (the local variant)
 
 
 def _median_times(fns: dict, repeats: int) -> dict:
@@ -112,13 +120,14 @@ def ffjord_task():
     return cnf, loss
 
 
-def step_table(tasks: dict, repeats: int) -> list[dict]:
+def step_table(tasks: dict, repeats: int, regs_wanted=tuple(REGS)) -> list[dict]:
     rows = []
     for task, (model, loss) in tasks.items():
         key = jax.random.PRNGKey(7)
         fns, meta = {}, {}
-        for reg, (regs, lam) in REGS.items():
-            for quad in QUADS[task] if regs else ("-",):
+        for reg, (regs, lam) in ((r, REGS[r]) for r in regs_wanted):
+            quads = ("-",) if not regs else ("integrated", "sampled") if reg in STEP_REGS else QUADS[task]
+            for quad in quads:
                 kw = QUAD_KW[quad]
                 grad = eqx.filter_jit(
                     eqx.filter_value_and_grad(lambda m, k, regs=regs, lam=lam, kw=kw: loss(m, regs, lam, k, **kw), has_aux=True)
@@ -228,10 +237,12 @@ def main(argv=None):
     p.add_argument("--mnist-checkpoint", help="an MNIST run's checkpoint.npz (parameters after training)")
     p.add_argument("--tables", nargs="+", default=["steps", "gradient"], choices=["steps", "gradient"])
     p.add_argument("--tasks", nargs="+", default=["mnist", "ffjord-2d"], choices=["mnist", "ffjord-2d"])
+    p.add_argument("--regs", nargs="+", default=list(REGS), choices=list(REGS), help="step-table rows (none is always timed)")
     p.add_argument("--out", help="also write the markdown here")
     ns = p.parse_args(argv)
     makers = {"mnist": lambda: mnist_task(ns.mnist_checkpoint), "ffjord-2d": ffjord_task}
-    steps = step_table({t: makers[t]() for t in ns.tasks}, ns.repeats) if "steps" in ns.tables else []
+    regs = ["none"] + [r for r in ns.regs if r != "none"]
+    steps = step_table({t: makers[t]() for t in ns.tasks}, ns.repeats, regs) if "steps" in ns.tables else []
     grads = gradient_table(ns.repeats) if "gradient" in ns.tables else []
     text = markdown(steps, grads)
     print(text)
