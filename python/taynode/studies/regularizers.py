@@ -46,7 +46,7 @@ TAYNODE = {"mnist": "r3", "latent": "r3", "ffjord": "r2"}
 LAMS = {
     "mnist": {"taynode": 1e4, "taynode-sampled": 1e4, "rnode": 0.57, "ernode": 120.0, "srnode": 20.0, "steer": 0.5},
     "latent": {"taynode": 2.0, "taynode-sampled": 2.0, "rnode": 4.0, "ernode": 5600.0, "srnode": 170.0, "steer": 1.0},
-    "ffjord": {"taynode": 0.5, "taynode-sampled": 0.5, "rnode": 0.05, "ernode": 1.0, "srnode": 1.0, "steer": 0.5},
+    "ffjord": {"taynode": 0.5, "taynode-sampled": 0.5, "rnode": 0.09, "ernode": 3.9, "srnode": 0.32, "steer": 0.5},
 }
 
 # Pal, Ma, Shah & Rackauckas (ICML 2021), Avik Pal's thesis table (issue #16): Tsit5 at 1.4e-8.
