@@ -350,3 +350,36 @@ def test_bad_input(kwargs, match):
 def test_zero_length_interval_gives_zero():
     sol = tn.solve(lotka_volterra, jnp.asarray(LV_Z0), (0.0, 0.0), jnp.asarray(LV_PARAMS), regularizers=["ernode", "srnode"])
     assert set(sol.integrals) == {"ernode", "srnode"} and float(sol.integrals["ernode"][0]) == 0.0
+
+
+def test_srnode_is_zero_and_differentiable_where_the_two_stage_points_coincide_to_rounding():
+    """float32, two examples: one with a stage gap far above rounding (its estimate is the secant
+    slope ‖Δk‖/‖Δg‖), one whose gap is below eps·‖g‖ (rounding noise: 0, with a finite gradient;
+    the exact-zero test it replaced gave a NaN gradient there and stopped FFJORD training)."""
+    from taynode.solver_heuristics import StepInfo, StiffnessEstimate
+
+    tableau = dfx.Dopri5().tableau
+    n = len(tableau.a_lower) + 1
+    rng = np.random.default_rng(0)
+    ks = rng.normal(size=(n, 2, 3)).astype(np.float32)
+    z0 = np.array([[1.0, 2.0, 3.0], [1e4, 2e4, 3e4]], np.float32)
+
+    def value(scale):
+        info = StepInfo(0.0, 0.1, jnp.asarray(z0), None, None, scale * jnp.asarray(ks), tableau, 1e-5, 1e-5)
+        return StiffnessEstimate().step_value(info)
+
+    def gap(example, scale):  # ‖g6 − g7‖ and ‖g6‖ in float64
+        a6, a7 = np.asarray(tableau.a_lower[4], np.float64), np.asarray(tableau.a_lower[5], np.float64)
+        k = scale * ks[:, example].astype(np.float64)
+        g6 = z0[example] + a6 @ k[:5]
+        return np.linalg.norm(g6 - (z0[example] + a7 @ k[:6])), np.linalg.norm(g6)
+
+    scale = 1e-4
+    big, small = gap(0, scale), gap(1, scale)
+    eps = np.finfo(np.float32).eps
+    assert big[0] > 100 * eps * big[1] and small[0] < eps * small[1]  # the two regimes
+    v = np.asarray(value(scale))
+    expected = np.linalg.norm(scale * (ks[5, 0] - ks[6, 0])) / big[0]
+    assert v[0] == pytest.approx(expected, rel=1e-3) and v[1] == 0.0
+    g = jax.grad(lambda s: jnp.sum(value(s)))(jnp.float32(scale))
+    assert np.isfinite(float(g))

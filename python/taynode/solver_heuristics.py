@@ -186,10 +186,15 @@ class StiffnessEstimate(StepRegularizer):
             )
 
         dk = jax.tree_util.tree_map(lambda k: k[i - 1] - k[j - 1], info.ks)
-        dg = jax.tree_util.tree_map(lambda x, y: x - y, point(i), point(j))
+        gi = point(i)
+        dg = jax.tree_util.tree_map(lambda x, y: x - y, gi, point(j))
         num, den = _per_example_sum_squares(dk), _per_example_sum_squares(dg)
-        # S_est·|h| = (‖Δk‖/|h|)/‖Δg‖·|h|; 0 where the two points coincide (LocalRegNeuralDE.jl does too)
-        return _safe_sqrt(num / jnp.where(den > 0, den, 1.0)) * (den > 0)
+        # S_est·|h| = (‖Δk‖/|h|)/‖Δg‖·|h|; 0 where the two points coincide to working precision,
+        # ‖Δg‖ <= eps·‖g_i‖ (LocalRegNeuralDE.jl uses 0 where they coincide exactly). Below that the
+        # secant slope is rounding noise, and in float32 its derivative 1/‖Δg‖⁴ overflows to NaN.
+        eps = jnp.finfo(den.dtype).eps
+        ok = den > eps**2 * _per_example_sum_squares(gi) + jnp.finfo(den.dtype).tiny
+        return _safe_sqrt(num / jnp.where(ok, den, 1.0)) * ok
 
 
 def solvers_with_pair() -> list[str]:
