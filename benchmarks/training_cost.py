@@ -214,15 +214,21 @@ def markdown(step_rows, grad_rows) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in step_rows:
+        # ERNODE/SRNODE's sampled rows are the local variant, another quantity than the global sum:
+        # their "mean ÷ integrated" compares two regularizers, not an estimator with its target
         est = f"{r['rel_std']:.2f} / {r['mean_vs_integrated']:.2f}" if "rel_std" in r else ""
         out.append(
             f"| {r['task']} | {r['reg']} | {r['quadrature']} | {r['step_ms']:.1f} | {r['vs_none']:.2f} | {r['nfe']} / {r['nfe_backward']} | {est} |"
         )
-    out += [
-        "",
-        "| dtype | checkpoints | gradient ms | NFE fwd / bwd | t_f / t_(f+VJP) ms | gradient / ideal | forward / (NFE·t_f) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    out += (
+        []
+        if not grad_rows
+        else [
+            "",
+            "| dtype | checkpoints | gradient ms | NFE fwd / bwd | t_f / t_(f+VJP) ms | gradient / ideal | forward / (NFE·t_f) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+    )
     for r in grad_rows:
         out.append(
             f"| {r['dtype']} | {r['checkpoints']} | {r['grad_ms']:.1f} | {r['nfe']} / {r['nfe_backward']} | {r['f_ms']:.2f} / {r['fvjp_ms']:.2f} | "
