@@ -58,3 +58,13 @@ def test_table_names_any_regularizer():
     }
     table = latent.markdown_table({"config": {"reg": "kinetic"}, "results": res})
     assert "test kinetic" in table and "NFE ratio 2.00×" in table and "loss change +10.0 %" in table
+
+
+def test_every_regularizer_of_a_set_gets_the_weight():
+    from taynode.studies import latent
+
+    regs, lams = latent._regs(latent.preset("cpu", reg="kinetic+jacobian", lam=4.0), 4.0)
+    assert [r.name for r in regs] == ["kinetic", "jacobian"] and lams == [4.0, 4.0]
+    regs, lams = latent._regs(latent.preset("cpu", reg="ernode", lam=2.0), 2.0)
+    assert [r.name for r in regs] == ["ernode"] and lams == [2.0]
+    assert latent._regs(latent.preset("cpu"), 0.0) == ([], [])

@@ -144,8 +144,12 @@ class _Batches:
 
 
 def _regs(cfg: LatentConfig, lam: float):
-    rset = RegularizerSet.parse(cfg.reg, lam=[lam]) if lam > 0 else RegularizerSet()
-    return list(rset.regularizers), list(rset.lam or ())
+    """(regularizers, λ per regularizer) of ``cfg.reg`` at weight ``lam`` each (e.g. RNODE's 𝒦 and ℬ)."""
+    if not lam > 0:
+        return [], []
+    regs = RegularizerSet.parse(cfg.reg).regularizers
+    rset = RegularizerSet.parse(cfg.reg, lam=[lam] * len(regs))
+    return list(rset.regularizers), list(rset.lam)
 
 
 def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=True, resume=False, desc=None, result=False):
