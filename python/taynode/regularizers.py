@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -140,7 +141,7 @@ class JacobianFrobenius(Regularizer):
         return self.integrand(ev.f, ev.t, ev.z, ev.args, ev.noise)
 
 
-def hutchinson_noise(key, z):
+def hutchinson_noise(key: jax.Array, z: Any) -> Any:
     """ε ~ N(0, I) shaped like the state ``z`` (one draw per solve)."""
     leaves, treedef = jax.tree_util.tree_flatten(z)
     keys = jax.random.split(key, len(leaves))

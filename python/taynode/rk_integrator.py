@@ -15,6 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
+from jax.typing import ArrayLike
 
 from . import regularizers as _reg
 from . import solver_heuristics as _heuristics
@@ -37,7 +38,7 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def sample_times(key, t0, t1, samples: int):
+def sample_times(key: jax.Array, t0: ArrayLike, t1: ArrayLike, samples: int) -> jax.Array:
     r"""Stratified uniform times :math:`\tau_m = t_0 + (t_1 - t_0)(m + u_m)/M`, :math:`u_m \sim U[0, 1)`.
 
     Each :math:`\tau_m` is uniform on its own M-th of [t0, t1], so

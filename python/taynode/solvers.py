@@ -28,12 +28,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import diffrax as dfx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 __all__ = [
     "F_EVALS",
@@ -263,7 +264,9 @@ def _rms(tree):
     return jnp.sqrt(total / sum(x.size for x in leaves))
 
 
-def initial_step_size(fun, t0, y0, direction, order, rtol, atol, f0):
+def initial_step_size(
+    fun: Callable, t0: ArrayLike, y0: Any, direction: ArrayLike, order: int, rtol: float, atol: float, f0: Any
+) -> jax.Array:
     """Hairer, Nørsett & Wanner (1993), II.4: the starting step of an adaptive solve.
 
     Uses f0 = fun(t0, y0) and one more evaluation of ``fun``; the same rule as

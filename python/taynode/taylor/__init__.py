@@ -27,9 +27,11 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from ._inline import UnsupportedPrimitiveError
 from .incremental import incremental_coefficients, incremental_derivatives
@@ -130,7 +132,7 @@ def check_output_matches(f, t, z, args):
             )
 
 
-def derivatives(f, t, z, args=None, order: int = 1, method: str = "incremental"):
+def derivatives(f: Callable, t: ArrayLike, z: Any, args: Any = None, order: int = 1, method: str = "incremental") -> list:
     """The total derivatives d¹z/dt¹ … dᴷz/dtᴷ of the solution of dz/dt = f(t, z, args)
     through the point (t, z).
 

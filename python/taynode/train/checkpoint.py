@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import zipfile
 from itertools import zip_longest
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -91,7 +92,17 @@ def _key_data(key):
     return np.asarray(key).tolist()
 
 
-def save_checkpoint(path, model, opt_state, *, step: int, key, config=None, extra=None, previous=None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: Any,
+    opt_state: Any,
+    *,
+    step: int,
+    key: jax.Array,
+    config: Any = None,
+    extra: dict | None = None,
+    previous: str | os.PathLike | None = None,
+) -> None:
     """Write ``model``, ``opt_state``, ``step``, the PRNG ``key``, ``config`` (JSON) and ``extra``
     (JSON, e.g. accumulated time) to ``path`` atomically; with ``previous``, the file ``path``
     held until now is kept there (replacing an older one)."""
@@ -166,7 +177,7 @@ def _restore(z, meta, path, prefix, like):
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, values), static)
 
 
-def load_checkpoint(path, model_like, opt_state_like=None):
+def load_checkpoint(path: str | os.PathLike, model_like: Any, opt_state_like: Any = None) -> tuple[Any, Any, dict]:
     """``(model, opt_state, meta)`` from ``path``; the templates give structure, shapes and dtypes.
 
     With ``opt_state_like=None`` only the model is restored (``opt_state`` is ``None``).
