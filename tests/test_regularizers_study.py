@@ -86,6 +86,7 @@ def test_run_trains_the_missing_runs_and_writes_table_and_scatter(tmp_path, monk
     ]
     assert "1.46 [1.43–1.50]×" in (folder / "table.md").read_text()  # 30/21 and 30/20
     assert (folder / "scatter.png").stat().st_size > 5_000
+    assert "| SRNODE | 1.46× / +0.0 % (λ 20, 2) |" in (tmp_path / "overview.md").read_text()
 
 
 def test_ffjord_run_one_trains_ernode_with_steer_and_writes_its_results(tmp_path):

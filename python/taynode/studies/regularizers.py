@@ -218,6 +218,28 @@ def scatter(task: str, groups: dict, path: str) -> None:
     save_figure(fig, path)
 
 
+def overview(out_dir: str, tasks=TASKS) -> str:
+    """One markdown table across tasks: per method and λ, the paired NFE saving and loss change
+    (mean over seeds, number of seeds in brackets); "–" where a task has no finished run of it."""
+    cells = {}
+    for task in tasks:
+        groups, _ = collect(os.path.join(out_dir, task))
+        for row in table(task, groups)[1] if groups else []:
+            if row["method"] != "none" and row["nfe_saving"]:
+                key = (row["method"], task)
+                text = (
+                    f"{np.mean(row['nfe_saving']):.2f}× / {np.mean(row['loss_change_percent']):+.1f} % "
+                    f"(λ {row['lam']:g}, {len(row['nfe_saving'])})"
+                )
+                cells[key] = cells[key] + "; " + text if key in cells else text
+    head = "| method | " + " | ".join(f"{t}: NFE saving / Δ test loss (λ, seeds)" for t in tasks) + " |"
+    lines = [head, "|" + "---|" * (len(tasks) + 1)]
+    for m in METHODS[1:]:
+        if any((m, t) in cells for t in tasks):
+            lines.append(f"| {LABELS[m]} | " + " | ".join(cells.get((m, t), "–") for t in tasks) + " |")
+    return "\n".join(lines) + "\n"
+
+
 @with_x64
 def report(out_dir: str, task: str) -> str | None:
     """Write ``table.md``, ``summary.json`` and ``scatter.png`` of one task from its finished runs."""
@@ -253,7 +275,8 @@ def run(
             for s in run_all(RUNNERS[task], specs(cfg, task), os.path.join(out_dir, task), time_limit=left, sequential=sequential)
         ]
         texts[task] = report(out_dir, task)
+    write_text(os.path.join(out_dir, "overview.md"), overview(out_dir, cfg.tasks))
     return dict(tables=texts, failed=failed)
 
 
-__all__ = ["LAMS", "METHODS", "PAL", "RegularizersConfig", "TASKS", "metrics", "report", "run", "specs", "table"]
+__all__ = ["LAMS", "METHODS", "PAL", "RegularizersConfig", "TASKS", "metrics", "overview", "report", "run", "specs", "table"]
