@@ -116,12 +116,28 @@ def _reg_and_lam(task, spec):
     return reg, lam, (spec.lam if m == "steer" else 0.0), quad
 
 
+def _diverged(run_dir, error) -> None:
+    """A run that diverged (deterministically: same seed, same steps) is recorded as such, so the
+    table says so and the run is not retried."""
+    from ..train import read_log
+
+    steps = read_log(run_dir, "step")
+    write_json(
+        os.path.join(run_dir, "results.json"),
+        dict(status="diverged", error=str(error).strip().splitlines()[0][:300], steps=steps[-1]["step"] if steps else 0),
+    )
+
+
 def _run_mnist(spec, run_dir):
+    from ..train import NonFiniteLossError
     from . import mnist
 
     reg, lam, steer, quad = _reg_and_lam("mnist", spec)
     cfg = mnist.config("small", reg=reg, lam=lam, steer=steer, seed=spec.seed, **quad)
-    mnist.run(cfg, run_dir, resume=True, progress=False)  # writes results.json
+    try:
+        mnist.run(cfg, run_dir, resume=True, progress=False)  # writes results.json
+    except NonFiniteLossError as e:
+        _diverged(run_dir, e)
 
 
 def _run_latent(spec, run_dir):
@@ -174,7 +190,26 @@ def table(task: str, groups: dict) -> tuple[str, list]:
     rows = []
     for m in METHODS:
         found = [(k, v) for k, v in groups.items() if k[0] == m]
-        for (_, lam, _), runs in found:
+        for (_, lam, _), all_runs in found:
+            runs = [r for r in all_runs if r["results"].get("status", "ok") == "ok"]
+            failed = [r for r in all_runs if r not in runs]
+            failed_text = ", ".join(f"seed {r['seed']} at step {r['results'].get('steps', '?')}" for r in failed)
+            note = f"; diverged: {failed_text}" if failed else ""
+            if not runs:
+                cells = [LABELS[m], f"{lam:g}", "0", f"diverged ({failed_text})"] + [""] * (len(head) - 4)
+                lines.append("| " + " | ".join(cells) + " |")
+                rows.append(
+                    dict(
+                        method=m,
+                        lam=lam,
+                        runs=[],
+                        nfe_saving=[],
+                        loss_change_percent=[],
+                        time_ratio=[],
+                        diverged=[r["seed"] for r in failed],
+                    )
+                )
+                continue
             ms = [dict(seed=r["seed"], **metrics(task, r["results"])) for r in runs]
             pairs = [(base[x["seed"]], x) for x in ms if x["seed"] in base and m != "none"]
             saving = [b["nfe"] / x["nfe"] for b, x in pairs]
@@ -183,7 +218,7 @@ def table(task: str, groups: dict) -> tuple[str, list]:
             cells = [
                 LABELS[m],
                 "–" if m == "none" else f"{lam:g}",
-                str(len(ms)),
+                str(len(ms)) + note,
                 mean_range([x["nfe"] for x in ms], "{:.1f}"),
                 mean_range(saving, "{:.2f}") + "×" if saving else "",
                 mean_range([x["loss"] for x in ms], "{:.4g}"),
@@ -193,7 +228,17 @@ def table(task: str, groups: dict) -> tuple[str, list]:
             cells += [mean_range([x["seconds"] for x in ms], "{:.0f}") + (f" ({np.mean(tratio):.2f}×)" if tratio else "")]
             cells += [PAL.get(task, {}).get(m, "")] if task in PAL_HEADER else []
             lines.append("| " + " | ".join(cells) + " |")
-            rows.append(dict(method=m, lam=lam, runs=ms, nfe_saving=saving, loss_change_percent=dloss, time_ratio=tratio))
+            rows.append(
+                dict(
+                    method=m,
+                    lam=lam,
+                    runs=ms,
+                    nfe_saving=saving,
+                    loss_change_percent=dloss,
+                    time_ratio=tratio,
+                    diverged=[r["seed"] for r in failed],
+                )
+            )
     return "\n".join(lines) + "\n", rows
 
 
@@ -205,7 +250,13 @@ def scatter(task: str, groups: dict, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
     for i, m in enumerate(METHODS):
-        pts = [metrics(task, r["results"]) for k, runs in groups.items() if k[0] == m for r in runs]
+        pts = [
+            metrics(task, r["results"])
+            for k, runs in groups.items()
+            if k[0] == m
+            for r in runs
+            if r["results"].get("status", "ok") == "ok"
+        ]
         if pts:
             label = LABELS[m].replace("𝒦", "K").replace("ℬ", "B")  # glyphs the default font lacks
             ax.scatter([p["nfe"] for p in pts], [p["loss"] for p in pts], color=f"C{i}", label=label, s=30)
@@ -225,7 +276,9 @@ def overview(out_dir: str, tasks=TASKS) -> str:
     for task in tasks:
         groups, _ = collect(os.path.join(out_dir, task))
         for row in table(task, groups)[1] if groups else []:
-            if row["method"] != "none" and row["nfe_saving"]:
+            if row.get("diverged") and not row["nfe_saving"]:
+                cells[(row["method"], task)] = f"diverged (λ {row['lam']:g}, seeds {', '.join(map(str, row['diverged']))})"
+            elif row["method"] != "none" and row["nfe_saving"]:
                 key = (row["method"], task)
                 text = (
                     f"{np.mean(row['nfe_saving']):.2f}× / {np.mean(row['loss_change_percent']):+.1f} % "
