@@ -110,10 +110,14 @@ def test_ffjord_run_one_trains_ernode_with_steer_and_writes_its_results(tmp_path
 def test_diverged_runs_are_named_not_averaged():
     groups = {
         ("none", 0.0, "integrated"): [_group(0, 30.0, 0.20, 0.90, 10.0), _group(1, 40.0, 0.25, 0.91, 20.0)],
-        ("srnode", 20.0, "integrated"): [dict(seed=0, results=dict(status="diverged", error="training diverged", steps=55), epochs=[]),
-                                         dict(seed=1, results=dict(status="diverged", error="training diverged", steps=60), epochs=[])],
-        ("ernode", 120.0, "integrated"): [_group(0, 15.0, 0.22, 0.89, 12.0),
-                                          dict(seed=1, results=dict(status="diverged", error="x", steps=7), epochs=[])],
+        ("srnode", 20.0, "integrated"): [
+            dict(seed=0, results=dict(status="diverged", error="training diverged", steps=55), epochs=[]),
+            dict(seed=1, results=dict(status="diverged", error="training diverged", steps=60), epochs=[]),
+        ],
+        ("ernode", 120.0, "integrated"): [
+            _group(0, 15.0, 0.22, 0.89, 12.0),
+            dict(seed=1, results=dict(status="diverged", error="x", steps=7), epochs=[]),
+        ],
     }
     text, rows = rg.table("mnist", groups)
     assert "| SRNODE | 20 | 0 | diverged (seed 0 at step 55, seed 1 at step 60) |  |" in text
