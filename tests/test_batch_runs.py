@@ -69,6 +69,7 @@ def _load_script(path):
     return mod
 
 
+@pytest.mark.slow  # end to end: trains a Latent ODE (about 30 s)
 def test_latent_runs_log_per_epoch_nfe_and_the_table_reads_them(tmp_path, monkeypatch, capsys):
     from taynode.data import physionet as pn
     from taynode.studies import latent

@@ -89,6 +89,7 @@ def test_run_trains_the_missing_runs_and_writes_table_and_scatter(tmp_path, monk
     assert "| SRNODE | 1.46× / +0.0 % (λ 20, 2) |" in (tmp_path / "overview.md").read_text()
 
 
+@pytest.mark.slow  # end to end: trains a tiny FFJORD model (about 20 s)
 def test_ffjord_run_one_trains_ernode_with_steer_and_writes_its_results(tmp_path):
     """One tiny FFJORD run with ERNODE at a given λ and STEER's random end time: it trains through
     the shared loop (λ and the steer half-width land in the stored config) and is evaluated."""
