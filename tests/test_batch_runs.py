@@ -1,6 +1,5 @@
 """Resumable multi-run batches (`taynode.studies.batch`) and the Latent ODE run script built on them."""
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -74,17 +73,9 @@ def test_latent_runs_log_per_epoch_nfe_and_the_table_reads_them(tmp_path, monkey
     from taynode.data import physionet as pn
     from taynode.studies import latent
     from taynode.train import load_checkpoint
-    from test_physionet import record, write_set
+    from test_physionet import tiny_set_a
 
-    data = tmp_path / "data"
-    data.mkdir()
-    records = {
-        str(r): record(r, [f"0{r % 10}:00,HR,{60 + r % 7}", f"1{r % 10}:30,pH,7.{r % 10}", "30:00,Temp,37"])
-        for r in range(3000, 3010)
-    }
-    write_set(data, "a", records, {r: r % 2 for r in range(3000, 3010)})
-    own = {n: hashlib.sha256((data / n).read_bytes()).hexdigest() for n in ("set-a.tar.gz", "Outcomes-a.txt")}
-    monkeypatch.setattr(pn, "SHA256", pn.SHA256 | own)
+    data = tiny_set_a(tmp_path / "data", monkeypatch)
     runs = _load_script(ROOT / "benchmarks/latent_ode/runs.py")
     out = tmp_path / "runs"
     argv = [

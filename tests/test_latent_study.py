@@ -1,25 +1,14 @@
 """`taynode study latent-ode` end to end on hand-made PhysioNet archives: it trains both models,
 writes the figure, the table and results.json, and the table's numbers are the results'."""
 
-import hashlib
 import json
 
 from taynode.cli import main
-from taynode.data import physionet as pn
-from test_physionet import record, write_set
+from test_physionet import tiny_set_a
 
 
 def test_study_command_on_tiny_archives(tmp_path, monkeypatch, capsys):
-    data = tmp_path / "data"
-    data.mkdir()
-    records = {
-        str(r): record(r, [f"0{r % 10}:00,HR,{60 + r % 7}", f"1{r % 10}:30,pH,7.{r % 10}", "30:00,Temp,37"])
-        for r in range(3000, 3010)
-    }
-    write_set(data, "a", records, {r: r % 2 for r in range(3000, 3010)})
-    # the study verifies checksums: register the hand-made files' own
-    own = {n: hashlib.sha256((data / n).read_bytes()).hexdigest() for n in ("set-a.tar.gz", "Outcomes-a.txt")}
-    monkeypatch.setattr(pn, "SHA256", pn.SHA256 | own)
+    data = tiny_set_a(tmp_path / "data", monkeypatch)  # the study verifies checksums: the helper registers theirs
     out = tmp_path / "out"
     argv = [
         "study",

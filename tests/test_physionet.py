@@ -29,6 +29,20 @@ def write_set(folder, name, records, outcomes=None):
         (folder / f"Outcomes-{name}.txt").write_text("\n".join(rows) + "\n")
 
 
+def tiny_set_a(folder, monkeypatch):
+    """Ten hand-made records as set A in ``folder`` (made if needed), their checksums registered so
+    loaders that verify them accept the files; returns ``folder``."""
+    folder.mkdir(exist_ok=True)
+    records = {
+        str(r): record(r, [f"0{r % 10}:00,HR,{60 + r % 7}", f"1{r % 10}:30,pH,7.{r % 10}", "30:00,Temp,37"])
+        for r in range(3000, 3010)
+    }
+    write_set(folder, "a", records, {r: r % 2 for r in range(3000, 3010)})
+    own = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in ("set-a.tar.gz", "Outcomes-a.txt")}
+    monkeypatch.setattr(pn, "SHA256", pn.SHA256 | own)
+    return folder
+
+
 def record(rid, lines, age=60, gender=1, height=-1, icu=2, weight=80.0):
     head = ["Time,Parameter,Value", f"00:00,RecordID,{rid}", f"00:00,Age,{age}", f"00:00,Gender,{gender}",
             f"00:00,Height,{height}", f"00:00,ICUType,{icu}", f"00:00,Weight,{weight}"]  # fmt: skip

@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from taynode.studies import write_json, write_text
 from taynode.studies.batch import mean_range
 
 NAMES = {"none": "unregularized", "rnode": "RNODE (𝒦+ℬ)", "r2": "TayNODE (R₂)"}
@@ -84,11 +85,8 @@ def main(argv=None):
         raise SystemExit(f"no results.json under {ns.runs}/<dataset>-seed<s>/")
     text, summary = table(data)
     print(text)
-    for name, content in (("seeds.md", text), ("seeds.json", json.dumps(summary, indent=2))):
-        tmp = os.path.join(ns.dest, name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(content)
-        os.replace(tmp, os.path.join(ns.dest, name))
+    write_text(os.path.join(ns.dest, "seeds.md"), text)
+    write_json(os.path.join(ns.dest, "seeds.json"), summary)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ epoch they reached. Writes ``table.md``, ``summary.json`` and ``curves.png`` int
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
-from taynode.studies import save_figure
-from taynode.studies.batch import collect, mean_range
+from taynode.studies import save_figure, write_json, write_text
+from taynode.studies.batch import collect, mean_range, unfinished_note
 
 # The paper's Table/Fig. 4 (PhysioNet, their setup): 281 → 90 NFE at +8 % loss. Pal et al. (ICML 2021)
 # rerun (Tsit5, 1.4e-8): NFE / test loss ×1e-3 (their MSE-based loss) / training time, issue #16.
@@ -111,14 +110,10 @@ def main(argv=None):
         raise SystemExit(f"no finished run in {ns.runs} (unfinished: {unfinished})")
     os.makedirs(ns.dest, exist_ok=True)
     text, summary = table(groups)
-    if unfinished:
-        text += "\nUnfinished (not in the table): " + ", ".join(f"{u['run']} at epoch {u['epoch']:g}" for u in unfinished) + "\n"
+    text += unfinished_note(unfinished)
     print(text)
-    for name, content in (("table.md", text), ("summary.json", json.dumps(dict(rows=summary, unfinished=unfinished), indent=2))):
-        tmp = os.path.join(ns.dest, name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(content)
-        os.replace(tmp, os.path.join(ns.dest, name))
+    write_text(os.path.join(ns.dest, "table.md"), text)
+    write_json(os.path.join(ns.dest, "summary.json"), dict(rows=summary, unfinished=unfinished))
     plot(groups, os.path.join(ns.dest, "curves.png"))
 
 

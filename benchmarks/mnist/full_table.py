@@ -13,13 +13,12 @@ they reached and are left out of the table. Writes ``table.md``, ``summary.json`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
-from taynode.studies import save_figure
-from taynode.studies.batch import collect, mean_range
+from taynode.studies import save_figure, write_json, write_text
+from taynode.studies.batch import collect, mean_range, unfinished_note
 
 # Pal, Ma, Shah & Rackauckas (ICML 2021), rerunning the TayNODE code (Tsit5 at 1.4e-8, 160 epochs,
 # float64): test NFE / accuracy / training time, as quoted in issue #16 from Avik Pal's thesis.
@@ -118,14 +117,10 @@ def main(argv=None):
         raise SystemExit(f"no finished run in {ns.runs} (unfinished: {unfinished})")
     os.makedirs(ns.dest, exist_ok=True)
     text, summary = table(groups, pal=not ns.no_reference)
-    if unfinished:
-        text += "\nUnfinished (not in the table): " + ", ".join(f"{u['run']} at epoch {u['epoch']:g}" for u in unfinished) + "\n"
+    text += unfinished_note(unfinished)
     print(text)
-    for name, content in (("table.md", text), ("summary.json", json.dumps(dict(rows=summary, unfinished=unfinished), indent=2))):
-        tmp = os.path.join(ns.dest, name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(content)
-        os.replace(tmp, os.path.join(ns.dest, name))
+    write_text(os.path.join(ns.dest, "table.md"), text)
+    write_json(os.path.join(ns.dest, "summary.json"), dict(rows=summary, unfinished=unfinished))
     plot(groups, os.path.join(ns.dest, "fig3_full.png"))
 
 

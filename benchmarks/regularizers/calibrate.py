@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from taynode.studies import write_json
+
 METHODS = {"rnode": ("kinetic", "jacobian"), "ernode": ("ernode",), "srnode": ("srnode",)}
 
 
@@ -125,9 +127,7 @@ def main(argv=None):
         lams = {m: lam * vals["taynode"] / v for m, v in vals.items() if m != "taynode"} | {"taynode": lam}
         result[task] = dict(run=path, values=vals, lam=lams)
         print(task, json.dumps(result[task], indent=1))
-    with open(ns.out + ".tmp", "w") as fh:
-        json.dump(result, fh, indent=2)
-    os.replace(ns.out + ".tmp", ns.out)
+    write_json(ns.out, result)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,13 @@ def collect(out: str) -> tuple[dict, list]:
     return groups, unfinished
 
 
+def unfinished_note(unfinished: list) -> str:
+    """The line a table gets for runs :func:`collect` found unfinished ("" if none)."""
+    if not unfinished:
+        return ""
+    return "\nUnfinished (not in the table): " + ", ".join(f"{u['run']} at epoch {u['epoch']:g}" for u in unfinished) + "\n"
+
+
 def mean_range(values, fmt: str = "{:.2f}") -> str:
     """``mean [min–max]`` over seeds (just the value for one seed)."""
     import numpy as np

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch import Spec, collect, mean_range, run_all
+from .batch import Spec, collect, mean_range, run_all, unfinished_note
 from .common import save_figure, setting, with_x64, write_json, write_text
 
 TASKS = ("mnist", "latent", "ffjord")
@@ -301,8 +301,7 @@ def report(out_dir: str, task: str) -> str | None:
     if not groups:
         return None
     text, rows = table(task, groups)
-    if unfinished:
-        text += "\nUnfinished (not in the table): " + ", ".join(f"{u['run']} at epoch {u['epoch']:g}" for u in unfinished) + "\n"
+    text += unfinished_note(unfinished)
     write_text(os.path.join(folder, "table.md"), text)
     write_json(os.path.join(folder, "summary.json"), dict(lams=LAMS[task], rows=rows, unfinished=unfinished))
     scatter(task, groups, os.path.join(folder, "scatter.png"))
