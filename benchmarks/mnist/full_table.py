@@ -2,27 +2,31 @@
 
 Reads every ``OUT/<reg>-lam<λ>-seed<s>/`` run folder: the final evaluation (``results.json``,
 written when a run finishes) and the per-epoch log (test NFE on the first 1,000 test images,
-training error, cumulative training time). Rows group the seeds of one (regularizer, λ): mean
-and, in brackets, the smallest and largest seed. Unfinished runs are listed with the epoch
-they reached and are left out of the table. Writes ``table.md``, ``summary.json`` and
-``fig3_full.png`` into ``--dest``::
+training error, cumulative training time). Rows group the seeds of one (regularizer, λ,
+quadrature); the table is ``doctables.runs.mnist_table``'s (the docs' convention: savings,
+accuracy changes and time ratios paired by seed, the mean and each seed's value). Unfinished
+runs are listed with the epoch they reached and are left out of the table. Writes ``table.md``,
+``summary.json`` and ``fig3_full.png`` into ``--dest``; ``--from-summary`` rewrites ``table.md``
+from a committed ``summary.json`` alone (the run folders of the committed runs are not kept)::
 
     python benchmarks/mnist/full_table.py --runs runs/mnist-full --dest benchmarks/mnist/full
+    python benchmarks/mnist/full_table.py --from-summary --dest benchmarks/mnist/small_cost --no-reference --seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 
-import numpy as np
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # doctables: the table format shared with the docs
 
-from taynode.studies import save_figure, write_json, write_text
-from taynode.studies.batch import collect, mean_range, unfinished_note
-
-# Pal, Ma, Shah & Rackauckas (ICML 2021), rerunning the TayNODE code (Tsit5 at 1.4e-8, 160 epochs,
-# float64): test NFE / accuracy / training time, as quoted in issue #16 from Avik Pal's thesis.
-PAL = {"none": ("253", "97.94 %", "0.98 h"), "r3": ("80.3", "97.89 %", "1.19 h")}
+from doctables.fmt import reference  # noqa: E402
+from doctables.runs import mnist_table  # noqa: E402
+from taynode.studies import save_figure, write_json, write_text  # noqa: E402
+from taynode.studies.batch import collect, unfinished_note  # noqa: E402
 
 
 def load(runs: str) -> tuple[dict, list]:
@@ -40,49 +44,25 @@ def load(runs: str) -> tuple[dict, list]:
     return groups, unfinished
 
 
-def table(groups: dict, pal: bool = True) -> tuple[str, list]:
-    base = groups.get(("none", 0.0, "integrated"))
-    base_nfe = np.mean([r["res"]["test_nfe"] for r in base]) if base else None
-    base_acc = np.mean([r["res"]["test_acc"] for r in base]) if base else None
-    base_time = np.mean([r["res"]["train_seconds"] for r in base]) if base else None
-    rows = [
-        "| model | seeds | test accuracy % | test NFE (dopri5, 1.4e-8, float64) | NFE saving | first-epoch → final NFE (1,000 test images) | training time, min (× unregularized) |"
-        + (" Pal et al. rerun: NFE / acc. / time |" if pal else ""),
-        "|---|---|---|---|---|---|---|" + ("---|" if pal else ""),
-    ]
-    summary = []
+def summary_rows(groups: dict) -> list[dict]:
+    """One ``summary.json`` row per (regularizer, λ, quadrature): every seed's final numbers and curves."""
+    rows = []
     for (reg, lam, quad), runs in sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0])):
-        acc = [100 * r["res"]["test_acc"] for r in runs]
-        nfe = [r["res"]["test_nfe"] for r in runs]
-        minutes = [r["res"]["train_seconds"] / 60 for r in runs]
-        first = [r["curve"]["test_nfe"][0] for r in runs]
-        last = [r["curve"]["test_nfe"][-1] for r in runs]
-        label = (
-            "unregularized" if reg == "none" else f"{reg.upper()}, λ = {lam:g}" + (f" ({quad})" if quad != "integrated" else "")
-        )
-        ratio = "" if base_time is None or reg == "none" else f" ({np.mean(minutes) * 60 / base_time:.2f}×)"
-        saving = "" if base_nfe is None or reg == "none" else f"{base_nfe / np.mean(nfe):.2f}× fewer"
-        ref = " " + (" / ".join(PAL[reg]) if reg in PAL and quad == "integrated" else "") + " |" if pal else ""
         rows.append(
-            f"| {label} | {len(runs)} | {mean_range(acc, '{:.2f}')} | {mean_range(nfe, '{:.1f}')} | {saving} | "
-            f"{mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | {mean_range(minutes, '{:.1f}')}{ratio} |{ref}"
-        )
-        summary.append(
             dict(
                 reg=reg,
                 lam=lam,
                 quadrature=quad,
                 seeds=[r["seed"] for r in runs],
-                test_acc=acc,
-                test_nfe=nfe,
-                train_minutes=minutes,
-                first_epoch_nfe=first,
-                final_epoch_nfe=last,
+                test_acc=[100 * r["res"]["test_acc"] for r in runs],
+                test_nfe=[r["res"]["test_nfe"] for r in runs],
+                train_minutes=[r["res"]["train_seconds"] / 60 for r in runs],
+                first_epoch_nfe=[r["curve"]["test_nfe"][0] for r in runs],
+                final_epoch_nfe=[r["curve"]["test_nfe"][-1] for r in runs],
                 curves=[r["curve"] for r in runs],
-                acc_drop_points=None if base_acc is None else 100 * base_acc - float(np.mean(acc)),
             )
         )
-    return "\n".join(rows) + "\n", summary
+    return rows
 
 
 def plot(groups: dict, path: str) -> None:
@@ -111,16 +91,26 @@ def main(argv=None):
     p.add_argument("--runs", default="runs/mnist-full")
     p.add_argument("--dest", default="benchmarks/mnist/full")
     p.add_argument("--no-reference", action="store_true", help="leave out Pal et al.'s column (for presets other than full)")
+    p.add_argument("--seconds", action="store_true", help="training time in seconds (runs of about a minute)")
+    p.add_argument("--from-summary", action="store_true", help="rewrite --dest/table.md from --dest/summary.json alone")
     ns = p.parse_args(argv)
+    ref = None if ns.no_reference else reference(ROOT)
+    if ns.from_summary:
+        with open(os.path.join(ns.dest, "summary.json"), encoding="utf-8") as fh:
+            saved = json.load(fh)
+        text = mnist_table(saved["rows"], ref, seconds=ns.seconds) + unfinished_note(saved["unfinished"])
+        write_text(os.path.join(ns.dest, "table.md"), text)
+        print(text)
+        return
     groups, unfinished = load(ns.runs)
     if not groups:
         raise SystemExit(f"no finished run in {ns.runs} (unfinished: {unfinished})")
     os.makedirs(ns.dest, exist_ok=True)
-    text, summary = table(groups, pal=not ns.no_reference)
-    text += unfinished_note(unfinished)
+    rows = summary_rows(groups)
+    text = mnist_table(rows, ref, seconds=ns.seconds) + unfinished_note(unfinished)
     print(text)
     write_text(os.path.join(ns.dest, "table.md"), text)
-    write_json(os.path.join(ns.dest, "summary.json"), dict(rows=summary, unfinished=unfinished))
+    write_json(os.path.join(ns.dest, "summary.json"), dict(rows=rows, unfinished=unfinished))
     plot(groups, os.path.join(ns.dest, "fig3_full.png"))
 
 
