@@ -24,7 +24,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from doctables import other, runs  # benchmarks/ is sys.path[0] when this runs as a script
+from doctables import figs, other, runs  # benchmarks/ is sys.path[0] when this runs as a script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = re.compile(r"(<!-- table:([\w.-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
@@ -43,8 +43,18 @@ TABLES: dict[str, Callable[[str], str]] = {
     "ffjord-mnist": runs.ffjord_single("benchmarks/ffjord/mnist_results.json"),
     "ffjord-mnist-seed1": runs.ffjord_single("benchmarks/ffjord/mnist_seed1_results.json"),
     "paper-table2": runs.paper_table2,
+    "mnist-fig6": figs.fig6,
     **other.TABLES_MORE,
 }
+
+
+def relink(text: str, path: str, root: str) -> str:
+    """Links are written relative to the repository root (``](docs/...)``, right for the README);
+    inside a docs page they are made relative to that page."""
+    if os.path.dirname(path) == root:
+        return text
+    here = os.path.dirname(path)
+    return re.sub(r"\]\((docs/[^)]+)\)", lambda m: "](" + os.path.relpath(os.path.join(root, m.group(1)), here) + ")", text)
 
 
 def documents(root: str) -> list[str]:
@@ -67,9 +77,10 @@ def update(root: str = ROOT, check: bool = False) -> list[str]:
                 raise KeyError(f"{os.path.relpath(path, root)}: no generator for table {name!r} (known: {', '.join(TABLES)})")
             if name not in cache:
                 cache[name] = TABLES[name](root)
-            if m.group(3) != cache[name]:
+            want = relink(cache[name], path, root)
+            if m.group(3) != want:
                 stale.append(f"{os.path.relpath(path, root)}: {name}")
-            return m.group(1) + cache[name] + m.group(4)
+            return m.group(1) + want + m.group(4)
 
         new = BLOCK.sub(fill, text)
         if new != text and not check:

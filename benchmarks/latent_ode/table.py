@@ -1,26 +1,31 @@
 """The Latent ODE headline table and per-epoch curves from ``runs.py``'s run folders.
 
-Rows group the seeds of one (regularizer, λ, quadrature): mean and, in brackets, the smallest and
-largest seed. Savings, loss changes and time ratios pair each run with the unregularized run of
-the same seed (same split, initialization and batches). Unfinished runs are listed with the
-epoch they reached. Writes ``table.md``, ``summary.json`` and ``curves.png`` into ``--dest``::
+Rows group the seeds of one (regularizer, λ, quadrature); the table is ``doctables.runs.latent_table``'s
+(savings, loss changes and time ratios pair each run with the unregularized run of the same seed:
+the mean and each seed's value). Unfinished runs are listed with the epoch they reached. Writes
+``table.md``, ``summary.json`` and ``curves.png`` into ``--dest``; ``--from-summary`` rewrites
+``table.md`` from a committed ``summary.json`` alone (the run folders are not kept)::
 
     python benchmarks/latent_ode/table.py --runs runs/latent-cpu --dest benchmarks/latent_ode/cpu
+    python benchmarks/latent_ode/table.py --from-summary --dest benchmarks/latent_ode/cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 
 import numpy as np
 
-from taynode.studies import save_figure, write_json, write_text
-from taynode.studies.batch import collect, mean_range, unfinished_note
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # doctables: the table format shared with the docs
 
-# The paper's Table/Fig. 4 (PhysioNet, their setup): 281 → 90 NFE at +8 % loss. Pal et al. (ICML 2021)
-# rerun (Tsit5, 1.4e-8): NFE / test loss ×1e-3 (their MSE-based loss) / training time, issue #16.
-REFERENCE = {"none": ("281", "733 / 3.55 / 1.75 h"), "r3": ("90 (+8 % loss)", "167.3 / 4.21 / 12.3 h")}
+from doctables.fmt import reference  # noqa: E402
+from doctables.runs import latent_table  # noqa: E402
+from taynode.studies import save_figure, write_json, write_text  # noqa: E402
+from taynode.studies.batch import collect, unfinished_note  # noqa: E402
 
 
 def _label(reg, lam, quad):
@@ -31,54 +36,32 @@ def _order(groups):
     return sorted(groups.items(), key=lambda kv: (kv[0][0] != "none", kv[0]))
 
 
-def table(groups: dict) -> tuple[str, list]:
-    """One row per (regularizer, λ, quadrature); savings and loss changes are paired by seed (each run
-    against the unregularized run of its own seed), then averaged."""
+def summary_rows(groups: dict) -> list[dict]:
+    """One ``summary.json`` row per (regularizer, λ, quadrature): each seed's final numbers, and the
+    paired (same-seed) NFE saving, loss change and time ratio."""
     base = {r["seed"]: r["results"] for r in groups.get(("none", 0.0, "integrated"), [])}
-    rows = [
-        "| model | seeds | test loss | Δ loss (paired) | test MSE | decoder NFE per sample | NFE saving (paired) "
-        "| epoch-1 → final NFE (100 test records) | training time, min (× unregularized) | paper: NFE "
-        "| Pal et al. rerun: NFE / MSE×1e-3 / time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
     summary = []
     for (reg, lam, quad), runs in _order(groups):
         res = [r["results"] for r in runs]
-        loss, nfe = [x["loss"] for x in res], [x["nfe"] for x in res]
-        mse = [1e3 * x["mse"] for x in res]
-        minutes = [x["train_seconds"] / 60 for x in res]
-        first = [r["epochs"][0].get("test_nfe_subset", np.nan) for r in runs]
-        last = [r["epochs"][-1].get("test_nfe_subset", np.nan) for r in runs]
         paired = [(base[r["seed"]], r["results"]) for r in runs if reg != "none" and r["seed"] in base]
-        saving = [b["nfe"] / x["nfe"] for b, x in paired]
-        dloss = [100 * (x["loss"] - b["loss"]) / abs(b["loss"]) for b, x in paired]
-        time_ratio = [x["train_seconds"] / b["train_seconds"] for b, x in paired]
-        rows.append(
-            f"| {_label(reg, lam, quad)} | {len(runs)} | {mean_range(loss, '{:.3f}')} | "
-            f"{mean_range(dloss, '{:+.1f}') + ' %' if dloss else ''} | {mean_range(mse, '{:.3f}')}e-3 | "
-            f"{mean_range(nfe, '{:.1f}')} | {mean_range(saving, '{:.2f}') + '×' if saving else ''} | "
-            f"{mean_range(first, '{:.0f}')} → {mean_range(last, '{:.0f}')} | "
-            f"{mean_range(minutes, '{:.1f}')}{f' ({np.mean(time_ratio):.2f}×)' if time_ratio else ''} | "
-            f"{' | '.join(REFERENCE.get(reg, ('', '')))} |"
-        )
         summary.append(
             dict(
                 reg=reg,
                 lam=lam,
                 quadrature=quad,
                 seeds=[r["seed"] for r in runs],
-                loss=loss,
-                mse_e3=mse,
-                nfe=nfe,
-                train_minutes=minutes,
-                first_epoch_nfe=first,
-                final_epoch_nfe=last,
-                paired_nfe_saving=saving,
-                paired_loss_change_percent=dloss,
-                paired_time_ratio=time_ratio,
+                loss=[x["loss"] for x in res],
+                mse_e3=[1e3 * x["mse"] for x in res],
+                nfe=[x["nfe"] for x in res],
+                train_minutes=[x["train_seconds"] / 60 for x in res],
+                first_epoch_nfe=[r["epochs"][0].get("test_nfe_subset", np.nan) for r in runs],
+                final_epoch_nfe=[r["epochs"][-1].get("test_nfe_subset", np.nan) for r in runs],
+                paired_nfe_saving=[b["nfe"] / x["nfe"] for b, x in paired],
+                paired_loss_change_percent=[100 * (x["loss"] - b["loss"]) / abs(b["loss"]) for b, x in paired],
+                paired_time_ratio=[x["train_seconds"] / b["train_seconds"] for b, x in paired],
             )
         )
-    return "\n".join(rows) + "\n", summary
+    return summary
 
 
 def plot(groups: dict, path: str) -> None:
@@ -104,13 +87,21 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="runs/latent-cpu")
     p.add_argument("--dest", default="benchmarks/latent_ode/cpu")
+    p.add_argument("--from-summary", action="store_true", help="rewrite --dest/table.md from --dest/summary.json alone")
     ns = p.parse_args(argv)
+    if ns.from_summary:
+        with open(os.path.join(ns.dest, "summary.json"), encoding="utf-8") as fh:
+            saved = json.load(fh)
+        text = latent_table(saved["rows"], reference(ROOT)) + unfinished_note(saved["unfinished"])
+        write_text(os.path.join(ns.dest, "table.md"), text)
+        print(text)
+        return
     groups, unfinished = collect(ns.runs)
     if not groups:
         raise SystemExit(f"no finished run in {ns.runs} (unfinished: {unfinished})")
     os.makedirs(ns.dest, exist_ok=True)
-    text, summary = table(groups)
-    text += unfinished_note(unfinished)
+    summary = summary_rows(groups)
+    text = latent_table(summary, reference(ROOT)) + unfinished_note(unfinished)
     print(text)
     write_text(os.path.join(ns.dest, "table.md"), text)
     write_json(os.path.join(ns.dest, "summary.json"), dict(rows=summary, unfinished=unfinished))
