@@ -22,7 +22,6 @@ for path in sorted((PACKAGE / "taynode").rglob("*.py")):
     nav[tuple(parts)] = page.as_posix()
     with mkdocs_gen_files.open(Path("reference", page), "w") as fh:
         fh.write(f"# `{'.'.join(parts)}`\n\n::: {'.'.join(parts)}\n")
-    mkdocs_gen_files.set_edit_path(Path("reference", page), path.relative_to(ROOT))
 
 with mkdocs_gen_files.open("reference/SUMMARY.md", "w") as fh:
     fh.writelines(nav.build_literate_nav())
