@@ -44,6 +44,7 @@ TABLES: dict[str, Callable[[str], str]] = {
     "ffjord-mnist-seed1": runs.ffjord_single("benchmarks/ffjord/mnist_seed1_results.json"),
     "paper-table2": runs.paper_table2,
     "mnist-fig6": figs.fig6,
+    "toy": figs.toy,
     **other.TABLES_MORE,
 }
 

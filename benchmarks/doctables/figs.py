@@ -31,3 +31,14 @@ def fig6(root: str) -> str:
         "taylor-adaptive (dopri5-trained; Taylor orders)",
     ]
     return markdown(head, out)
+
+
+def toy(root: str) -> str:
+    """``taynode demo``'s ``results.json``: per model the training MSE, dopri5 NFE (steps) at 1.4e-8 and R_K."""
+    res = load(root, "benchmarks/toy/results.json")
+    k = res["config"]["order"]
+    out = [
+        [name, f"{r['mse']:.2g}", f"{r['nfe']} ({r['steps']})", f"{r['rejected']}", f"{r['R']:.2g}"]
+        for name, r in res["results"].items()
+    ]
+    return markdown(["model", "train MSE", "dopri5 NFE (steps)", "rejected steps", f"R{k}"], out)
