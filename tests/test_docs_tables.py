@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import tables  # noqa: E402
 from doctables.fmt import paired, ratio, reference, seeds_cell  # noqa: E402
-from doctables.runs import latent_table, mnist_file  # noqa: E402
+from doctables.runs import latent_table, mnist_file, mnist_table  # noqa: E402
 from taynode.studies.batch import unfinished_note  # noqa: E402
 
 
@@ -165,3 +165,14 @@ def test_cells_show_the_mean_then_each_seed():
     assert paired({0: 10.0, 1: 30.0}, {1: 10.0, 2: 5.0}, ratio) == [3.0]
     # a mean of paired ratios, not a ratio of means (which would be 20/7.5 = 2.67)
     assert seeds_cell(paired({0: 10.0, 1: 30.0}, {0: 5.0, 1: 10.0}, ratio), "{:.2f}") == "2.50 (2.00, 3.00)"
+
+
+def test_tables_without_an_unregularized_run_have_no_paired_cells():
+    """A run folder of regularized runs only (e.g. a study resumed elsewhere) still gives a table."""
+    row = dict(reg="r3", lam=2.0, quadrature="sampled4", seeds=[0], loss=[12.9], mse_e3=[3.57], nfe=[60.9])
+    row |= dict(train_minutes=[54.5], first_epoch_nfe=[46.0], final_epoch_nfe=[60.0])
+    text = latent_table([row], reference(ROOT))
+    assert "60.9" in text and "×" not in text.split("\n")[2].split("|")[7]
+    mnist = dict(reg="r3", lam=1e4, quadrature="integrated", seeds=[0, 1], test_acc=[97.6, 97.5], test_nfe=[21.0, 21.0])
+    mnist |= dict(train_minutes=[44.0, 45.0], first_epoch_nfe=[21.0, 21.0], final_epoch_nfe=[21.0, 21.0])
+    assert "21.0 (21.0, 21.0)" in mnist_table([mnist], None)

@@ -60,4 +60,5 @@ def label(reg: str, lam: float, quad: str) -> str:
 
 
 def by_seed(row: dict, key: str) -> dict:
-    return dict(zip(row["seeds"], row[key]))
+    """``{seed: value}`` of one summary row (an empty row, ``{}``, has no seeds)."""
+    return dict(zip(row.get("seeds", []), row.get(key, [])))

@@ -22,7 +22,7 @@ def pal_mnist(ref: dict, reg: str) -> str:
 def mnist_table(rows: list[dict], ref: dict | None, seconds: bool = False) -> str:
     """The headline MNIST table from ``full_table.py``'s ``summary.json`` rows (``ref=None``: no Pal et al. column;
     ``seconds``: training time in seconds, for runs of a minute or less)."""
-    base = next(r for r in rows if r["reg"] == "none")
+    base = next((r for r in rows if r["reg"] == "none"), None)  # no unregularized run: no paired cells
     head = ["model", "seeds", "test accuracy %", "Δ accuracy, points", "test NFE (dopri5, 1.4e-8, float64)", "NFE saving"]
     head += ["first-epoch → final NFE (1,000 test images)", "training time, " + ("s" if seconds else "min"), "time ratio"]
     head += ["Pal et al. rerun (160 epochs, Tsit5): NFE / acc. / time"] if ref else []
@@ -35,14 +35,14 @@ def mnist_table(rows: list[dict], ref: dict | None, seconds: bool = False) -> st
             ", ".join(map(str, r["seeds"])),
             seeds_cell(list(acc.values()), "{:.2f}"),
         ]
-        cells.append(seeds_cell(paired(by_seed(base, "test_acc"), acc, lambda b, x: x - b), "{:+.2f}") if reg else "")
+        cells.append(seeds_cell(paired(by_seed(base or {}, "test_acc"), acc, lambda b, x: x - b), "{:+.2f}") if reg else "")
         cells.append(seeds_cell(list(nfe.values()), "{:.1f}"))
-        cells.append(seeds_cell(paired(by_seed(base, "test_nfe"), nfe, ratio), "{:.2f}", "×") if reg else "")
+        cells.append(seeds_cell(paired(by_seed(base or {}, "test_nfe"), nfe, ratio), "{:.2f}", "×") if reg else "")
         cells.append(f"{seeds_cell(r['first_epoch_nfe'], '{:.0f}')} → {seeds_cell(r['final_epoch_nfe'], '{:.0f}')}")
         cells.append(
             seeds_cell([60 * m for m in mins.values()], "{:.1f}") if seconds else seeds_cell(list(mins.values()), "{:.1f}")
         )
-        cells.append(seeds_cell(paired(by_seed(base, "train_minutes"), mins, slower), "{:.2f}", "×") if reg else "")
+        cells.append(seeds_cell(paired(by_seed(base or {}, "train_minutes"), mins, slower), "{:.2f}", "×") if reg else "")
         cells += [pal_mnist(ref, r["reg"])] if ref else []
         out.append(cells)
     return markdown(head, out)
@@ -67,7 +67,7 @@ def mnist_file(preset: str) -> Callable[[str], str]:
 
 def latent_table(rows: list[dict], ref: dict) -> str:
     """The Latent ODE table from ``latent_ode/table.py``'s ``summary.json`` rows."""
-    base = next(r for r in rows if r["reg"] == "none")
+    base = next((r for r in rows if r["reg"] == "none"), None)  # no unregularized run: no paired cells
     paper, pal = ref["kelly2020"]["fig4_latent"], ref["pal2021"]["latent"]
     head = ["model", "seeds", "test loss", "Δ loss %", "test MSE ×1e-3", "decoder NFE per sample", "NFE saving"]
     head += [
@@ -87,13 +87,13 @@ def latent_table(rows: list[dict], ref: dict) -> str:
             ", ".join(map(str, r["seeds"])),
             seeds_cell(list(loss.values()), "{:.3f}"),
         ]
-        cells.append(seeds_cell(paired(by_seed(base, "loss"), loss, percent_change), "{:+.1f}") if reg else "")
+        cells.append(seeds_cell(paired(by_seed(base or {}, "loss"), loss, percent_change), "{:+.1f}") if reg else "")
         cells.append(seeds_cell(r["mse_e3"], "{:.3f}"))
         cells.append(seeds_cell(list(nfe.values()), "{:.1f}"))
-        cells.append(seeds_cell(paired(by_seed(base, "nfe"), nfe, ratio), "{:.2f}", "×") if reg else "")
+        cells.append(seeds_cell(paired(by_seed(base or {}, "nfe"), nfe, ratio), "{:.2f}", "×") if reg else "")
         cells.append(f"{seeds_cell(r['first_epoch_nfe'], '{:.0f}')} → {seeds_cell(r['final_epoch_nfe'], '{:.0f}')}")
         cells.append(seeds_cell(list(mins.values()), "{:.1f}"))
-        cells.append(seeds_cell(paired(by_seed(base, "train_minutes"), mins, slower), "{:.2f}", "×") if reg else "")
+        cells.append(seeds_cell(paired(by_seed(base or {}, "train_minutes"), mins, slower), "{:.2f}", "×") if reg else "")
         cells.append(
             f"{paper['nfe_regularized']} (+{paper['loss_change_percent']} % loss)" if reg else f"{paper['nfe_unregularized']}"
         )
