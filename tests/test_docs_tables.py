@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -176,3 +177,14 @@ def test_tables_without_an_unregularized_run_have_no_paired_cells():
     mnist = dict(reg="r3", lam=1e4, quadrature="integrated", seeds=[0, 1], test_acc=[97.6, 97.5], test_nfe=[21.0, 21.0])
     mnist |= dict(train_minutes=[44.0, 45.0], first_epoch_nfe=[21.0, 21.0], final_epoch_nfe=[21.0, 21.0])
     assert "21.0 (21.0, 21.0)" in mnist_table([mnist], None)
+
+
+@pytest.mark.slow  # compiles an R3 solve in float64: about 15 s on 2 quiet cores, a minute under load
+def test_the_readme_quickstart_is_ten_lines_that_run():
+    """The README's quickstart, executed as shipped (float64, a 16-point batch: a few seconds)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        code = re.search(r"## Quickstart\n\n```python\n(.*?)```", fh.read(), re.S).group(1)
+    assert len(code.strip().splitlines()) <= 10
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102
+    assert scope["sol"].stats["nfe"] > 0 and float(scope["loss"]) > 0
