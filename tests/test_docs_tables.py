@@ -7,6 +7,7 @@ tables were edited by hand (the test of the test: an edit must make the check fa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -188,3 +189,24 @@ def test_the_readme_quickstart_is_ten_lines_that_run():
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102
     assert scope["sol"].stats["nfe"] > 0 and float(scope["loss"]) > 0
+
+
+@pytest.mark.parametrize(
+    "script, folder, flags",
+    [
+        ("benchmarks/mnist/full_table.py", "benchmarks/mnist/long", []),
+        ("benchmarks/mnist/full_table.py", "benchmarks/mnist/small_cost", ["--no-reference", "--seconds"]),
+        ("benchmarks/latent_ode/table.py", "benchmarks/latent_ode/cpu", []),
+    ],
+)
+def test_from_summary_rewrites_the_committed_table(tmp_path, script, folder, flags, capsys):
+    """The table scripts' ``--from-summary`` (how the committed ``table.md`` files were regenerated)."""
+    dest = tmp_path / "dest"
+    shutil.copytree(os.path.join(ROOT, folder), dest, ignore=shutil.ignore_patterns("*.png"))
+    (dest / "table.md").write_text("stale\n")
+    spec = importlib.util.spec_from_file_location("table_script", os.path.join(ROOT, script))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--from-summary", "--dest", str(dest), *flags])
+    with open(os.path.join(ROOT, folder, "table.md"), encoding="utf-8") as fh:
+        assert (dest / "table.md").read_text() == fh.read()
