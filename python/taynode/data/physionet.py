@@ -53,6 +53,7 @@ Parsing all of set A takes about 5 s on one core, so there is no cache.
 from __future__ import annotations
 
 import math
+import os
 import re
 import tarfile
 import zlib
@@ -62,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inputs import ENV, max_input_bytes, read_exact
 from . import DataError, locate, verify_sha256
 
 __all__ = [
@@ -104,6 +106,8 @@ _STATIC_INDEX = {v: i for i, v in enumerate(STATIC)}
 _TIME = re.compile(r"(\d{1,2}):(\d{2})")
 _HEADER = "Time,Parameter,Value"
 _N_EXAMPLES = 5
+MAX_MEMBERS = 20_000  # limits on an archive (see read_archive); the official ones are far below
+MAX_RECORD_BYTES = 1 << 20
 
 
 # ----------------------------------------------------------------------------- files
@@ -252,23 +256,51 @@ def _parse_record(text: str, member: str, summary: Summary, obs: list):
     return record_id, static
 
 
-def read_archive(path, expected_sha256: str | None = None) -> _Archive:
-    """Parse every ``*.txt`` record of a set-X.tar.gz without extracting it."""
+def read_archive(
+    path,
+    expected_sha256: str | None = None,
+    *,
+    max_bytes: int | None = None,
+    max_members: int = MAX_MEMBERS,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+) -> _Archive:
+    """Parse every ``*.txt`` record of a set-X.tar.gz without extracting it.
+
+    The archive is streamed within limits, each checked before the data is read: at most
+    ``max_members`` members, each record at most ``max_record_bytes``, and all members together
+    at most ``max_bytes`` decompressed (default ``$TAYNODE_MAX_INPUT_BYTES``, else 1 GiB; see
+    :mod:`taynode.inputs`). The official set A has 4,001 members, the largest record 24 kB,
+    27.6 MB in all."""
     if expected_sha256 is not None:
         verify_sha256(path, expected_sha256, skip="pass verify=False to physionet.load")
+    cap = max_input_bytes(max_bytes)
     summary = Summary()
     ids, statics, obs = [], [], []
     try:
         tf = tarfile.open(path, "r:*")
-    except tarfile.TarError as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: not a readable tar archive ({e})") from None
+    members, total = 0, 0
     with tf:
         try:
             for member in tf:
+                members, total = members + 1, total + max(member.size, 0)
+                if members > max_members:
+                    raise DataError(f"{path}: more than max_members={max_members} members (the official archives have 4,001)")
+                if total > cap:
+                    raise DataError(
+                        f"{path}: its members declare more than the input size cap of {cap} bytes (raise it with "
+                        f"max_bytes= or ${ENV} if the archive is genuine)"
+                    )
                 if not (member.isfile() and member.name.endswith(".txt")):
                     continue
-                text = tf.extractfile(member).read().decode("utf-8", errors="replace")
-                got = _parse_record(text, member.name, summary, obs)
+                if member.size > max_record_bytes:
+                    raise DataError(
+                        f"{path}: record {member.name} declares {member.size} bytes, over max_record_bytes={max_record_bytes} "
+                        "(official records are under 24 kB)"
+                    )
+                raw = read_exact(tf.extractfile(member), member.size, cap, f"{path}: record {member.name}", DataError)
+                got = _parse_record(raw.tobytes().decode("utf-8", errors="replace"), member.name, summary, obs)
                 if got is not None:
                     ids.append(got[0])
                     statics.append(got[1])
@@ -294,16 +326,22 @@ def read_archive(path, expected_sha256: str | None = None) -> _Archive:
     )
 
 
-def read_outcomes(path, expected_sha256: str | None = None) -> dict:
-    """``{RecordID: in-hospital death (0/1)}`` from an Outcomes-X.txt file."""
+def read_outcomes(path, expected_sha256: str | None = None, *, max_bytes: int | None = None) -> dict:
+    """``{RecordID: in-hospital death (0/1)}`` from an Outcomes-X.txt file; a RecordID listed
+    twice is an error (naming it and both lines). The file must fit the input size cap."""
     if expected_sha256 is not None:
         verify_sha256(path, expected_sha256, skip="pass verify=False to physionet.load")
+    cap = max_input_bytes(max_bytes)
+    if os.path.getsize(path) > cap:
+        raise DataError(
+            f"{path}: {os.path.getsize(path)} bytes, over the input size cap of {cap} bytes (raise it with max_bytes= or ${ENV})"
+        )
     with open(path) as fh:
         header = fh.readline().strip().split(",")
         if "RecordID" not in header or "In-hospital_death" not in header:
             raise DataError(f"{path}: expected a CSV header with RecordID and In-hospital_death, got {header}")
         i_id, i_death = header.index("RecordID"), header.index("In-hospital_death")
-        out = {}
+        out, where = {}, {}
         for lineno, line in enumerate(fh, start=2):
             if not line.strip():
                 continue
@@ -314,7 +352,12 @@ def read_outcomes(path, expected_sha256: str | None = None) -> dict:
                 raise DataError(f"{path}:{lineno}: cannot read RecordID and In-hospital_death from {line.strip()!r}") from None
             if death not in (0, 1):
                 raise DataError(f"{path}:{lineno}: In-hospital_death must be 0 or 1, got {death}")
-            out[rid] = death
+            if rid in out:
+                raise DataError(
+                    f"{path}:{lineno}: RecordID {rid} is listed again (first on line {where[rid]}); "
+                    "an outcome file has one row per record"
+                )
+            out[rid], where[rid] = death, lineno
     return out
 
 
@@ -412,6 +455,7 @@ def load(
     outcomes: bool = True,
     verify: bool = True,
     max_records: int | None = None,
+    max_bytes: int | None = None,
 ) -> Split:
     """Read the archives of ``sets`` (``"a"``, ``"b"``), split 80/20 by ``seed``, and normalize.
 
@@ -425,6 +469,8 @@ def load(
         outcomes: read Outcomes-X.txt for the mortality labels (``death``; else -1).
         verify: check the SHA-256 of every file read against :data:`SHA256`.
         max_records: keep a random subset of this many records (before the split), for quick runs.
+        max_bytes: the input size cap per file, decompressed (default ``$TAYNODE_MAX_INPUT_BYTES``,
+            else 1 GiB; see :func:`read_archive`).
     """
     if bin_hours is not None and not (np.isfinite(bin_hours) and 0 < bin_hours <= HORIZON_HOURS):
         raise ValueError(f"bin_hours must be in (0, 48] hours or None, got {bin_hours}")
@@ -439,13 +485,13 @@ def load(
     parts, summary = [], Summary()
     for s in sets:
         name = f"set-{s}.tar.gz"
-        arch = read_archive(_file(root, name), SHA256[name] if verify else None)
+        arch = read_archive(_file(root, name), SHA256[name] if verify else None, max_bytes=max_bytes)
         summary = summary.merge(arch.summary)
         times, values, mask, lengths, grid = _to_grid(arch, bin_hours)
         death = np.full(len(arch.record_ids), -1, dtype=np.int64)
         if outcomes:
             oname = f"Outcomes-{s}.txt"
-            table = read_outcomes(_file(root, oname), SHA256[oname] if verify else None)
+            table = read_outcomes(_file(root, oname), SHA256[oname] if verify else None, max_bytes=max_bytes)
             missing = [r for r in arch.record_ids if r not in table]
             if missing:
                 raise DataError(f"{root / oname}: no outcome for {len(missing)} records of {name}, e.g. {missing[:5]}")
