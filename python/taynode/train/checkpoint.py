@@ -88,10 +88,9 @@ def _arrays(tree):
 
 
 def _key_data(key):
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
-    return np.asarray(key).tolist()
+    return np.asarray(key).tolist()  # a NumPy key stays NumPy: writing a checkpoint needs no JAX device
 
 
 def save_checkpoint(
