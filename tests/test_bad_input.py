@@ -826,3 +826,50 @@ def test_nested_list_state_is_one_array():
 def test_float32_tolerance_below_resolution_warns():
     with pytest.warns(UserWarning, match=r"below what float32 resolves"):
         tn.solve(decay, Z.astype(jnp.float32), rtol=1e-10, atol=1e-10)
+
+
+# ---- issue #26: what a refused or failed run leaves behind ----------------------------------------
+
+
+def test_symlinked_lock_leaves_its_target_untouched(tmp_path):
+    with pytest.raises(RunLockedError):
+        _symlinked_lock(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"  # was truncated to nothing
+    assert (tmp_path / "run" / "run.lock").is_symlink()
+    assert sorted(os.listdir(tmp_path / "run")) == ["run.lock"]  # nothing trained, nothing written
+
+
+def test_foreign_lock_is_neither_shown_nor_changed(tmp_path):
+    with pytest.raises(RunLockedError) as err:
+        _foreign_lock(tmp_path)
+    assert "secret" not in str(err.value)
+    assert (tmp_path / "run.lock").read_text() == "secret notes, not a pid\n"
+
+
+def test_forged_checkpoint_is_left_as_it_was(tmp_path):
+    with pytest.raises(CheckpointError):
+        _forged_checkpoint(tmp_path)
+    with np.load(tmp_path / CHECKPOINT) as z:
+        assert any(z[k].shape == (5,) for k in z.files if k.startswith("model"))  # the file the user has, unchanged
+
+
+def test_failed_resume_changes_nothing_and_start_over_keeps_the_bad_files(tmp_path, capfd):
+    _tiny_train(tmp_path)
+    os.remove(tmp_path / CHECKPOINT)
+    bad = (tmp_path / PREVIOUS).read_bytes()[:300]
+    (tmp_path / PREVIOUS).write_bytes(bad)
+    before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        _tiny_train(tmp_path, steps=9, resume=True)
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before  # the log too
+    with pytest.raises(ValueError, match=r"start_over=True applies to a resume \(resume=True\)"):
+        _tiny_train(tmp_path, steps=9, start_over=True)
+    res = _tiny_train(tmp_path, steps=9, resume=True, start_over=True)
+    assert re.search(
+        r"no usable checkpoint in .*starting over from step 0 \(kept .*checkpoint\.prev\.npz\.corrupt\)", capfd.readouterr().err
+    )
+    assert (tmp_path / (PREVIOUS + ".corrupt")).read_bytes() == bad
+    assert [r["step"] for r in read_log(tmp_path, "step")] == list(range(1, 10))
+    fresh = _tiny_train(tmp_path / "fresh", steps=9)
+    for k in ("w", "b"):  # the same run as one started in an empty folder
+        np.testing.assert_array_equal(np.asarray(res.model[k]), np.asarray(fresh.model[k]))

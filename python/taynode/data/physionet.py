@@ -279,7 +279,7 @@ def read_archive(
     try:
         tf = tarfile.open(path, "r:*")
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable tar archive ({e})") from None
+        raise DataError(f"{path}: not a readable tar archive ({' '.join(str(e).split())})") from None
     members, total = 0, 0
     with tf:
         try:
@@ -305,7 +305,8 @@ def read_archive(
                     ids.append(got[0])
                     statics.append(got[1])
         except (EOFError, OSError, tarfile.TarError, zlib.error) as e:  # a truncated or damaged archive
-            raise DataError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); re-download it") from None
+            why = " ".join(str(e).split())  # one line, as the CLI prints it
+            raise DataError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {why}); re-download it") from None
     summary.records = len(ids)
     if not ids:
         raise DataError(f"{path}: no readable records (*.txt with a Time,Parameter,Value header and a RecordID)")
