@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
 from kill_writer import content
 from taynode.train import load_checkpoint, read_log, read_meta
 from taynode.train.checkpoint import remove_stale_temporaries
+from taynode.train.resume import clean
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -68,9 +73,56 @@ CHECKS = {"checkpoint": _check_checkpoints, "log": _check_log, "results": _check
 def test_sigkill_mid_write_leaves_a_complete_version(tmp_path):
     rounds = 4
     _run_killer(tmp_path, rounds, seed=26)
-    for kind, name in (("checkpoint", "checkpoint.npz"), ("log", "log.jsonl"), ("results", "results.json")):
+    mid_write = 0  # kills that left a temporary file: the kill landed inside a write
+    for kind in CHECKS:
         for r in range(rounds):
             folder = tmp_path / kind / str(r)
             assert CHECKS[kind](folder) >= 1
-            remove_stale_temporaries(folder / name)  # what the next run's start does
+            mid_write += any(n.endswith(".tmp") for n in os.listdir(folder))
+            clean(str(folder))  # what the next run's start does
+            remove_stale_temporaries(folder / "results.json")
             assert not [n for n in os.listdir(folder) if n.endswith(".tmp")]
+    print(f"{mid_write} of {3 * rounds} kills landed inside a write")
+
+
+@pytest.mark.slow
+def test_train_killed_at_random_moments_resumes_bit_identically(tmp_path):
+    """The real loop, checkpointing every step, SIGKILLed at random moments (mostly inside a
+    checkpoint or log write: each step is mostly writing); every resume continues to the same
+    parameters and log as a run never interrupted."""
+    from test_train import SCRIPT
+
+    script = tmp_path / "run.py"
+    slow = SCRIPT.replace("checkpoint_every=4", "checkpoint_every=1").replace(
+        "        return inner(step)", "        time.sleep(0.02)\n        return inner(step)"
+    )
+    script.write_text(slow.replace("import os, signal, sys", "import os, signal, sys, time"))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+
+    def run(run_dir, kill_after=None):
+        p = subprocess.Popen([sys.executable, str(script), str(run_dir), "-1"], env=env, stderr=subprocess.PIPE, text=True)
+        if kill_after is not None:
+            deadline = time.time() + 120
+            while len(read_log(run_dir, "step")) < kill_after and p.poll() is None and time.time() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.02))
+            p.send_signal(signal.SIGKILL)
+        p.wait(timeout=180)
+        return p.returncode
+
+    rng = random.Random(26)
+    assert run(tmp_path / "full") == 0
+    killed = tmp_path / "killed"
+    kills = 0
+    for _ in range(3):
+        done = len(read_log(killed, "step"))
+        if done < 24 and run(killed, kill_after=done + rng.randint(2, 6)) == -signal.SIGKILL:
+            kills += 1
+    assert kills >= 1
+    assert run(killed) == 0  # the last resume finishes
+    with np.load(tmp_path / "full" / "checkpoint.npz") as a, np.load(killed / "checkpoint.npz") as b:
+        for k in a.files:
+            if k != "__meta__":
+                assert a[k].tobytes() == b[k].tobytes(), k
+    strip = lambda recs: [{k: v for k, v in r.items() if k != "time"} for r in recs]  # noqa: E731
+    assert strip(read_log(tmp_path / "full")) == strip(read_log(killed))
