@@ -1,13 +1,15 @@
 """Checkpoints: one ``.npz`` holding the model's and optimizer state's arrays and JSON metadata.
 
-Written atomically (a temporary file in the same folder, flushed to disk, then ``os.replace``),
-so a crash leaves either the previous checkpoint or the new one, never a torn file (a kill
-mid-write leaves only a ``<name>.*.tmp`` file, which :func:`remove_stale_temporaries` cleans up).
-With ``previous=`` the checkpoint being replaced is kept under that name too, so one file that
-is corrupt on disk later does not cost the run. On load the
-stored arrays' paths, shapes and dtypes are compared with a template (a freshly built model and
-optimizer state), and any difference, like a truncated or foreign file, raises
-:class:`CheckpointError` naming the file; nothing on disk is changed by a failed load.
+Written atomically (:func:`taynode.atomic.atomic_file`: a uniquely named temporary file in the
+same folder, flushed to disk, then ``os.replace``), so a crash leaves either the previous
+checkpoint or the new one, never a torn file (a kill mid-write leaves only a ``<name>.*.tmp``
+file, which :func:`remove_stale_temporaries` cleans up). With ``previous=`` the checkpoint being
+replaced is kept under that name too, so one file that is corrupt on disk later does not cost
+the run. On load the metadata's paths, shapes and dtypes are compared with a template (a freshly
+built model and optimizer state), and then every stored array's own ``.npy`` header, before it
+is read (:class:`taynode.inputs.LazyNpz`), so a file whose arrays disagree with its metadata is
+refused too; any difference, like a truncated or foreign file, raises :class:`CheckpointError`
+naming the file and the array; nothing on disk is changed by a failed load.
 """
 
 from __future__ import annotations
