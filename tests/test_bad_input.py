@@ -435,6 +435,305 @@ ROWS: list[tuple] = [
 ]
 
 
+# ---- issue #26: run folders, checkpoints and file inputs (the reliability slice) ----------------
+
+
+def _symlinked_lock(tmp):
+    notes = tmp / "notes.txt"
+    notes.write_text("my notes\n")
+    run = tmp / "run"
+    run.mkdir()
+    (run / "run.lock").symlink_to(notes)
+    _tiny_train(run)
+
+
+def _foreign_lock(tmp):
+    (tmp / "run.lock").write_text("secret notes, not a pid\n")
+    _tiny_train(tmp)
+
+
+def _forged_checkpoint(tmp):
+    """A checkpoint whose __meta__ still fits the model but whose bias array is (5,)."""
+    _tiny_train(tmp)
+    with np.load(tmp / CHECKPOINT) as z:
+        entries = {k: z[k] for k in z.files}
+    meta = __import__("json").loads(bytes(entries["__meta__"]).decode())
+    i = [p for p, _, _ in meta["leaves"]["model"]].index("['b']")
+    entries[f"model{i}"] = np.zeros(5)
+    np.savez(tmp / CHECKPOINT, **entries)
+    _tiny_train(tmp, steps=9, resume=True)
+
+
+def _no_latest_and_corrupt_previous(tmp):
+    _tiny_train(tmp)
+    os.remove(tmp / CHECKPOINT)
+    (tmp / PREVIOUS).write_bytes((tmp / PREVIOUS).read_bytes()[:300])
+    _tiny_train(tmp, steps=9, resume=True)
+
+
+def _both_checkpoints_corrupt(tmp):
+    _tiny_train(tmp)
+    for name in (CHECKPOINT, PREVIOUS):
+        (tmp / name).write_bytes(b"PK\x03\x04 torn")
+    _tiny_train(tmp, steps=9, resume=True)
+
+
+def _fresh_run_over_a_previous_checkpoint(tmp):
+    _tiny_train(tmp)
+    os.remove(tmp / CHECKPOINT)
+    os.remove(tmp / "log.jsonl")
+    _tiny_train(tmp)  # not a resume: checkpoint.prev.npz would be overwritten by its second checkpoint
+
+
+def _idx(stem_path, shape, data=b"", gz=True):
+    import gzip
+
+    head = bytes([0, 0, 8, len(shape)]) + b"".join(int(d).to_bytes(4, "big") for d in shape)
+    opener = gzip.open if gz else open
+    with opener(str(stem_path) + (".gz" if gz else ""), "wb") as fh:
+        fh.write(head + data)
+
+
+def _idx_folder(tmp, images=(3, 28, 28), labels=(3,), image_data=None, label_data=b"\x01\x02\x03"):
+    from taynode.data import mnist
+
+    for split in ("train", "test"):
+        _idx(tmp / mnist.IDX_FILES[f"x_{split}"], images, bytes(3 * 784) if image_data is None else image_data)
+        _idx(tmp / mnist.IDX_FILES[f"y_{split}"], labels, label_data)
+    return tmp
+
+
+def _npz_declaring(path, name, shape, dtype="<u1", others=None):
+    """An npz whose member ``name`` declares ``shape`` in its .npy header but holds 16 bytes."""
+    import zipfile
+
+    header = {"descr": dtype, "fortran_order": False, "shape": tuple(shape)}
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    with zipfile.ZipFile(path, "w") as zf:
+        for k, v in (others or {}).items():
+            b = io.BytesIO()
+            np.lib.format.write_array(b, np.asarray(v))
+            zf.writestr(k + ".npy", b.getvalue())
+        zf.writestr(name + ".npy", buf.getvalue() + bytes(16))
+    return path
+
+
+def _portable_file(tmp, header, arrays=()):
+    path = tmp / "model.npz"
+    np.savez(path, header=np.frombuffer(__import__("json").dumps(header).encode(), np.uint8), **dict(arrays))
+    return path
+
+
+MLP_HEADER = {"format": portable.FORMAT, "kind": "mlp", "activation": "tanh"}
+
+
+def _compare_cli(tmp, path):
+    return _cli(["compare-solvers", "--problems", "neural_ode", "--model", str(path), "--out", str(tmp / "o")])
+
+
+def _tar(tmp, members: dict, outcomes: str | None = None):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    (tmp / "set-a.tar.gz").write_bytes(buf.getvalue())
+    (tmp / "Outcomes-a.txt").write_text(outcomes or "RecordID,SAPS-I,SOFA,Length_of_stay,Survival,In-hospital_death\n")
+    return tmp
+
+
+def _outcomes(rids, again):
+    rows = [f"{r},1,1,1,1,{r % 2}" for r in [*rids, again]]
+    return "\n".join(["RecordID,SAPS-I,SOFA,Length_of_stay,Survival,In-hospital_death", *rows]) + "\n"
+
+
+def _rec(rid):
+    return f"Time,Parameter,Value\n00:00,RecordID,{rid}\n01:00,HR,80\n".encode()
+
+
+ROWS += [
+    (
+        "lost: run.lock a symlink to the user's file (was truncated)",
+        _symlinked_lock,
+        RunLockedError,
+        r"run\.lock is a symbolic link; taynode creates and owns run\.lock .* will not write to another file",
+    ),
+    (
+        "lost: run.lock a foreign file (its content was shown as a pid, then truncated)",
+        _foreign_lock,
+        RunLockedError,
+        r"run\.lock is not a taynode lock file(?!.*secret)",
+    ),
+    (
+        "silent: checkpoint array replaced, __meta__ intact",
+        _forged_checkpoint,
+        CheckpointError,
+        r"checkpoint .*checkpoint\.npz: array model\d \(\['b'\]\) is float64 \(5,\) in the file but float64 \(1,\)",
+    ),
+    (
+        "silent: resume with checkpoint.npz missing and checkpoint.prev.npz corrupt (restarted from 0)",
+        _no_latest_and_corrupt_previous,
+        CheckpointError,
+        r"no usable checkpoint to resume .*checkpoint\.npz does not exist; and .*checkpoint\.prev\.npz is unreadable.*"
+        r"Nothing was changed: pass start_over=True",
+    ),
+    (
+        "both checkpoints corrupt: the error names both",
+        _both_checkpoints_corrupt,
+        CheckpointError,
+        r"checkpoint\.npz is unreadable.*; and .*checkpoint\.prev\.npz is unreadable",
+    ),
+    (
+        "lost: a fresh run into a folder with checkpoint.prev.npz overwrote it",
+        _fresh_run_over_a_previous_checkpoint,
+        FileExistsError,
+        r"already holds a checkpoint \(checkpoint\.prev\.npz\); use another folder or resume=True",
+    ),
+    (
+        "IDX images declaring 2^32-1 cubed (np.prod overflowed)",
+        lambda tmp: _mnist(_idx_folder(tmp, images=(2**32 - 1,) * 3)),
+        ValueError,
+        r"train-images-idx3-ubyte\.gz: IDX images of 4294967295x4294967295 pixels, expected 28x28",
+    ),
+    (
+        "IDX labels declaring 4 GB: refused before reading, naming the cap",
+        lambda tmp: _mnist(_idx_folder(tmp, labels=(2**32 - 1,)), max_bytes=10**6),
+        ValueError,
+        r"train-labels-idx1-ubyte\.gz: header says shape \(4294967295,\) but the data is 4294967295 bytes, over the input "
+        r"size cap of 1000000 bytes \(raise it with max_bytes= or \$TAYNODE_MAX_INPUT_BYTES",
+    ),
+    (
+        "IDX gzip bomb: more data than the header declares (was read whole)",
+        lambda tmp: _mnist(_idx_folder(tmp, image_data=bytes(4 * 10**6))),
+        ValueError,
+        r"train-images-idx3-ubyte\.gz: more data than its header's shape \(3, 28, 28\)",
+    ),
+    (
+        "MNIST npz member declaring a huge array (was allocated)",
+        lambda tmp: _mnist(
+            _npz_declaring(
+                tmp / "m.npz", "x_train", (10**9, 28, 28), others={k: np.zeros(1) for k in ("y_train", "x_test", "y_test")}
+            ),
+            sha256=None,
+        ),
+        ValueError,
+        r"m\.npz: array 'x_train' of shape \(1000000000, 28, 28\) uint8.* over the input size cap of 1073741824 bytes",
+    ),
+    (
+        "the cap comes from $TAYNODE_MAX_INPUT_BYTES",
+        lambda tmp: _with_env_cap(lambda: _mnist(_idx_folder(tmp)), "1000"),
+        ValueError,
+        r"over the input size cap of 1000 bytes",
+    ),
+    (
+        "PhysioNet record declaring 2 MiB (records were read whole)",
+        lambda tmp: _physionet(_tar(tmp, {"set-a/1.txt": bytes(2 << 20)}), verify=False),
+        ValueError,
+        r"set-a\.tar\.gz: record set-a/1\.txt declares 2097152 bytes, over max_record_bytes=1048576",
+    ),
+    (
+        "PhysioNet archive over the cap (members' declared sizes)",
+        lambda tmp: _physionet(_tar(tmp, {f"set-a/{r}.txt": _rec(r) for r in range(20)}), verify=False, max_bytes=500),
+        ValueError,
+        r"set-a\.tar\.gz: its members declare more than the input size cap of 500 bytes",
+    ),
+    (
+        "PhysioNet archive with too many members",
+        lambda tmp: __import__("taynode.data.physionet", fromlist=["x"]).read_archive(
+            _tar(tmp, {f"set-a/{r}.txt": _rec(r) for r in range(12)}) / "set-a.tar.gz", max_members=10
+        ),
+        ValueError,
+        r"set-a\.tar\.gz: more than max_members=10 members",
+    ),
+    (
+        "silent: PhysioNet outcome listed twice (the last won)",
+        lambda tmp: _physionet(
+            _tar(tmp, {f"set-a/{r}.txt": _rec(r) for r in range(1, 11)}, _outcomes(range(1, 11), 7)), verify=False
+        ),
+        ValueError,
+        r"Outcomes-a\.txt:12: RecordID 7 is listed again \(first on line 8\)",
+    ),
+    (
+        "crash: portable header a JSON list (AttributeError), via the CLI",
+        lambda tmp: _compare_cli(tmp, _portable_file(tmp, [1, 2])),
+        CliExit,
+        r"^status 2: taynode: error: .*model\.npz is not a readable portable model.*header is a JSON list[^\n]*\n$",
+    ),
+    (
+        "crash: portable 0-d weights (IndexError), via the CLI",
+        lambda tmp: _compare_cli(tmp, _portable_file(tmp, MLP_HEADER, {"weight_0": np.float64(1.0), "bias_0": np.zeros(1)})),
+        CliExit,
+        r"^status 2: taynode: error: .*model\.npz: layer 0's weight must be a 2-d floating-point array, got float64 "
+        r"array of shape \(\)[^\n]*\n$",
+    ),
+    (
+        "crash: portable header missing a field (KeyError)",
+        lambda tmp: portable.load(str(_portable_file(tmp, {"format": portable.FORMAT, "kind": "mlp"}))),
+        ValueError,
+        r"model\.npz: unknown activation None",
+    ),
+    (
+        "crash: portable 1-d weights (IndexError)",
+        lambda tmp: portable.load(str(_portable_file(tmp, MLP_HEADER, {"weight_0": np.zeros(3), "bias_0": np.zeros(3)}))),
+        ValueError,
+        r"layer 0's weight must be a 2-d floating-point array, got float64 array of shape \(3,\)",
+    ),
+    (
+        "crash: portable weights without their biases (KeyError)",
+        lambda tmp: portable.load(str(_portable_file(tmp, MLP_HEADER, {"weight_0": np.zeros((1, 2))}))),
+        ValueError,
+        r"has 1 weight arrays but lacks \['bias_0'\]",
+    ),
+    (
+        "portable weights declaring 8 TB (was allocated)",
+        lambda tmp: portable.load(
+            str(
+                _npz_declaring(
+                    tmp / "big.npz",
+                    "weight_0",
+                    (10**6, 10**6),
+                    "<f8",
+                    {"header": _portable_header_bytes(), "bias_0": np.zeros(1)},
+                )
+            )
+        ),
+        ValueError,
+        r"big\.npz is not a readable portable model.*array 'weight_0' of shape \(1000000, 1000000\) float64.*over the input size cap",
+    ),
+    (
+        "MINIBOONE .npy declaring a huge array (was allocated)",
+        lambda tmp: __import__("taynode.data.miniboone", fromlist=["x"]).load(_npy_declaring(tmp / "data.npy", (10**8, 43))),
+        ValueError,
+        r"data\.npy: array of shape \(100000000, 43\) float64 is 34400000000 bytes, over the input size cap",
+    ),
+]
+
+
+def _with_env_cap(call, cap: str):
+    old = os.environ.get("TAYNODE_MAX_INPUT_BYTES")
+    os.environ["TAYNODE_MAX_INPUT_BYTES"] = cap
+    try:
+        return call()
+    finally:
+        if old is None:
+            del os.environ["TAYNODE_MAX_INPUT_BYTES"]
+        else:
+            os.environ["TAYNODE_MAX_INPUT_BYTES"] = old
+
+
+def _portable_header_bytes():
+    return np.frombuffer(__import__("json").dumps(MLP_HEADER).encode(), np.uint8)
+
+
+def _npy_declaring(path, shape):
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": tuple(shape)})
+    path.write_bytes(buf.getvalue() + bytes(64))
+    return path
+
+
 @pytest.fixture
 def no_julia(monkeypatch):
     for var in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIAPKG_EXE", "TAYNODE_JULIA_DOWNLOAD"):
@@ -527,3 +826,50 @@ def test_nested_list_state_is_one_array():
 def test_float32_tolerance_below_resolution_warns():
     with pytest.warns(UserWarning, match=r"below what float32 resolves"):
         tn.solve(decay, Z.astype(jnp.float32), rtol=1e-10, atol=1e-10)
+
+
+# ---- issue #26: what a refused or failed run leaves behind ----------------------------------------
+
+
+def test_symlinked_lock_leaves_its_target_untouched(tmp_path):
+    with pytest.raises(RunLockedError):
+        _symlinked_lock(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"  # was truncated to nothing
+    assert (tmp_path / "run" / "run.lock").is_symlink()
+    assert sorted(os.listdir(tmp_path / "run")) == ["run.lock"]  # nothing trained, nothing written
+
+
+def test_foreign_lock_is_neither_shown_nor_changed(tmp_path):
+    with pytest.raises(RunLockedError) as err:
+        _foreign_lock(tmp_path)
+    assert "secret" not in str(err.value)
+    assert (tmp_path / "run.lock").read_text() == "secret notes, not a pid\n"
+
+
+def test_forged_checkpoint_is_left_as_it_was(tmp_path):
+    with pytest.raises(CheckpointError):
+        _forged_checkpoint(tmp_path)
+    with np.load(tmp_path / CHECKPOINT) as z:
+        assert any(z[k].shape == (5,) for k in z.files if k.startswith("model"))  # the file the user has, unchanged
+
+
+def test_failed_resume_changes_nothing_and_start_over_keeps_the_bad_files(tmp_path, capfd):
+    _tiny_train(tmp_path)
+    os.remove(tmp_path / CHECKPOINT)
+    bad = (tmp_path / PREVIOUS).read_bytes()[:300]
+    (tmp_path / PREVIOUS).write_bytes(bad)
+    before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)}
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        _tiny_train(tmp_path, steps=9, resume=True)
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path)} == before  # the log too
+    with pytest.raises(ValueError, match=r"start_over=True applies to a resume \(resume=True\)"):
+        _tiny_train(tmp_path, steps=9, start_over=True)
+    res = _tiny_train(tmp_path, steps=9, resume=True, start_over=True)
+    assert re.search(
+        r"no usable checkpoint in .*starting over from step 0 \(kept .*checkpoint\.prev\.npz\.corrupt\)", capfd.readouterr().err
+    )
+    assert (tmp_path / (PREVIOUS + ".corrupt")).read_bytes() == bad
+    assert [r["step"] for r in read_log(tmp_path, "step")] == list(range(1, 10))
+    fresh = _tiny_train(tmp_path / "fresh", steps=9)
+    for k in ("w", "b"):  # the same run as one started in an empty folder
+        np.testing.assert_array_equal(np.asarray(res.model[k]), np.asarray(fresh.model[k]))

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 
 import numpy as np
 
+from .atomic import atomic_file
+from .inputs import InputError, LazyNpz
+
 FORMAT = "taynode.portable/1"
+MAX_HEADER_BYTES = 1 << 16
 
 _NP_ACTIVATIONS = {
     "tanh": np.tanh,
@@ -54,31 +57,50 @@ def from_model(model) -> dict:
     )
 
 
+def _layer_array(x, what: str, ndim: int) -> np.ndarray:
+    x = np.asarray(x) if isinstance(x, (np.ndarray, list, tuple)) else x
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.ndim != ndim:
+        got = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"{what} must be a {ndim}-d floating-point array, got {got}")
+    return x
+
+
 def validate(spec: dict) -> dict:
+    """``spec`` checked (format, kind, names, every layer's type, shape and finiteness); any
+    problem is a ``ValueError`` saying which."""
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise ValueError(f"not a portable description (expected format {FORMAT!r}): {spec!r:.200}")
+        raise ValueError(f"not a portable description (expected a dict with format {FORMAT!r}): {spec!r:.200}")
     kind = spec.get("kind")
     if kind == "problem":
+        if not isinstance(spec.get("name"), str):
+            raise ValueError(f"a 'problem' description needs a 'name' string, got {spec.get('name')!r:.100}")
         problem(spec["name"])
         return spec
     if kind != "mlp":
-        raise ValueError(f"unknown kind {kind!r}; valid: 'problem', 'mlp'")
-    if spec["activation"] not in _NP_ACTIVATIONS:
-        raise ValueError(f"unknown activation {spec['activation']!r}; valid: {sorted(_NP_ACTIVATIONS)}")
-    Ws, bs = spec["weights"], spec["biases"]
+        raise ValueError(f"unknown kind {kind!r:.100}; valid: 'problem', 'mlp'")
+    act = spec.get("activation")
+    if not isinstance(act, str) or act not in _NP_ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r:.100}; valid: {sorted(_NP_ACTIVATIONS)}")
+    Ws, bs = spec.get("weights"), spec.get("biases")
+    if not isinstance(Ws, (list, tuple)) or not isinstance(bs, (list, tuple)):
+        raise ValueError("an 'mlp' description needs lists 'weights' and 'biases'")
     if len(Ws) != len(bs) or not Ws:
         raise ValueError(f"need one bias per weight matrix and at least one layer, got {len(Ws)} and {len(bs)}")
+    Ws = [_layer_array(W, f"layer {i}'s weight", 2) for i, W in enumerate(Ws)]
+    bs = [_layer_array(b, f"layer {i}'s bias", 1) for i, b in enumerate(bs)]
     width = Ws[0].shape[1] - 1
     dim = width
+    if dim < 1:
+        raise ValueError(f"layer 0's weight {Ws[0].shape} leaves no state: it needs (out, d + 1) columns with d >= 1")
     for i, (W, b) in enumerate(zip(Ws, bs)):
-        if W.ndim != 2 or W.shape[1] != width + 1 or b.shape != (W.shape[0],):
+        if W.shape[1] != width + 1 or b.shape != (W.shape[0],):
             raise ValueError(f"layer {i}: weight {W.shape} and bias {b.shape} do not fit an input of size {width} plus time")
         if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
             raise ValueError(f"layer {i} has NaN or inf weights")
         width = W.shape[0]
     if width != dim:
         raise ValueError(f"the last layer outputs {width} values for a state of size {dim}")
-    return spec
+    return spec | {"weights": Ws, "biases": bs}
 
 
 def save(spec: dict, path: str) -> None:
@@ -89,29 +111,38 @@ def save(spec: dict, path: str) -> None:
     if spec["kind"] == "mlp":
         for i, (W, b) in enumerate(zip(spec["weights"], spec["biases"])):
             arrays[f"weight_{i}"], arrays[f"bias_{i}"] = W, b
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as fh:
+    with atomic_file(path, "wb") as fh:
         np.savez(fh, **arrays)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
-def load(path: str) -> dict:
-    """The description stored at ``path`` by :func:`save`; a missing, truncated or foreign file
-    raises an error naming it."""
+def _read(data: LazyNpz) -> dict:
+    head_shape, _ = data.info("header")
+    if len(head_shape) != 1 or head_shape[0] > MAX_HEADER_BYTES:
+        raise ValueError(f"its header is an array of shape {head_shape}, not at most {MAX_HEADER_BYTES} bytes of JSON")
+    spec = json.loads(data.read("header").tobytes().decode())
+    if not isinstance(spec, dict):
+        raise ValueError(f"its header is a JSON {type(spec).__name__}, not an object")
+    if spec.get("kind") == "mlp":
+        n = sum(1 for k in data.files if k.startswith("weight_"))
+        missing = [k for i in range(n) for k in (f"weight_{i}", f"bias_{i}") if k not in data.files]
+        if missing:
+            raise ValueError(f"it has {n} weight arrays but lacks {missing[:4]}")
+        spec["weights"] = [data.read(f"weight_{i}") for i in range(n)]
+        spec["biases"] = [data.read(f"bias_{i}") for i in range(n)]
+    return spec
+
+
+def load(path: str, *, max_bytes: int | None = None) -> dict:
+    """The description stored at ``path`` by :func:`save`; a missing, truncated, foreign or
+    crafted file raises an error naming it (``FileNotFoundError`` or ``ValueError``, one line).
+    Arrays are read lazily, each declared size checked against the input size cap
+    (``max_bytes``, ``$TAYNODE_MAX_INPUT_BYTES``; see :mod:`taynode.inputs`) first."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"portable model {path} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("a single array, not an .npz archive")
-            spec = json.loads(bytes(data["header"]).decode())
-            if spec.get("kind") == "mlp":
-                n = sum(1 for k in data.files if k.startswith("weight_"))
-                spec["weights"] = [data[f"weight_{i}"] for i in range(n)]
-                spec["biases"] = [data[f"bias_{i}"] for i in range(n)]
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+        with LazyNpz(path, max_bytes) as data:
+            spec = _read(data)
+    except (InputError, ValueError, UnicodeDecodeError) as e:
         raise ValueError(
             f"{path} is not a readable portable model (truncated, corrupt, or not written by "
             f"taynode.portable.save): {type(e).__name__}: {e}"

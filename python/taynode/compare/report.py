@@ -7,12 +7,12 @@ import csv
 import io
 import os
 
+from ..atomic import write_atomic
+
 
 def write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    """Write ``path`` atomically (:func:`taynode.atomic.write_atomic`)."""
+    write_atomic(path, text)
 
 
 COLUMNS = ("problem", "implementation", "method", "tol", "error", "nfe", "nfe_unit", "steps", "time_s", "compile_s")

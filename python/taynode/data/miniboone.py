@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inputs import read_npy
 from . import DataError, locate, verify_sha256
 
 __all__ = ["ENV", "MiniBoone", "find", "load", "split"]
@@ -74,19 +75,21 @@ def split(data: np.ndarray):
     return (train - mean) / std, (val - mean) / std, (test - mean) / std, mean, std
 
 
-def load(path=None, *, sha256: str | None = None) -> MiniBoone:
+def load(path=None, *, sha256: str | None = None, max_bytes: int | None = None) -> MiniBoone:
     """Load, check, split and normalize MINIBOONE (see the module docstring).
 
     Args:
         path: the file or a folder with it; ``None`` searches ``$TAYNODE_MINIBOONE`` and the
             data folder.
         sha256: the file's expected SHA-256 (``None``: not checked).
+        max_bytes: the input size cap (default ``$TAYNODE_MAX_INPUT_BYTES``, else 1 GiB; MAF's
+            file is 12.6 MB): a header declaring more is an error before anything is allocated.
     """
     src = find(path)
     verify_sha256(src, sha256)
     try:
-        data = np.load(src, allow_pickle=False)
-    except Exception as e:  # a damaged file, a pickle, or not an .npy at all
+        data = read_npy(src, max_bytes, DataError)
+    except OSError as e:
         raise DataError(f"{src}: cannot read as a NumPy .npy array ({type(e).__name__}: {e})") from None
     if not isinstance(data, np.ndarray) or data.ndim != 2 or not np.issubdtype(data.dtype, np.floating):
         raise DataError(

@@ -9,6 +9,10 @@ Two formats are read:
   ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally gzipped (``.gz``),
   whose headers and sizes are checked.
 
+Both are read within the input size cap (``max_bytes``, ``$TAYNODE_MAX_INPUT_BYTES``; see
+:mod:`taynode.inputs`): a header declaring more, or a gzip stream decompressing to more than its
+header says, is an error before the memory is taken.
+
 Where the file is: the ``path`` argument (a file or a folder), else ``$TAYNODE_MNIST`` (file or
 folder), else ``<data root>/mnist`` (see :func:`taynode.data.data_root`). A folder is searched
 for ``mnist.npz`` first, then for the IDX files.
@@ -21,11 +25,14 @@ the official 10,000 test images.
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..inputs import LazyNpz, max_input_bytes, read_exact
 from . import DataError, locate, verify_sha256
 
 __all__ = ["ENV", "IDX_FILES", "MNIST", "NPZ_SHA256", "as_float", "find", "load", "read_idx"]
@@ -92,32 +99,42 @@ def find(path=None) -> Path:
     raise DataError(f"MNIST file {p} (from {what}) does not exist")
 
 
-def read_idx(path, expect_ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes (gzipped if the name ends in .gz), checked against its header."""
+def read_idx(path, expect_ndim: int, *, max_bytes: int | None = None) -> np.ndarray:
+    """An IDX file of unsigned bytes (gzipped if the name ends in .gz), checked against its header.
+
+    The header is read and checked first (magic, element type, dimensions, and the size they
+    declare against the input size cap, ``max_bytes`` or ``$TAYNODE_MAX_INPUT_BYTES``, see
+    :mod:`taynode.inputs`); then exactly that many bytes are read from the (decompressed)
+    stream, so a file that lies about its size, or a decompression bomb, is rejected having
+    used at most the declared size."""
     path = Path(path)
+    cap = max_input_bytes(max_bytes)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as e:  # gzip raises these on corrupt or truncated archives
+            head = fh.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            dtype_code, ndim = head[2], head[3]
+            if dtype_code != 0x08:
+                raise DataError(f"{path}: IDX element type 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
+            if ndim != expect_ndim:
+                raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_ndim}")
+            dims = fh.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            if ndim == 3 and shape[1:] != (SIDE, SIDE):
+                raise DataError(f"{path}: IDX images of {shape[1]}x{shape[2]} pixels, expected {SIDE}x{SIDE}")
+            size = math.prod(shape)  # exact: Python integers do not overflow
+            data = read_exact(fh, size, cap, f"{path}: header says shape {shape} but the data", DataError)
+            if fh.read(1):
+                raise DataError(
+                    f"{path}: more data than its header's shape {shape} ({4 + 4 * ndim + size} bytes) declares (corrupt)"
+                )
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises these on corrupt or truncated archives
         raise DataError(f"{path}: cannot read ({e})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    dtype_code, ndim = raw[2], raw[3]
-    if dtype_code != 0x08:
-        raise DataError(f"{path}: IDX element type 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
-    if ndim != expect_ndim:
-        raise DataError(f"{path}: IDX file has {ndim} dimensions, expected {expect_ndim}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    size = int(np.prod(shape))
-    if len(raw) != header + size:
-        raise DataError(
-            f"{path}: header says shape {shape} ({header + size} bytes) but the file has {len(raw)} bytes (truncated or corrupt)"
-        )
-    return np.frombuffer(raw, np.uint8, size, header).reshape(shape)
+    return data.reshape(shape)
 
 
 def _check(arrays: dict, source) -> None:
@@ -131,21 +148,16 @@ def _check(arrays: dict, source) -> None:
             raise DataError(f"{source}: y_{split} has labels outside 0..9")
 
 
-def _read_npz(path: Path, sha256) -> dict:
+def _read_npz(path: Path, sha256, max_bytes) -> dict:
     verify_sha256(path, sha256)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in IDX_FILES if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: npz lacks arrays {missing} (has {z.files})")
-            return {k: np.asarray(z[k]) for k in IDX_FILES}
-    except DataError:
-        raise
-    except Exception as e:  # zipfile/numpy errors on a damaged file
-        raise DataError(f"{path}: cannot read as an npz file ({type(e).__name__}: {e})") from None
+    with LazyNpz(path, max_bytes, error=DataError) as z:
+        missing = [k for k in IDX_FILES if k not in z.files]
+        if missing:
+            raise DataError(f"{path}: npz lacks arrays {missing} (has {z.files})")
+        return {k: z.read(k) for k in IDX_FILES}
 
 
-def load(path=None, *, validation: int = 0, sha256: str | None = NPZ_SHA256) -> MNIST:
+def load(path=None, *, validation: int = 0, sha256: str | None = NPZ_SHA256, max_bytes: int | None = None) -> MNIST:
     """Load MNIST, verified, with the last ``validation`` training images held out.
 
     Args:
@@ -155,12 +167,16 @@ def load(path=None, *, validation: int = 0, sha256: str | None = NPZ_SHA256) -> 
             validation set; ``0 <= validation < n_train``.
         sha256: the npz's expected SHA-256 (default: the project's file); ``None`` skips it.
             IDX files are checked by their headers and sizes instead.
+        max_bytes: the input size cap (default ``$TAYNODE_MAX_INPUT_BYTES``, else 1 GiB): no
+            file may declare or decompress to more (see :mod:`taynode.inputs`).
     """
     src = find(path)
     arrays = (
-        _read_npz(src, sha256)
+        _read_npz(src, sha256, max_bytes)
         if src.is_file()
-        else {k: read_idx(_idx_path(src, stem), 3 if k.startswith("x") else 1) for k, stem in IDX_FILES.items()}
+        else {
+            k: read_idx(_idx_path(src, stem), 3 if k.startswith("x") else 1, max_bytes=max_bytes) for k, stem in IDX_FILES.items()
+        }
     )
     _check(arrays, src)
     n = arrays["x_train"].shape[0]

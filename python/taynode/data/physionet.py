@@ -47,22 +47,19 @@ an unknown parameter, a value that is not a finite number, a negative value of a
 variable (all 37 are non-negative quantities; set A has 24 such Temp lines, e.g. -17.8 °C),
 a negative descriptor other than -1, and a repeated descriptor or one after 00:00. A record
 without the ``Time,Parameter,Value`` header or without a RecordID is dropped whole and counted.
-Parsing all of set A takes about 5 s on one core, so there is no cache.
+Parsing all of set A takes about 5 s on one core, so there is no cache. The files are read by
+:mod:`taynode.data.physionet_files`.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import tarfile
-import zlib
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import DataError, locate, verify_sha256
+from .physionet_files import HORIZON_HOURS, STATIC, VARIABLES, Summary, _Archive, read_archive, read_outcomes
 
 __all__ = [
     "ENV_VAR",
@@ -70,6 +67,7 @@ __all__ = [
     "SHA256",
     "STATIC",
     "VARIABLES",
+    "DataError",
     "PhysioNet",
     "Split",
     "Summary",
@@ -77,20 +75,10 @@ __all__ = [
     "load",
     "read_archive",
     "read_outcomes",
+    "verify_sha256",
 ]
 
 ENV_VAR = "TAYNODE_PHYSIONET"
-HORIZON_HOURS = 48.0
-
-# The 37 time series variables, in the order of Rubanova et al. (2019)'s physionet.py `params`
-# (which lists the descriptors Age, Gender, Height, ICUType first; Weight is both).
-VARIABLES = (
-    "Weight", "Albumin", "ALP", "ALT", "AST", "Bilirubin", "BUN", "Cholesterol", "Creatinine",
-    "DiasABP", "FiO2", "GCS", "Glucose", "HCO3", "HCT", "HR", "K", "Lactate", "Mg", "MAP",
-    "MechVent", "Na", "NIDiasABP", "NIMAP", "NISysABP", "PaCO2", "PaO2", "pH", "Platelets",
-    "RespRate", "SaO2", "SysABP", "Temp", "TroponinI", "TroponinT", "Urine", "WBC",
-)  # fmt: skip
-STATIC = ("Age", "Gender", "Height", "ICUType", "Weight")
 
 SHA256 = {
     "set-a.tar.gz": "7f9555dba99ef556c5b2c492fc44e21c2d666bdb7598d8ff17125bc31aaa44cd",
@@ -98,12 +86,6 @@ SHA256 = {
     "Outcomes-a.txt": "2613ea60ccda29f87571a7d6b09ad130858a8ccd66325bd073365925026883c2",
     "Outcomes-b.txt": "1305f29734da374a809483229a99f33a9230aa8d4fa74b1a2d6ad788136423d5",
 }
-
-_VAR_INDEX = {v: i for i, v in enumerate(VARIABLES)}
-_STATIC_INDEX = {v: i for i, v in enumerate(STATIC)}
-_TIME = re.compile(r"(\d{1,2}):(\d{2})")
-_HEADER = "Time,Parameter,Value"
-_N_EXAMPLES = 5
 
 
 # ----------------------------------------------------------------------------- files
@@ -127,195 +109,6 @@ def _file(root: Path, name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected the official PhysioNet 2012 file {name!r} in {root})")
     return path
-
-
-# ----------------------------------------------------------------------------- parsing
-
-
-@dataclass
-class Summary:
-    """What parsing found: kept and dropped lines and records, by kind, with a few examples."""
-
-    records: int = 0
-    lines: int = 0  # data lines (after each record's header line)
-    observations: int = 0  # time-varying observations kept
-    dropped_lines: Counter = field(default_factory=Counter)
-    dropped_records: Counter = field(default_factory=Counter)
-    examples: dict = field(default_factory=dict)  # kind -> [(member, line number, text)]
-
-    def _drop(self, counter: Counter, kind: str, member: str, lineno: int, text: str):
-        counter[kind] += 1
-        ex = self.examples.setdefault(kind, [])
-        if len(ex) < _N_EXAMPLES:
-            ex.append((member, lineno, text))
-
-    def merge(self, other: Summary) -> Summary:
-        out = Summary(
-            self.records + other.records,
-            self.lines + other.lines,
-            self.observations + other.observations,
-            self.dropped_lines + other.dropped_lines,
-            self.dropped_records + other.dropped_records,
-            {k: list(v) for k, v in self.examples.items()},
-        )
-        for k, v in other.examples.items():
-            out.examples[k] = (out.examples.get(k, []) + list(v))[:_N_EXAMPLES]
-        return out
-
-    def report(self) -> str:
-        rows = [f"{self.records} records, {self.lines} data lines, {self.observations} observations kept"]
-        for kind, n in sorted(self.dropped_records.items()):
-            rows.append(f"  dropped record ({kind}): {n}")
-        for kind, n in sorted(self.dropped_lines.items()):
-            ex = "; ".join(f"{m}:{i} {t!r}" for m, i, t in self.examples.get(kind, [])[:2])
-            rows.append(f"  dropped line ({kind}): {n}   e.g. {ex}")
-        return "\n".join(rows)
-
-
-@dataclass
-class _Archive:
-    """One archive in long format: observation k is (record[k], minute[k], var[k], value[k])."""
-
-    record_ids: np.ndarray
-    static: np.ndarray
-    record: np.ndarray
-    minute: np.ndarray
-    var: np.ndarray
-    value: np.ndarray
-    summary: Summary
-
-
-def _parse_record(text: str, member: str, summary: Summary, obs: list):
-    """Parse one record; returns (record_id, static row) or None if the record is dropped."""
-    lines = text.splitlines()
-    if not lines or lines[0].strip() != _HEADER:
-        summary._drop(summary.dropped_records, "no 'Time,Parameter,Value' header", member, 1, lines[0] if lines else "")
-        summary.lines += max(len(lines) - 1, 0)
-        return None
-    static = np.full(len(STATIC), np.nan)
-    seen_static = set()
-    record_id = None
-    kept = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        summary.lines += 1
-        parts = line.strip().split(",")
-        if len(parts) != 3:
-            summary._drop(summary.dropped_lines, "not 3 fields", member, lineno, line)
-            continue
-        time_s, param, value_s = parts
-        m = _TIME.fullmatch(time_s)
-        if m is None or int(m.group(2)) >= 60:
-            summary._drop(summary.dropped_lines, "bad time", member, lineno, line)
-            continue
-        minute = 60 * int(m.group(1)) + int(m.group(2))
-        if minute > 60 * HORIZON_HOURS:
-            summary._drop(summary.dropped_lines, "time after 48:00", member, lineno, line)
-            continue
-        try:
-            value = float(value_s)
-        except ValueError:
-            value = np.nan
-        if not math.isfinite(value):
-            summary._drop(summary.dropped_lines, "value not a finite number", member, lineno, line)
-            continue
-        if minute == 0 and (param == "RecordID" or (param in _STATIC_INDEX and param not in seen_static)):
-            if param == "RecordID":
-                if record_id is not None or value != int(value):
-                    summary._drop(summary.dropped_lines, "bad or repeated RecordID", member, lineno, line)
-                else:
-                    record_id = int(value)
-                continue
-            seen_static.add(param)
-            if value == -1:
-                continue  # -1 marks a missing descriptor
-            if value < 0:
-                summary._drop(summary.dropped_lines, "negative descriptor", member, lineno, line)
-                continue
-            static[_STATIC_INDEX[param]] = value
-            continue
-        if param in _VAR_INDEX:
-            if value < 0:
-                summary._drop(summary.dropped_lines, "negative value", member, lineno, line)
-                continue
-            kept.append((minute, _VAR_INDEX[param], value))
-        elif param in _STATIC_INDEX or param == "RecordID":
-            summary._drop(summary.dropped_lines, "descriptor repeated or after 00:00", member, lineno, line)
-        else:
-            summary._drop(summary.dropped_lines, "unknown parameter", member, lineno, line)
-    if record_id is None:
-        summary._drop(summary.dropped_records, "no RecordID", member, 0, "")
-        return None
-    summary.observations += len(kept)
-    obs.append(kept)
-    return record_id, static
-
-
-def read_archive(path, expected_sha256: str | None = None) -> _Archive:
-    """Parse every ``*.txt`` record of a set-X.tar.gz without extracting it."""
-    if expected_sha256 is not None:
-        verify_sha256(path, expected_sha256, skip="pass verify=False to physionet.load")
-    summary = Summary()
-    ids, statics, obs = [], [], []
-    try:
-        tf = tarfile.open(path, "r:*")
-    except tarfile.TarError as e:
-        raise DataError(f"{path}: not a readable tar archive ({e})") from None
-    with tf:
-        try:
-            for member in tf:
-                if not (member.isfile() and member.name.endswith(".txt")):
-                    continue
-                text = tf.extractfile(member).read().decode("utf-8", errors="replace")
-                got = _parse_record(text, member.name, summary, obs)
-                if got is not None:
-                    ids.append(got[0])
-                    statics.append(got[1])
-        except (EOFError, OSError, tarfile.TarError, zlib.error) as e:  # a truncated or damaged archive
-            raise DataError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); re-download it") from None
-    summary.records = len(ids)
-    if not ids:
-        raise DataError(f"{path}: no readable records (*.txt with a Time,Parameter,Value header and a RecordID)")
-    if len(set(ids)) != len(ids):
-        dup = [k for k, c in Counter(ids).items() if c > 1]
-        raise DataError(f"{path}: RecordIDs appear in more than one record: {dup[:10]}")
-    counts = np.array([len(o) for o in obs])
-    flat = [x for o in obs for x in o]
-    arr = np.array(flat, dtype=np.float64).reshape(-1, 3)
-    return _Archive(
-        record_ids=np.array(ids, dtype=np.int64),
-        static=np.array(statics).reshape(-1, len(STATIC)),
-        record=np.repeat(np.arange(len(ids)), counts),
-        minute=arr[:, 0].astype(np.int64),
-        var=arr[:, 1].astype(np.int64),
-        value=arr[:, 2],
-        summary=summary,
-    )
-
-
-def read_outcomes(path, expected_sha256: str | None = None) -> dict:
-    """``{RecordID: in-hospital death (0/1)}`` from an Outcomes-X.txt file."""
-    if expected_sha256 is not None:
-        verify_sha256(path, expected_sha256, skip="pass verify=False to physionet.load")
-    with open(path) as fh:
-        header = fh.readline().strip().split(",")
-        if "RecordID" not in header or "In-hospital_death" not in header:
-            raise DataError(f"{path}: expected a CSV header with RecordID and In-hospital_death, got {header}")
-        i_id, i_death = header.index("RecordID"), header.index("In-hospital_death")
-        out = {}
-        for lineno, line in enumerate(fh, start=2):
-            if not line.strip():
-                continue
-            parts = line.strip().split(",")
-            try:
-                rid, death = int(parts[i_id]), int(parts[i_death])
-            except (ValueError, IndexError):
-                raise DataError(f"{path}:{lineno}: cannot read RecordID and In-hospital_death from {line.strip()!r}") from None
-            if death not in (0, 1):
-                raise DataError(f"{path}:{lineno}: In-hospital_death must be 0 or 1, got {death}")
-            out[rid] = death
-    return out
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -412,6 +205,7 @@ def load(
     outcomes: bool = True,
     verify: bool = True,
     max_records: int | None = None,
+    max_bytes: int | None = None,
 ) -> Split:
     """Read the archives of ``sets`` (``"a"``, ``"b"``), split 80/20 by ``seed``, and normalize.
 
@@ -425,6 +219,8 @@ def load(
         outcomes: read Outcomes-X.txt for the mortality labels (``death``; else -1).
         verify: check the SHA-256 of every file read against :data:`SHA256`.
         max_records: keep a random subset of this many records (before the split), for quick runs.
+        max_bytes: the input size cap per file, decompressed (default ``$TAYNODE_MAX_INPUT_BYTES``,
+            else 1 GiB; see :func:`read_archive`).
     """
     if bin_hours is not None and not (np.isfinite(bin_hours) and 0 < bin_hours <= HORIZON_HOURS):
         raise ValueError(f"bin_hours must be in (0, 48] hours or None, got {bin_hours}")
@@ -439,13 +235,13 @@ def load(
     parts, summary = [], Summary()
     for s in sets:
         name = f"set-{s}.tar.gz"
-        arch = read_archive(_file(root, name), SHA256[name] if verify else None)
+        arch = read_archive(_file(root, name), SHA256[name] if verify else None, max_bytes=max_bytes)
         summary = summary.merge(arch.summary)
         times, values, mask, lengths, grid = _to_grid(arch, bin_hours)
         death = np.full(len(arch.record_ids), -1, dtype=np.int64)
         if outcomes:
             oname = f"Outcomes-{s}.txt"
-            table = read_outcomes(_file(root, oname), SHA256[oname] if verify else None)
+            table = read_outcomes(_file(root, oname), SHA256[oname] if verify else None, max_bytes=max_bytes)
             missing = [r for r in arch.record_ids if r not in table]
             if missing:
                 raise DataError(f"{root / oname}: no outcome for {len(missing)} records of {name}, e.g. {missing[:5]}")

@@ -15,6 +15,8 @@ import json
 import os
 from dataclasses import asdict, field, fields, replace
 
+from ..atomic import write_atomic
+
 # Settings added after runs had been stored: at these defaults they are left out of a run's stored
 # config, so the checkpoints and cached results written before them still resume and match.
 QUADRATURE_DEFAULTS = {"quadrature": "integrated", "samples": 1}
@@ -78,11 +80,10 @@ def cast(tree, dtype):
 
 
 def write_text(path: str, text: str | bytes) -> None:
-    """Write ``path`` atomically: a temporary file beside it, then a rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(text, bytes) else "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    """Write ``path`` atomically (:func:`taynode.atomic.write_atomic`: a uniquely named
+    temporary file beside it, flushed to disk, then a rename), so neither a kill nor another
+    process writing the same file at once leaves it torn."""
+    write_atomic(path, text)
 
 
 def write_json(path: str, obj, default=None) -> None:

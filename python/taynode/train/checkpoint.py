@@ -1,13 +1,15 @@
 """Checkpoints: one ``.npz`` holding the model's and optimizer state's arrays and JSON metadata.
 
-Written atomically (a temporary file in the same folder, flushed to disk, then ``os.replace``),
-so a crash leaves either the previous checkpoint or the new one, never a torn file (a kill
-mid-write leaves only a ``<name>.*.tmp`` file, which :func:`remove_stale_temporaries` cleans up).
-With ``previous=`` the checkpoint being replaced is kept under that name too, so one file that
-is corrupt on disk later does not cost the run. On load the
-stored arrays' paths, shapes and dtypes are compared with a template (a freshly built model and
-optimizer state), and any difference, like a truncated or foreign file, raises
-:class:`CheckpointError` naming the file; nothing on disk is changed by a failed load.
+Written atomically (:func:`taynode.atomic.atomic_file`: a uniquely named temporary file in the
+same folder, flushed to disk, then ``os.replace``), so a crash leaves either the previous
+checkpoint or the new one, never a torn file (a kill mid-write leaves only a ``<name>.*.tmp``
+file, which :func:`remove_stale_temporaries` cleans up). With ``previous=`` the checkpoint being
+replaced is kept under that name too, so one file that is corrupt on disk later does not cost
+the run. On load the metadata's paths, shapes and dtypes are compared with a template (a freshly
+built model and optimizer state), and then every stored array's own ``.npy`` header, before it
+is read (:class:`taynode.inputs.LazyNpz`), so a file whose arrays disagree with its metadata is
+refused too; any difference, like a truncated or foreign file, raises :class:`CheckpointError`
+naming the file and the array; nothing on disk is changed by a failed load.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import os
 import shutil
 import tempfile
-import zipfile
 from itertools import zip_longest
 from typing import Any
 
@@ -24,6 +25,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..atomic import atomic_file, stale_temporaries
+from ..inputs import LazyNpz
 
 __all__ = [
     "CheckpointError",
@@ -51,8 +55,8 @@ def remove_stale_temporaries(path) -> list[str]:
     """Delete the temporary files (``<path>.*.tmp``) that a process killed while writing
     ``path`` left behind; returns their names. Call only while no other process writes there
     (the run folder's lock)."""
-    folder, base = os.path.split(os.path.abspath(path))
-    stale = [n for n in os.listdir(folder) if n.startswith(base + ".") and n.endswith(".tmp")]
+    folder = os.path.dirname(os.path.abspath(path))
+    stale = stale_temporaries(path)
     for n in stale:
         os.remove(os.path.join(folder, n))
     return stale
@@ -86,10 +90,9 @@ def _arrays(tree):
 
 
 def _key_data(key):
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
-    return np.asarray(key).tolist()
+    return np.asarray(key).tolist()  # a NumPy key stays NumPy: writing a checkpoint needs no JAX device
 
 
 def save_checkpoint(
@@ -116,34 +119,35 @@ def save_checkpoint(
             meta_leaves[prefix].append([p, list(x.shape), x.dtype.str])
     meta = dict(format=FORMAT, step=int(step), key=_key_data(key), config=config, extra=extra or {}, leaves=meta_leaves)
     entries[_META] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **entries)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if previous is not None and os.path.isfile(path):
-            _link_or_copy(path, previous)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    keep = None if previous is None else (lambda: os.path.isfile(path) and _link_or_copy(path, previous))
+    with atomic_file(path, "wb", before_replace=keep) as fh:
+        np.savez(fh, **entries)
 
 
-def _open(path):
+def _open(path, cap=None) -> tuple[LazyNpz, dict]:
     if not os.path.isfile(path):
         raise CorruptCheckpointError(f"checkpoint {path} does not exist")
+    z = None
     try:
-        z = np.load(path, allow_pickle=False)
-        meta = json.loads(bytes(z[_META]).decode())
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        z = LazyNpz(path, cap, error=CorruptCheckpointError)
+        meta = json.loads(z.read(_META).tobytes().decode())
+        if not isinstance(meta, dict):
+            raise ValueError(f"the metadata is a JSON {type(meta).__name__}, not an object")
+    except (CorruptCheckpointError, ValueError) as e:
+        if z is not None:
+            z.close()
         raise CorruptCheckpointError(
             f"checkpoint {path} is unreadable (truncated or not a taynode checkpoint): {type(e).__name__}: {e}"
         ) from None
     if meta.get("format") != FORMAT:
+        z.close()
         raise CorruptCheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    step, extra, leaves = meta.get("step"), meta.get("extra"), meta.get("leaves")
+    if not (isinstance(step, int) and step >= 0 and isinstance(extra, dict) and isinstance(leaves, dict) and "key" in meta):
+        z.close()
+        raise CorruptCheckpointError(
+            f"checkpoint {path} has malformed metadata (step, key, extra or leaves missing or of the wrong type)"
+        )
     return z, meta
 
 
@@ -154,11 +158,12 @@ def read_meta(path) -> dict:
     return meta
 
 
-def _restore(z, meta, path, prefix, like):
+def _restore(z: LazyNpz, meta, path, prefix, like):
     leaves, arrays, static = _arrays(like)
-    stored = meta["leaves"][prefix]
+    stored = meta.get("leaves", {}).get(prefix) if isinstance(meta.get("leaves"), dict) else None
     want = [[p, list(np.shape(x)), np.dtype(x.dtype).str] for p, x in leaves]
     if stored != want:
+        stored = stored if isinstance(stored, list) else []
         diffs = [
             f"{w[0] if w else s[0]}: stored {s[1:] if s else 'nothing'}, expected {w[1:] if w else 'nothing'}"
             for s, w in zip_longest(stored, want)
@@ -169,10 +174,25 @@ def _restore(z, meta, path, prefix, like):
             f"({len(diffs)} difference(s), e.g. {'; '.join(diffs[:3])}); was it written by another model shape "
             f"or configuration?"
         )
-    try:
-        values = [jnp.asarray(z[f"{prefix}{i}"]) for i in range(len(leaves))]
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise CorruptCheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e})") from None
+    extra = sorted(
+        set(n for n in z.files if n.startswith(prefix) and n[len(prefix) :].isdigit())
+        - {f"{prefix}{i}" for i in range(len(leaves))}
+    )
+    if extra:
+        raise CheckpointError(
+            f"checkpoint {path} holds arrays its metadata does not list ({extra[:5]}); it is not the file it claims to be"
+        )
+    values = []
+    for i, (p, x) in enumerate(leaves):  # each array as stored, not only as the metadata says
+        name, shape, dtype = f"{prefix}{i}", tuple(np.shape(x)), np.dtype(x.dtype)
+        got_shape, got_dtype = z.info(name)
+        if (got_shape, got_dtype) != (shape, dtype):
+            raise CheckpointError(
+                f"checkpoint {path}: array {name} ({p}) is {got_dtype} {got_shape} in the file but {dtype} {shape} in the "
+                f"{'model' if prefix == 'model' else 'optimizer state'} it is loaded into (its metadata says otherwise: "
+                "the file is damaged or was edited); use another checkpoint"
+            )
+        values.append(jnp.asarray(z.read(name)))
     treedef = jax.tree_util.tree_structure(arrays)
     return eqx.combine(jax.tree_util.tree_unflatten(treedef, values), static)
 

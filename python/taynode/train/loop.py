@@ -12,16 +12,22 @@ Files in the run folder:
 * ``checkpoint.npz``: the latest checkpoint (see :mod:`taynode.train.checkpoint`);
 * ``checkpoint.prev.npz``: the one before it; a resume whose latest checkpoint is unreadable
   continues from this one instead (with a message; the bad file is kept as
-  ``checkpoint.npz.corrupt``);
+  ``checkpoint.npz.corrupt``); when neither reads, the resume stops with an error naming both,
+  unless ``start_over=True`` (:mod:`taynode.train.resume`);
 * ``run.lock``: the pid of the process training in the folder (:mod:`taynode.train.lock`): a
-  second run into the folder is refused while the first lives;
+  second run into the folder is refused while the first lives; the loop creates this file
+  itself and refuses a ``run.lock`` that is a symlink or any other file;
 * ``log.jsonl``: one JSON object per line: ``{"kind": "step", "step", "epoch", "time", "loss",
   <aux>...}`` every ``log_every`` steps, ``{"kind": "epoch", ...}`` at each epoch's end with the
   epoch's mean of every step metric (``train_<name>``) and the ``evaluate`` results, and
   ``{"kind": "eval", ...}`` for evaluations off epoch boundaries. ``time`` is the cumulative
   training wall time in seconds (compilation included, evaluation excluded, resumed runs
   included). Non-finite values
-  are written as ``null``. On resume, lines after the checkpoint's step are dropped first.
+  are written as ``null``. On resume, lines after the checkpoint's step are dropped first
+  (:mod:`taynode.train.records`).
+
+Checkpoints and log rewrites go through :mod:`taynode.atomic` (a unique temporary file, fsync,
+rename), so a kill at any moment loses at most the step in progress.
   With a ``target`` (:class:`~taynode.train.target.LambdaTarget`) every step and epoch record
   has ``lam``, the weight in force, and each update of λ writes ``{"kind": "target", "step",
   "quantity", "measured", "target", "lam_before", "lam"}``.
@@ -31,10 +37,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,24 +49,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checkpoint import (
-    CheckpointError,
-    CorruptCheckpointError,
-    _link_or_copy,
-    load_checkpoint,
-    read_meta,
-    remove_stale_temporaries,
-    save_checkpoint,
-)
+from .checkpoint import read_meta, save_checkpoint
 from .lock import run_lock
 from .parallel import DataParallel, DistributedError, is_writer
-from .target import LambdaTarget
+from .records import LOG, RunLog, is_number, read_log, scalar
+from .resume import CHECKPOINT, PREVIOUS, RunState, json_config, start
+from .target import LambdaTarget, target_step
 
 __all__ = ["CHECKPOINT", "LOG", "PREVIOUS", "NonFiniteLossError", "TrainResult", "read_log", "train"]
-
-CHECKPOINT = "checkpoint.npz"
-PREVIOUS = "checkpoint.prev.npz"
-LOG = "log.jsonl"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -80,47 +74,6 @@ class TrainResult:
     run_dir: str
     checkpoint: str
     parallel: DataParallel | None = None
-
-
-def _scalar(x):
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _is_number(v) -> bool:
-    try:
-        return np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number)
-    except (TypeError, ValueError):
-        return False
-
-
-def read_log(run_dir, kind: str | None = None) -> list[dict]:
-    """The log's records (all, or those of one ``kind``); a torn last line is ignored."""
-    path = os.path.join(run_dir, LOG)
-    if not os.path.exists(path):
-        return []
-    out = []
-    with open(path) as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if kind is None or rec.get("kind") == kind:
-                out.append(rec)
-    return out
-
-
-def _truncate_log(run_dir, step: int) -> None:
-    """Keep the records up to ``step`` (a resumed run rewrites the rest), atomically."""
-    path = os.path.join(run_dir, LOG)
-    if not os.path.exists(path):
-        return
-    keep = [r for r in read_log(run_dir) if r.get("step", 0) <= step]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in keep)
-    os.replace(tmp, path)
 
 
 def _equinox_message(e) -> str:
@@ -142,35 +95,6 @@ def _diverged(what: str, step: int, ckpt: str):
     ) from None
 
 
-def _json_config(config):
-    try:
-        return json.loads(json.dumps(config))
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"config must be JSON-serialisable (it is stored in checkpoints): {e}") from None
-
-
-def _recover(run_dir, ckpt) -> None:
-    """Before a resume: if the latest checkpoint is missing or unreadable but the previous one
-    reads, put the previous one in its place (the bad file is kept beside it) and say so."""
-    prev = os.path.join(run_dir, PREVIOUS)
-    if not os.path.exists(prev):
-        return
-    try:
-        read_meta(ckpt)
-        return
-    except CorruptCheckpointError as e:
-        problem = str(e)
-    try:
-        step = read_meta(prev)["step"]
-    except CorruptCheckpointError:
-        return  # both bad: the error about the latest one is raised as usual
-    if os.path.exists(ckpt):
-        os.replace(ckpt, ckpt + ".corrupt")
-        problem += f" (kept as {ckpt}.corrupt)"
-    _link_or_copy(prev, ckpt)
-    print(f"taynode: {problem}; resuming from the previous checkpoint {prev} (step {step})", file=sys.stderr)
-
-
 def _check_target(target, loss_fn):
     if not isinstance(target, LambdaTarget):
         raise TypeError(f"target must be a taynode.train.LambdaTarget, got {type(target).__name__}")
@@ -184,63 +108,6 @@ def _check_target(target, loss_fn):
         ) from None
     except ValueError:  # no signature to inspect (some builtins): find out at the first call
         pass
-
-
-def _resume_target(ckpt, meta, target):
-    """The controller's state from a checkpoint; its settings must be this run's."""
-    stored = meta["extra"].get("lam_target")
-    if target is None and stored is None:
-        return None
-    if target is None or stored is None:
-        raise CheckpointError(
-            f"checkpoint {ckpt} was written {'with' if stored else 'without'} a λ target and this run "
-            f"is {'without' if stored else 'with'} one; resume needs the same target (or none)"
-        )
-    if stored["spec"] != target.spec():
-        keys = sorted(k for k in stored["spec"] if stored["spec"][k] != target.spec().get(k))
-        raise CheckpointError(
-            f"checkpoint {ckpt} was written with other λ-target settings (differs in {keys}); resume needs the same target"
-        )
-    return dict(stored["state"])
-
-
-def _target_step(target, tstate, metrics, done, model, write, when):
-    """After step ``done``: add its value to the window; every ``target.every`` steps, measure
-    and update λ (writing a ``"target"`` record). Returns the new state."""
-    q, tstate = target.quantity, dict(tstate)
-    if done <= target.warmup:  # λ stays at lam0 and these steps are not measured
-        return tstate
-    if target.measure is None:
-        if q not in metrics or q in ("loss", "lam"):
-            have = sorted(k for k in metrics if k not in ("loss", "lam"))
-            raise ValueError(
-                f"the λ target's quantity {q!r} is not in the loss's aux dict (it has {have}); return it "
-                "from loss_fn's aux, or give LambdaTarget a measure= function"
-            )
-        if metrics[q] is None:
-            raise ValueError(f"the λ target's quantity {q!r} is NaN or inf at step {done}")
-        tstate["sum"], tstate["count"] = tstate["sum"] + metrics[q], tstate["count"] + 1
-    if not target.updates_after(done):
-        return tstate
-    if target.measure is None:
-        measured = tstate["sum"] / tstate["count"]
-        tstate["sum"], tstate["count"] = 0.0, 0
-    else:
-        results = target.measure(model())
-        if not isinstance(results, dict) or q not in results:
-            raise ValueError(
-                f"LambdaTarget's measure must return a dict with {q!r}, got "
-                f"{sorted(results) if isinstance(results, dict) else type(results).__name__}"
-            )
-        measured = float(results[q])
-    lam, tstate["error"] = target.update(tstate["lam"], tstate["error"], measured)
-    write(
-        dict(kind="target", step=done)
-        | when
-        | dict(quantity=q, measured=measured, target=float(target.target), lam_before=tstate["lam"], lam=lam)
-    )
-    tstate["lam"] = lam
-    return tstate
 
 
 def train(
@@ -257,6 +124,7 @@ def train(
     evaluate: Callable | None = None,
     eval_every: int | None = None,
     resume: bool = False,
+    start_over: bool = False,
     progress: bool = True,
     config=None,
     desc: str | None = None,
@@ -283,6 +151,9 @@ def train(
         eval_every: steps between evaluations; default: each epoch's end, or only the end.
         resume: continue from ``run_dir/checkpoint.npz`` (a fresh start if there is none);
             without it an existing checkpoint is an error, so no run is overwritten.
+        start_over: with ``resume``, when the folder's checkpoints are all unreadable (so there
+            is nothing to resume), set them aside as ``*.corrupt`` and train from step 0
+            instead of stopping with an error.
         progress: show a tqdm progress bar (on stderr).
         config: JSON-serialisable description of the run; stored in checkpoints and compared on
             resume (a resumed run must have the same config).
@@ -310,8 +181,8 @@ def train(
             or the step raised an ``equinox.EquinoxRuntimeError`` (e.g. an adaptive solve hit
             ``max_steps``); the message starts with "training diverged". The step is discarded
             and the last checkpoint is left as it was.
-        CheckpointError: the checkpoint is unreadable (and no readable previous one is there)
-            or does not fit this model/config.
+        CheckpointError: the checkpoint is unreadable (and no readable previous one is there;
+            see ``start_over``) or does not fit this model/config.
         RunLockedError: another live process is training in ``run_dir``.
     """
     for name, v, lo in (("steps", steps, 0), ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
@@ -319,6 +190,8 @@ def train(
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     if eval_every is not None and (not isinstance(eval_every, (int, np.integer)) or eval_every < 1):
         raise ValueError(f"eval_every must be a positive integer or None, got {eval_every!r}")
+    if start_over and not resume:
+        raise ValueError("start_over=True applies to a resume (resume=True) that finds no usable checkpoint")
     if target is not None:
         _check_target(target, loss_fn)
     dp = devices if isinstance(devices, DataParallel) else DataParallel(devices, sharding)
@@ -340,6 +213,7 @@ def train(
             evaluate=evaluate,
             eval_every=eval_every,
             resume=resume,
+            start_over=start_over,
             progress=progress,
             config=config,
             desc=desc,
@@ -349,188 +223,191 @@ def train(
         )
 
 
-def _train_locked(
-    model,
-    optimizer,
-    loss_fn,
-    batches,
-    run_dir,
-    *,
-    steps,
-    seed,
-    checkpoint_every,
-    log_every,
-    evaluate,
-    eval_every,
-    resume,
-    progress,
-    config,
-    desc,
-    dp,
-    writer,
-    target,
-):
-    ckpt = os.path.join(run_dir, CHECKPOINT)
-    if writer:
-        # a process killed while writing left these; no one else writes here (we hold the lock)
-        for name in (
-            remove_stale_temporaries(ckpt)
-            + remove_stale_temporaries(os.path.join(run_dir, PREVIOUS))
-            + remove_stale_temporaries(os.path.join(run_dir, LOG))
-        ):
-            print(f"taynode: removed {os.path.join(run_dir, name)}, left by an interrupted write", file=sys.stderr)
-        if resume:
-            _recover(run_dir, ckpt)
-    config = _json_config(config)
-    params = eqx.filter(model, eqx.is_inexact_array)
-    opt_state = optimizer.init(params)
-    base_key = jax.random.PRNGKey(seed)
-    spe = getattr(batches, "steps_per_epoch", None)
-
-    start, train_time, sums, count = 0, 0.0, {}, 0
-    tstate = target.init_state() if target is not None else None
-    if os.path.exists(ckpt):
-        if not resume:
-            raise FileExistsError(f"{run_dir} already holds a checkpoint; pass resume=True to continue it, or use another folder")
-        meta = read_meta(ckpt)
-        if meta["config"] != config:
-            old, new = meta["config"] or {}, config or {}
-            keys = (
-                sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                if isinstance(old, dict) and isinstance(new, dict)
-                else ["config"]
-            )
-            raise CheckpointError(
-                f"checkpoint {ckpt} was written with another config (differs in {keys}); resume needs the same config"
-            )
-        if meta["extra"].get("seed") != seed:
-            raise CheckpointError(f"checkpoint {ckpt} was written with seed {meta['extra'].get('seed')}, not {seed}")
-        model, opt_state, meta = load_checkpoint(ckpt, model, opt_state)
-        start = meta["step"]
-        if start > steps:
-            raise ValueError(f"checkpoint {ckpt} is at step {start}, beyond steps={steps}")
-        train_time = meta["extra"].get("train_time", 0.0)
-        sums, count = meta["extra"].get("epoch_sums", {}), meta["extra"].get("epoch_count", 0)
-        tstate = _resume_target(ckpt, meta, target)
-        if writer:
-            _truncate_log(run_dir, start)
-    elif os.path.exists(os.path.join(run_dir, LOG)) and not resume:
-        raise FileExistsError(f"{run_dir} already holds a log ({LOG}); use another folder or resume=True")
-    elif resume and writer:
-        _truncate_log(run_dir, 0)
-
-    if dp.single:
-
-        @eqx.filter_jit
-        def step_fn(model, opt_state, batch, key, *lam):
-            (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key, *lam)
-            updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
-            finite_updates = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
-            return eqx.apply_updates(model, updates), opt_state, loss, aux, finite_updates
-
-        step_inputs = lambda step: (batches(step), jax.random.fold_in(base_key, step))  # noqa: E731
-        put_lam = jnp.asarray
-        local = lambda m: m  # noqa: E731
-    else:
-        step_fn = dp.step(loss_fn, optimizer)
-        model, opt_state = dp.replicate((model, opt_state))
-        step_inputs = lambda step: (dp.put_batch(batches(step)), dp.replicate(jax.random.fold_in(base_key, step)))  # noqa: E731
-        put_lam = lambda x: dp.replicate(jnp.asarray(x))  # noqa: E731
-        local = dp.local_copy
-        dp.check_batch(batches(start if start < steps else 0))  # a batch that does not split: an error before any work
-
-    def checkpoint(step):
-        if not writer:
-            return
-        extra = dict(seed=seed, train_time=train_time, epoch_sums=sums, epoch_count=count)
-        if target is not None:
-            extra["lam_target"] = dict(spec=target.spec(), state=tstate)
-        save_checkpoint(
-            ckpt, model, opt_state, step=step, key=base_key, config=config, extra=extra, previous=os.path.join(run_dir, PREVIOUS)
-        )
-
-    log = open(os.path.join(run_dir, LOG), "a") if writer else None
-
-    def write(rec):
-        if log is not None:
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-
-    def run_eval(step, kind, rec):
-        if evaluate is not None:
-            try:
-                results = evaluate(local(model))
-            except eqx.EquinoxRuntimeError as e:  # the model's solve fails (e.g. max_steps): it blew up
-                _diverged(f"the evaluation after the step failed ({_equinox_message(e)})", step - 1, ckpt)
-            rec = rec | {k: (_scalar(v) if _is_number(v) else v) for k, v in results.items()}
-        write(dict(kind=kind, step=step, epoch=step / spe if spe else None, time=train_time) | rec)
-
-    bar = tqdm(total=steps, initial=start, desc=desc, disable=not (progress and writer), dynamic_ncols=True)
+def _train_locked(model, optimizer, loss_fn, batches, run_dir, *, dp, writer, progress, desc, resume, start_over, **kw):
+    """:func:`train` once the folder is locked: the state to start from, then the steps."""
+    run = _Run(run_dir, dp, writer, batches, **kw)
+    run.state = start(
+        run_dir,
+        model,
+        optimizer,
+        config=run.config,
+        seed=run.seed,
+        steps=run.steps,
+        resume=resume,
+        start_over=start_over,
+        target=run.target,
+        writer=writer,
+    )
+    run.first = run.state.step
+    run.compile(loss_fn, optimizer, batches)
+    bar = tqdm(total=run.steps, initial=run.first, desc=desc, disable=not (progress and writer), dynamic_ncols=True)
+    run.log = RunLog(run_dir, writer)
     try:
-        for step in range(start, steps):
-            t0 = time.perf_counter()
-            try:
-                # λ as an array of the caller's dtype: a new value is a new input, not a recompile
-                lam_in = () if target is None else (put_lam(np.asarray(tstate["lam"], target.dtype)),)
-                new_model, new_opt_state, loss, aux, finite = step_fn(model, opt_state, *step_inputs(step), *lam_in)
-                loss, finite = float(loss), bool(finite)  # waits for the step to finish
-            except eqx.EquinoxRuntimeError as e:  # e.g. an adaptive solve past max_steps: the dynamics blew up
-                _diverged(f"the step failed ({_equinox_message(e)})", step, ckpt)
-            except (jax.errors.JaxRuntimeError, ValueError) as e:  # gloo's failures arrive as ValueError("UNKNOWN: Gloo ...")
-                if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
-                    raise
-                raise DistributedError(
-                    f"step {step + 1} failed in process {jax.process_index()} of {jax.process_count()}: a peer "
-                    f"process died or lost its connection ({str(e).splitlines()[0]}); the last checkpoint is "
-                    "kept: restart every process with --resume"
-                ) from None
-            if not (math.isfinite(loss) and finite):
-                _diverged(
-                    f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})", step, ckpt
-                )
-            model, opt_state = new_model, new_opt_state
-            train_time += time.perf_counter() - t0
-            done = step + 1
-            metrics = {"loss": loss} | {k: _scalar(v) for k, v in aux.items()}
-            if target is not None:
-                metrics["lam"] = tstate["lam"]
-                tstate = _target_step(
-                    target,
-                    tstate,
-                    metrics,
-                    done,
-                    lambda: local(model),  # noqa: B023 (called before the loop moves on)
-                    write,
-                    dict(epoch=done / spe if spe else None, time=train_time),
-                )
-            for k, v in metrics.items():
-                if v is not None:
-                    sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            if done % log_every == 0 or done == steps:
-                write(dict(kind="step", step=done, epoch=done / spe if spe else None, time=train_time) | metrics)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if v is not None}, refresh=False)
-            bar.update(1)
-            epoch_end = bool(spe) and done % spe == 0
-            if epoch_end:
-                means = {f"train_{k}": v / count for k, v in sums.items()}
-                if target is not None:
-                    means["lam"] = tstate["lam"]  # the λ the next epoch starts with
-                sums, count = {}, 0
-                if eval_every is None:
-                    run_eval(done, "epoch", means)
-                else:
-                    write(dict(kind="epoch", step=done, epoch=done / spe, time=train_time) | means)
-            if evaluate is not None and (
-                (eval_every and done % eval_every == 0) or (done == steps and not (epoch_end and eval_every is None))
-            ):
-                run_eval(done, "eval", {})
-            if done % checkpoint_every == 0 or done == steps:
-                checkpoint(done)
-        if start == steps and not os.path.exists(ckpt):
-            checkpoint(steps)
+        for step in range(run.first, run.steps):
+            run.step(step, bar)
+        if run.first == run.steps and not os.path.exists(run.ckpt):
+            run.checkpoint(run.steps)
     finally:
         bar.close()
-        if log is not None:
-            log.close()
-    return TrainResult(local(model), local(opt_state), max(start, steps), train_time, run_dir, ckpt, dp)
+        run.log.close()
+    state = run.state
+    return TrainResult(
+        run.local(state.model), run.local(state.opt_state), max(run.first, run.steps), state.train_time, run_dir, run.ckpt, dp
+    )
+
+
+class _Run:
+    """One run's fixed settings, its :class:`~taynode.train.resume.RunState`, and the pieces of
+    a step: the compiled update, the log and checkpoint writes, evaluation, epoch records."""
+
+    def __init__(
+        self,
+        run_dir,
+        dp,
+        writer,
+        batches,
+        *,
+        steps,
+        seed,
+        checkpoint_every,
+        log_every,
+        evaluate,
+        eval_every,
+        config,
+        target,
+    ):
+        self.run_dir, self.dp, self.writer = run_dir, dp, writer
+        self.steps, self.seed, self.checkpoint_every, self.log_every = steps, seed, checkpoint_every, log_every
+        self.evaluate, self.eval_every, self.target = evaluate, eval_every, target
+        self.config = json_config(config)
+        self.ckpt = os.path.join(run_dir, CHECKPOINT)
+        self.base_key = jax.random.PRNGKey(seed)
+        self.spe = getattr(batches, "steps_per_epoch", None)
+        self.state: RunState | None = None
+        self.first = 0  # the step the run starts from
+        self.log: RunLog | None = None
+
+    def compile(self, loss_fn, optimizer, batches) -> None:
+        """The step function and its inputs, for one device or data-parallel over several."""
+        dp, base_key, state = self.dp, self.base_key, self.state
+        if dp.single:
+
+            @eqx.filter_jit
+            def step_fn(model, opt_state, batch, key, *lam):
+                (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key, *lam)
+                updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+                finite_updates = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
+                return eqx.apply_updates(model, updates), opt_state, loss, aux, finite_updates
+
+            self.step_fn = step_fn
+            self.step_inputs = lambda step: (batches(step), jax.random.fold_in(base_key, step))
+            self.put_lam = jnp.asarray
+            self.local = lambda m: m
+        else:
+            self.step_fn = dp.step(loss_fn, optimizer)
+            state.model, state.opt_state = dp.replicate((state.model, state.opt_state))
+            self.step_inputs = lambda step: (dp.put_batch(batches(step)), dp.replicate(jax.random.fold_in(base_key, step)))
+            self.put_lam = lambda x: dp.replicate(jnp.asarray(x))
+            self.local = dp.local_copy
+            dp.check_batch(
+                batches(state.step if state.step < self.steps else 0)
+            )  # a batch that does not split: an error before any work
+
+    def checkpoint(self, step: int) -> None:
+        if not self.writer:
+            return
+        s = self.state
+        extra = dict(seed=self.seed, train_time=s.train_time, epoch_sums=s.sums, epoch_count=s.count)
+        if self.target is not None:
+            extra["lam_target"] = dict(spec=self.target.spec(), state=s.tstate)
+        save_checkpoint(
+            self.ckpt,
+            s.model,
+            s.opt_state,
+            step=step,
+            key=self.base_key,
+            config=self.config,
+            extra=extra,
+            previous=os.path.join(self.run_dir, PREVIOUS),
+        )
+
+    def _when(self, step) -> dict:
+        return dict(epoch=step / self.spe if self.spe else None, time=self.state.train_time)
+
+    def run_eval(self, step: int, kind: str, rec: dict) -> None:
+        if self.evaluate is not None:
+            try:
+                results = self.evaluate(self.local(self.state.model))
+            except eqx.EquinoxRuntimeError as e:  # the model's solve fails (e.g. max_steps): it blew up
+                _diverged(f"the evaluation after the step failed ({_equinox_message(e)})", step - 1, self.ckpt)
+            rec = rec | {k: (scalar(v) if is_number(v) else v) for k, v in results.items()}
+        self.log.write(dict(kind=kind, step=step) | self._when(step) | rec)
+
+    def _update(self, step: int):
+        """The compiled step on ``step``'s batch and key: ``(model, opt_state, loss, aux)``, or
+        :class:`NonFiniteLossError` / :class:`DistributedError` when it fails."""
+        s = self.state
+        try:
+            # λ as an array of the caller's dtype: a new value is a new input, not a recompile
+            lam_in = () if self.target is None else (self.put_lam(np.asarray(s.tstate["lam"], self.target.dtype)),)
+            new_model, new_opt_state, loss, aux, finite = self.step_fn(s.model, s.opt_state, *self.step_inputs(step), *lam_in)
+            loss, finite = float(loss), bool(finite)  # waits for the step to finish
+        except eqx.EquinoxRuntimeError as e:  # e.g. an adaptive solve past max_steps: the dynamics blew up
+            _diverged(f"the step failed ({_equinox_message(e)})", step, self.ckpt)
+        except (jax.errors.JaxRuntimeError, ValueError) as e:  # gloo's failures arrive as ValueError("UNKNOWN: Gloo ...")
+            if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
+                raise
+            raise DistributedError(
+                f"step {step + 1} failed in process {jax.process_index()} of {jax.process_count()}: a peer "
+                f"process died or lost its connection ({str(e).splitlines()[0]}); the last checkpoint is "
+                "kept: restart every process with --resume"
+            ) from None
+        if not (math.isfinite(loss) and finite):
+            _diverged(
+                f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})", step, self.ckpt
+            )
+        return new_model, new_opt_state, loss, aux
+
+    def step(self, step: int, bar) -> None:
+        """Step ``step`` (0-based), then what follows it: metrics, λ, log, evaluation, checkpoint."""
+        s, t0 = self.state, time.perf_counter()
+        new_model, new_opt_state, loss, aux = self._update(step)
+        s.model, s.opt_state = new_model, new_opt_state
+        s.train_time += time.perf_counter() - t0
+        done = step + 1
+        metrics = {"loss": loss} | {k: scalar(v) for k, v in aux.items()}
+        if self.target is not None:
+            metrics["lam"] = s.tstate["lam"]
+            s.tstate = target_step(
+                self.target, s.tstate, metrics, done, lambda: self.local(s.model), self.log.write, self._when(done)
+            )
+        for k, v in metrics.items():
+            if v is not None:
+                s.sums[k] = s.sums.get(k, 0.0) + v
+        s.count += 1
+        if done % self.log_every == 0 or done == self.steps:
+            self.log.write(dict(kind="step", step=done) | self._when(done) | metrics)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if v is not None}, refresh=False)
+        bar.update(1)
+        epoch_end = bool(self.spe) and done % self.spe == 0
+        if epoch_end:
+            self._end_epoch(done)
+        if self.evaluate is not None and (
+            (self.eval_every and done % self.eval_every == 0)
+            or (done == self.steps and not (epoch_end and self.eval_every is None))
+        ):
+            self.run_eval(done, "eval", {})
+        if done % self.checkpoint_every == 0 or done == self.steps:
+            self.checkpoint(done)
+
+    def _end_epoch(self, done: int) -> None:
+        """The epoch's record: the mean of each step metric (and λ), with the evaluation by default."""
+        s = self.state
+        means = {f"train_{k}": v / s.count for k, v in s.sums.items()}
+        if self.target is not None:
+            means["lam"] = s.tstate["lam"]  # the λ the next epoch starts with
+        s.sums, s.count = {}, 0
+        if self.eval_every is None:
+            self.run_eval(done, "epoch", means)
+        else:
+            self.log.write(dict(kind="epoch", step=done, epoch=done / self.spe, time=s.train_time) | means)

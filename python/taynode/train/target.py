@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["LambdaTarget"]
+__all__ = ["LambdaTarget", "target_step"]
 
 
 def _positive(name, v):
@@ -172,3 +172,42 @@ class LambdaTarget:
         e = math.log(max(measured, 1e-300) / self.target)
         delta = min(max(self.rate * e + self.damping * (e - error), -self.max_step), self.max_step)
         return min(max(lam * math.exp(delta), self.lam_min), self.lam_max), e
+
+
+def target_step(target, tstate, metrics, done, model, write, when):
+    """The loop's λ bookkeeping after step ``done``: add its value to the window; every ``target.every`` steps, measure
+    and update λ (writing a ``"target"`` record). Returns the new state."""
+    q, tstate = target.quantity, dict(tstate)
+    if done <= target.warmup:  # λ stays at lam0 and these steps are not measured
+        return tstate
+    if target.measure is None:
+        if q not in metrics or q in ("loss", "lam"):
+            have = sorted(k for k in metrics if k not in ("loss", "lam"))
+            raise ValueError(
+                f"the λ target's quantity {q!r} is not in the loss's aux dict (it has {have}); return it "
+                "from loss_fn's aux, or give LambdaTarget a measure= function"
+            )
+        if metrics[q] is None:
+            raise ValueError(f"the λ target's quantity {q!r} is NaN or inf at step {done}")
+        tstate["sum"], tstate["count"] = tstate["sum"] + metrics[q], tstate["count"] + 1
+    if not target.updates_after(done):
+        return tstate
+    if target.measure is None:
+        measured = tstate["sum"] / tstate["count"]
+        tstate["sum"], tstate["count"] = 0.0, 0
+    else:
+        results = target.measure(model())
+        if not isinstance(results, dict) or q not in results:
+            raise ValueError(
+                f"LambdaTarget's measure must return a dict with {q!r}, got "
+                f"{sorted(results) if isinstance(results, dict) else type(results).__name__}"
+            )
+        measured = float(results[q])
+    lam, tstate["error"] = target.update(tstate["lam"], tstate["error"], measured)
+    write(
+        dict(kind="target", step=done)
+        | when
+        | dict(quantity=q, measured=measured, target=float(target.target), lam_before=tstate["lam"], lam=lam)
+    )
+    tstate["lam"] = lam
+    return tstate
