@@ -1,6 +1,10 @@
 """RegularizedTerm and count_nfe in a user's own diffrax.diffeqsolve: the integrals and gradients
 of taynode.solve, central differences through BacksolveAdjoint, the NFE against a counter in f."""
 
+import pathlib
+import subprocess
+import sys
+
 import diffrax as dfx
 import equinox as eqx
 import jax
@@ -302,3 +306,14 @@ def test_bad_inputs_get_clear_errors():
         tn.RegularizedTerm(f, "r2", key=jax.random.key(0)).sampled(sol)
     with pytest.raises(ValueError, match="key="):
         tn.RegularizedTerm(f, "r2").sampled(sol)
+
+
+@pytest.mark.slow  # ~30 s of compilation on 2 cores
+def test_diffrax_user_example_runs_reduced():
+    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "diffrax_user.py"
+    out = subprocess.run([sys.executable, str(script), "--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert [line.split(":")[0].strip() for line in lines] == ["unregularized", "R2"]
+    for line in lines:
+        assert float(line.rsplit(" ", 1)[1]) >= 7  # Tsit5: 1 + 6 per attempted step, at least one step
