@@ -114,6 +114,7 @@ class RegularizedTerm(dfx.AbstractTerm):
             :class:`~taynode.regularizers.Regularizer` instances.
         key: PRNG key of Hutchinson's ε (``"jacobian"``), drawn from it shaped like y: the same ε
             at every evaluation, i.e. once per solve.
+        noise: ε itself, shaped like y, instead of ``key`` (what ``taynode.solve`` draws once).
         batched: ``False`` (default): y is one example, as in a ``jax.vmap``-ed diffrax model, and
             each integral is a scalar. ``True``: the leading axis of every leaf of y is the batch
             (:func:`taynode.solve`'s convention) and each integral has shape ``(batch,)``.
@@ -124,16 +125,17 @@ class RegularizedTerm(dfx.AbstractTerm):
     field: Callable
     regularizers: tuple = eqx.field(static=True)
     key: jax.Array | None
+    noise: Any
     batched: bool = eqx.field(static=True)
     direction: ArrayLike
 
-    def __init__(self, field_or_term, regularizers, *, key=None, batched: bool = False, direction: ArrayLike = 1.0):
+    def __init__(self, field_or_term, regularizers, *, key=None, noise=None, batched: bool = False, direction: ArrayLike = 1.0):
         self.field = _field_of(field_or_term)
         self.regularizers = _parse_regularizers(regularizers)
         noisy = [r.name for r in self.regularizers if r.needs_noise]
-        if noisy and key is None:
+        if noisy and key is None and noise is None:
             raise ValueError(f"regularizers {noisy} need Hutchinson noise: pass key=")
-        self.key = key
+        self.key, self.noise = key, noise
         self.batched = bool(batched)
         self.direction = direction
 
@@ -182,14 +184,16 @@ class RegularizedTerm(dfx.AbstractTerm):
     # ---- diffrax's term interface ----------------------------------------------------------
 
     def _noise(self, z):
-        if self.key is None or not any(r.needs_noise for r in self.regularizers):
+        if not any(r.needs_noise for r in self.regularizers):
             return None
-        return hutchinson_noise(self.key, z)
+        return self.noise if self.noise is not None else hutchinson_noise(self.key, z)
 
     def integrands(self, t, z, args) -> tuple[Any, dict]:
         """``(f(t, z, args), {name: integrand})`` at one state z (no direction applied)."""
         self._check_state(z)
         noise = self._noise(z)
+        if noise is not None and jax.tree_util.tree_structure(noise) != jax.tree_util.tree_structure(z):
+            raise ValueError("noise must have the structure and shapes of the state y")
         if self.batched:
             dz, ev = evaluate(self.field, t, z, args, noise)
             return dz, {r.name: r.integrand_at(ev) for r in self.regularizers}
@@ -230,6 +234,6 @@ class RegularizedTerm(dfx.AbstractTerm):
         z_tau = jax.vmap(solution.evaluate)(taus)
         if isinstance(z_tau, tuple) and len(z_tau) == 2 and isinstance(z_tau[1], dict) and set(z_tau[1]) == set(self.names):
             z_tau = z_tau[0]  # a solve of this term: its state part
-        term = self if key is self.key else RegularizedTerm(self.field, self.regularizers, key=key, batched=self.batched)
+        term = RegularizedTerm(self.field, self.regularizers, key=key, noise=self.noise, batched=self.batched)
         values = jax.vmap(lambda t, z: term.integrands(t, z, args)[1])(taus, z_tau)
         return {name: jnp.abs(t1 - t0) * jnp.mean(v, axis=0) for name, v in values.items()}
