@@ -16,7 +16,7 @@ import taynode as tn
 from taynode.diffrax_term import sample_times
 from taynode.nfe import count_nfe_backward, stages_fsal
 from taynode.regularizers import hutchinson_noise
-from taynode.solvers import initial_step_size
+from taynode.solvers import SOLVERS, STUDY_SOLVERS, initial_step_size
 
 TOL = dict(rtol=1e-8, atol=1e-8)
 REGS = ["r2", "kinetic", "jacobian"]
@@ -319,3 +319,9 @@ def test_diffrax_user_example_runs_reduced():
     assert [line.split(":")[0].strip() for line in lines] == ["unregularized", "R2"]
     for line in lines:
         assert float(line.rsplit(" ", 1)[1]) >= 7  # Tsit5: 1 + 6 per attempted step, at least one step
+
+
+def test_the_registry_stages_and_fsal_are_the_tableaux():
+    # taynode.solve's registry and count_nfe read the same numbers (one NFE formula)
+    for name, spec in (SOLVERS | STUDY_SOLVERS).items():
+        assert (spec.stages, spec.fsal) == stages_fsal(spec.make()), name

@@ -235,5 +235,10 @@ class RegularizedTerm(dfx.AbstractTerm):
         if isinstance(z_tau, tuple) and len(z_tau) == 2 and isinstance(z_tau[1], dict) and set(z_tau[1]) == set(self.names):
             z_tau = z_tau[0]  # a solve of this term: its state part
         term = RegularizedTerm(self.field, self.regularizers, key=key, noise=self.noise, batched=self.batched)
-        values = jax.vmap(lambda t, z: term.integrands(t, z, args)[1])(taus, z_tau)
+        return term.estimate(taus, z_tau, args, t0, t1)
+
+    def estimate(self, taus: jax.Array, z_tau, args, t0: ArrayLike, t1: ArrayLike) -> dict:
+        r"""``{name: |t1 - t0| (1/M) Σ_m integrand(τ_m, z_τ[m])}``: the sampled estimate from the
+        states ``z_tau`` (a leading axis of M) at the times ``taus`` (from :func:`sample_times`)."""
+        values = jax.vmap(lambda t, z: self.integrands(t, z, args)[1])(taus, z_tau)
         return {name: jnp.abs(t1 - t0) * jnp.mean(v, axis=0) for name, v in values.items()}
