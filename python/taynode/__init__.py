@@ -8,6 +8,8 @@ from ._xla import disable_ynn_fusion
 disable_ynn_fusion()  # before anything below can start JAX's CPU client
 
 from . import regularizers, solver_heuristics, solvers, taylor  # noqa: E402
+from .diffrax_term import RegularizedTerm
+from .nfe import count_nfe
 from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
 from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve
 from .solver_heuristics import ErrorEstimate, StiffnessEstimate
@@ -23,9 +25,11 @@ __all__ = [
     "JacobianFrobenius",
     "Kinetic",
     "Regularizer",
+    "RegularizedTerm",
     "Solution",
     "StiffnessEstimate",
     "UnsupportedPrimitiveError",
+    "count_nfe",
     "derivatives",
     "regularizers",
     "sample_times",
