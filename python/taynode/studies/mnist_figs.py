@@ -55,9 +55,10 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..train import CHECKPOINT, NonFiniteLossError, load_checkpoint, read_meta
+from ..train import CHECKPOINT, load_checkpoint
 from . import mnist
 from .common import cast, markdown_rows, save_figure, stored_config, with_x64, write_json, write_table
+from .runs import read_record, reuse_or_train
 
 __all__ = ["FIG5_LAMS", "FIG6_LAMS", "FIG6_SOLVERS", "cached_run", "fig5", "fig6", "fig7", "fig8", "run_dir"]
 
@@ -87,15 +88,6 @@ def run_dir(root: str, cfg: mnist.MNISTConfig) -> str:
     """The run's folder: readable name plus a hash of its whole configuration."""
     digest = hashlib.sha256(json.dumps(_conf(cfg), sort_keys=True).encode()).hexdigest()[:10]
     return os.path.join(root, "runs", f"{cfg.solver}-{cfg.reg}-lam{cfg.lam:g}-{digest}")
-
-
-def _read_matching(path: str, conf: dict):
-    if os.path.exists(path):
-        with open(path) as fh:
-            rec = json.load(fh)
-        if rec.get("config") == conf:
-            return rec
-    return None
 
 
 @functools.cache
@@ -130,26 +122,20 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
     (``error``, ``steps_done``: the step of the last good checkpoint). ``dir`` is the folder.
     """
     d, conf = run_dir(root, cfg), _conf(cfg)
-    rec = _read_matching(os.path.join(d, "diverged.json"), conf)
-    if rec is not None:
-        return rec | {"dir": d}
-    res = _read_matching(os.path.join(d, "results.json"), conf)
-    if res is None:
-        try:
-            res = mnist.run(cfg, d, resume=True, progress=progress)
-        except NonFiniteLossError as e:
-            ckpt = os.path.join(d, CHECKPOINT)
-            rec = dict(
-                config=conf, status="diverged", error=str(e), steps_done=read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0
-            )
-            write_json(os.path.join(d, "diverged.json"), rec)
-            return rec | {"dir": d}
+    res = reuse_or_train(
+        d,
+        conf,
+        lambda: mnist.run(cfg, d, resume=True, progress=progress),
+        diverged=lambda dv: dict(config=conf, status="diverged", error=dv.message, steps_done=dv.checkpoint_step),
+    )
+    if res.get("status") == "diverged":
+        return res | {"dir": d}
     taylor = TAYLOR_SOLVER if cfg.solver == "dopri5" else None
     extra_key = dict(
         config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES, taylor_solver=taylor
     )
     extra_path = os.path.join(d, "per_image_nfe.json")
-    extra = _read_matching(extra_path, conf)
+    extra = read_record(extra_path, conf)
     if extra is None or {k: extra.get(k) for k in extra_key} != extra_key:
         (xtr, _), (xte, _), _ = mnist.load_data(cfg)
         model, n = load_model(cfg, d), PER_IMAGE_EXAMPLES

@@ -37,6 +37,7 @@ import numpy as np
 
 from .batch import Spec, collect, mean_range, run_all, unfinished_note
 from .common import save_figure, setting, with_x64, write_json, write_text
+from .runs import Divergence, reuse_or_train
 
 TASKS = ("mnist", "latent", "ffjord")
 METHODS = ("none", "taynode", "taynode-sampled", "rnode", "ernode", "srnode", "steer")
@@ -116,28 +117,25 @@ def _reg_and_lam(task, spec):
     return reg, lam, (spec.lam if m == "steer" else 0.0), quad
 
 
-def _diverged(run_dir, error) -> None:
-    """A run that diverged (deterministically: same seed, same steps) is recorded as such, so the
-    table says so and the run is not retried."""
-    from ..train import read_log
-
-    steps = read_log(run_dir, "step")
-    write_json(
-        os.path.join(run_dir, "results.json"),
-        dict(status="diverged", error=str(error).strip().splitlines()[0][:300], steps=steps[-1]["step"] if steps else 0),
-    )
+def _diverged(div: Divergence) -> dict:
+    """The record of a diverged run (deterministic: same seed, same steps), its results.json, so
+    the table says so and the run is not retried."""
+    return dict(status="diverged", error=div.error, steps=div.logged_step)
 
 
 def _run_mnist(spec, run_dir):
-    from ..train import NonFiniteLossError
     from . import mnist
 
     reg, lam, steer, quad = _reg_and_lam("mnist", spec)
     cfg = mnist.config("small", reg=reg, lam=lam, steer=steer, seed=spec.seed, **quad)
-    try:
-        mnist.run(cfg, run_dir, resume=True, progress=False)  # writes results.json
-    except NonFiniteLossError as e:
-        _diverged(run_dir, e)
+    # run_all starts only runs without results.json; mnist.run writes it
+    reuse_or_train(
+        run_dir,
+        None,
+        lambda: mnist.run(cfg, run_dir, resume=True, progress=False),
+        diverged=_diverged,
+        diverged_file="results.json",
+    )
 
 
 def _run_latent(spec, run_dir):
