@@ -81,6 +81,8 @@ LABELS = {
 
 @dataclass(frozen=True)
 class RegularizersConfig:
+    """Which tasks, methods and seeds the study runs (each a flag of ``taynode study regularizers``)."""
+
     tasks: tuple = setting(TASKS, "tasks to run: mnist, latent, ffjord")
     methods: tuple = setting(METHODS, "methods to run: " + ", ".join(METHODS))
     seeds: tuple = setting((0, 1), "seeds (each method is paired with the unregularized run of its seed)")
@@ -241,6 +243,7 @@ def table(task: str, groups: dict) -> tuple[str, list]:
 
 
 def scatter(task: str, groups: dict, path: str) -> None:
+    """Test loss against test NFE, one point per finished run and seed, to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,7 +270,7 @@ def scatter(task: str, groups: dict, path: str) -> None:
     save_figure(fig, path)
 
 
-def overview(out_dir: str, tasks=TASKS) -> str:
+def overview(out_dir: str, tasks: tuple = TASKS) -> str:
     """One markdown table across tasks: per method and λ, the paired NFE saving and loss change
     (mean over seeds, number of seeds in brackets); "–" where a task has no finished run of it."""
     cells = {}
