@@ -164,3 +164,41 @@ def test_neural_ode_is_the_toy_studys_model():
     got = compare.neural_ode.train_model(iters=3, seed=1)
     for a, b in zip(portable.from_model(got)["weights"], portable.from_model(want)["weights"]):
         np.testing.assert_array_equal(a, b)
+
+
+NO_TORCH = """
+import importlib.abc, sys
+
+
+class NoTorch(importlib.abc.MetaPathFinder):  # `import torch` raises as if torch were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchdiffeq"):
+            raise ModuleNotFoundError(f"No module named {name!r} (made unimportable by the test)")
+
+
+# (not sys.modules["torch"] = None: libraries that look torch up there, e.g. wadler_lindig, break on None)
+sys.meta_path.insert(0, NoTorch())
+from taynode.cli import main
+status = main(sys.argv[1:])
+assert "torch" not in sys.modules, "torch was imported"
+sys.exit(status)
+"""
+
+
+def test_neural_ode_without_torchdiffeq_does_not_need_torch(tmp_path):
+    """`compare-solvers --problems neural_ode --implementations taynode scipy` with torch made
+    unimportable: the torch field is built only when torchdiffeq is asked for."""
+    import subprocess
+    import sys
+
+    model = MLPDynamics((2, 8, 2), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float64)
+    portable.save(portable.from_model(model), str(tmp_path / "m.npz"))
+    argv = ["compare-solvers", "--problems", "neural_ode", "--implementations", "taynode", "scipy", "--tols", "1e-5"]
+    argv += ["--repeats", "1", "--model", str(tmp_path / "m.npz"), "--out", str(tmp_path / "out")]
+    r = subprocess.run([sys.executable, "-c", NO_TORCH, *argv], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with open(tmp_path / "out" / "compare.csv") as fh:
+        impls = {row["implementation"] for row in csv.DictReader(fh)}
+    assert impls == {"taynode", "scipy"}
+    problem = compare.neural_ode_problem(portable.from_model(model), torch=False)
+    assert problem.torch_f is None and problem.numpy_f is not None

@@ -45,10 +45,11 @@ print(json.dumps({"how": how, "found": found}))
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
         if os.path.exists(os.path.join(ROOT, name)):
             shutil.copy(os.path.join(ROOT, name), src)
-    shutil.copytree(os.path.join(ROOT, "python"), src / "python", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for folder in ("python", "julia"):  # the Julia package sits at the top; the build copies it into the wheel
+        shutil.copytree(os.path.join(ROOT, folder), src / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
@@ -90,3 +91,14 @@ def test_fresh_venv_install_resolves_to_an_existing_package(wheel, tmp_path):
     with open(os.path.join(path, "Project.toml")) as fh:
         assert f'uuid = "{uuid}"' in fh.read()
     assert os.path.isfile(os.path.join(path, "src", "TayNodeJulia.jl"))
+
+
+def test_checkout_resolves_to_the_top_level_julia_folder():
+    """In the source tree (and an editable install) juliapkg.json points at the top-level julia/,
+    and the backend finds the package there by the same rule juliapkg uses."""
+    from taynode.backends import julia_backend
+
+    want = os.path.join(ROOT, "julia", "TayNodeJulia")
+    assert os.path.samefile(julia_backend.package_dir(), want)
+    assert os.path.isfile(os.path.join(want, "src", "TayNodeJulia.jl"))
+    assert not os.path.exists(os.path.join(ROOT, "python", "taynode", "julia"))  # one copy, at the top

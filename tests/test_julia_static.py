@@ -23,7 +23,7 @@ from taynode.models.mlp import ACTIVATIONS as JAX_ACTIVATIONS
 ts = pytest.importorskip("tree_sitter", reason="tree-sitter is in the test extra: pip install -e '.[test]'")
 tsj = pytest.importorskip("tree_sitter_julia", reason="tree-sitter-julia is in the test extra: pip install -e '.[test]'")
 
-PKG = os.path.join(os.path.dirname(julia_backend.__file__), os.pardir, "julia", "TayNodeJulia")
+PKG = julia_backend.package_dir()  # the top-level julia/TayNodeJulia in a checkout
 SRC = os.path.join(PKG, "src", "TayNodeJulia.jl")
 RUNTESTS = os.path.join(PKG, "test", "runtests.jl")
 

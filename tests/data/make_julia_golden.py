@@ -3,7 +3,7 @@
     PYTHONPATH=python python tests/data/make_julia_golden.py
 
 Read by tests/test_julia_golden.py (in Python, through the Julia backend where Julia exists) and
-by python/taynode/julia/TayNodeJulia/test/runtests.jl (``Pkg.test()``, on any machine with
+by julia/TayNodeJulia/test/runtests.jl (``Pkg.test()``, on any machine with
 Julia). TOML because Julia's standard library parses it (no JSON package needed for the tests).
 
 Every value is computed by taynode's JAX backend in float64 (derivatives: incremental Taylor

@@ -1,9 +1,10 @@
 """The Julia backend: TaylorSeries.jl and OrdinaryDiffEq.jl through juliacall.
 
 Julia starts on first use, never at ``import taynode``. Its dependencies are declared the
-juliacall way, in ``taynode/juliapkg.json``, which points at the Julia package shipped inside
-the Python package (``taynode/julia/TayNodeJulia``), so a wheel install and an editable one
-resolve the same, existing path.
+juliacall way, in ``taynode/juliapkg.json``, which points at the Julia package: in a checkout or
+an editable install the top-level ``julia/TayNodeJulia`` (``../../julia/TayNodeJulia``), in a
+wheel the copy the build puts inside the Python package (``taynode/julia/TayNodeJulia``,
+``setup.py``); :func:`package_dir` resolves it in either layout.
 
 Three kinds of failure, kept apart so that a broken Julia is never mistaken for a missing one:
 
@@ -28,6 +29,7 @@ views, transposed to (n, batch, d).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -44,6 +46,7 @@ _MODULE = None
 ALGORITHMS = ("dopri5", "DP5", "tsit5", "Tsit5", "bosh3", "BS3", "Vern7", "Vern9", "VCABM")
 
 _TAIL = "The JAX backend (backend='jax', the default) works without Julia."
+JULIAPKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "juliapkg.json")
 
 
 class JuliaUnavailableError(RuntimeError):
@@ -56,6 +59,17 @@ class JuliaBackendError(RuntimeError):
 
 class JuliaSolveError(RuntimeError):
     """OrdinaryDiffEq ended a solve early (retcode not a success)."""
+
+
+def package_dir() -> str:
+    """The folder of the TayNodeJulia package, as juliapkg resolves it: ``juliapkg.json``'s path,
+    relative to that file (a checkout: the top-level ``julia/``; a wheel: inside ``taynode/``)."""
+    with open(JULIAPKG) as fh:
+        entry = json.load(fh)["packages"]["TayNodeJulia"]
+    path = os.path.normpath(os.path.join(os.path.dirname(JULIAPKG), entry["path"]))
+    if not os.path.isfile(os.path.join(path, "Project.toml")):
+        raise JuliaBackendError(f"{JULIAPKG} points at {path}, which holds no Project.toml: the Julia package is missing")
+    return path
 
 
 def find_julia() -> str | None:

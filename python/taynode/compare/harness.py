@@ -81,7 +81,8 @@ def load_problems(cfg: CompareConfig, out_dir: str, log=print) -> dict:
                 raise FileNotFoundError(f"neural ODE model {cfg.model!r} not found")
             log(f"neural ODE: training the toy model into {path} (300 iterations)")
             spec = train_neural_ode(path)
-        problems[name] = neural_ode_problem(spec)
+        # the torch field only for torchdiffeq: the other implementations must not need torch
+        problems[name] = neural_ode_problem(spec, torch="torchdiffeq" in cfg.implementations)
     return problems
 
 

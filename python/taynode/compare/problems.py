@@ -52,8 +52,10 @@ def _standard(name, z0, t1, spec=None, note=""):
 
 
 @float64
-def neural_ode_problem(spec: dict, batch: int = 16) -> Problem:
-    """A portable MLP description as a problem: z0 = linspace(−1, 1) per dimension, t ∈ [0, 1]."""
+def neural_ode_problem(spec: dict, batch: int = 16, *, torch: bool = True) -> Problem:
+    """A portable MLP description as a problem: z0 = linspace(−1, 1) per dimension, t ∈ [0, 1].
+
+    ``torch``: also build the torch field (``torch_f``; needs torch); without it ``torch_f`` is None."""
     spec = portable.validate(spec)
     if spec["kind"] != "mlp":
         raise ValueError("the neural-ODE problem needs an 'mlp' portable description")
@@ -65,7 +67,7 @@ def neural_ode_problem(spec: dict, batch: int = 16) -> Problem:
         1.0,
         portable.jax_field(spec),
         portable.numpy_field(spec),
-        portable.torch_field(spec),
+        portable.torch_field(spec) if torch else None,
         spec,
         note=f"MLP {[d] + [W.shape[0] for W in spec['weights']]}, {spec['activation']}, batch {batch}",
     )

@@ -1,4 +1,6 @@
-"""The paper's experiments, each a function a command calls; what they share is in :mod:`.common`."""
+"""The paper's experiments, each a function a command calls; what they share is in :mod:`.common`,
+the run cache and divergence handling in :mod:`.runs`, and the ``taynode`` commands, registered
+once, in :mod:`.commands`."""
 
 from .common import (
     LATER_DEFAULTS,

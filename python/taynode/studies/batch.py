@@ -14,11 +14,13 @@ import multiprocessing as mp
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 
 class Spec(NamedTuple):
+    """One run of a batch: regularizer set, λ, seed and quadrature (``integrated``, ``sampled``, ``sampled<M>``)."""
+
     reg: str
     lam: float
     seed: int
@@ -26,6 +28,7 @@ class Spec(NamedTuple):
 
     @property
     def name(self) -> str:
+        """The run's folder name, ``<reg>-lam<λ>-seed<s>[-sampled<M>]``."""
         return f"{self.reg}-lam{self.lam:g}-seed{self.seed}" + ("" if self.quadrature == "integrated" else f"-{self.quadrature}")
 
     def quadrature_kwargs(self) -> dict:
@@ -149,7 +152,7 @@ def unfinished_note(unfinished: list) -> str:
     return "\nUnfinished (not in the table): " + ", ".join(f"{u['run']} at epoch {u['epoch']:g}" for u in unfinished) + "\n"
 
 
-def mean_range(values, fmt: str = "{:.2f}") -> str:
+def mean_range(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     """``mean [min–max]`` over seeds (just the value for one seed)."""
     import numpy as np
 

@@ -13,7 +13,11 @@ import functools
 import io
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, field, fields, replace
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable)
 
 from ..atomic import write_atomic
 
@@ -23,12 +27,12 @@ QUADRATURE_DEFAULTS = {"quadrature": "integrated", "samples": 1}
 LATER_DEFAULTS = QUADRATURE_DEFAULTS | {"steer": 0.0, "epoch_eval_records": 0}
 
 
-def setting(default, help: str, **kw):
+def setting(default: Any, help: str, **kw: Any) -> Any:
     """A config field with its documentation (``taynode`` shows it as the flag's help)."""
     return field(default=default, metadata={"help": help}, **kw)
 
 
-def preset(presets: dict, name: str, **overrides):
+def preset(presets: dict, name: str, **overrides: Any) -> Any:
     """The config ``presets[name]`` with ``overrides`` (``None`` values are ignored: "not given")."""
     if name not in presets:
         raise ValueError(f"unknown preset {name!r}; valid: {sorted(presets)}")
@@ -41,7 +45,7 @@ def preset(presets: dict, name: str, **overrides):
     return replace(base, **given)
 
 
-def check_quadrature(cfg) -> None:
+def check_quadrature(cfg: Any) -> None:
     """A study config's ``quadrature`` and ``samples``, checked before any work."""
     from ..solve import QUADRATURES
 
@@ -51,12 +55,12 @@ def check_quadrature(cfg) -> None:
         raise ValueError(f"samples (sample times per solve) must be an integer >= 1, got {cfg.samples!r}")
 
 
-def stored_config(cfg) -> dict:
+def stored_config(cfg: Any) -> dict:
     """``asdict(cfg)`` without the later-added settings that are at their defaults."""
     return {k: v for k, v in asdict(cfg).items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
 
 
-def with_x64(fn):
+def with_x64(fn: F) -> F:
     """Run ``fn`` with JAX's 64-bit types enabled, then restore the caller's setting.
 
     The studies evaluate in float64 (and some train in it); the process-wide switch is left to
@@ -71,7 +75,7 @@ def with_x64(fn):
     return scoped
 
 
-def cast(tree, dtype):
+def cast(tree: Any, dtype: Any) -> Any:
     """``tree`` with every floating-point array converted to ``dtype`` (other leaves as they are)."""
     import equinox as eqx
     import jax
@@ -86,12 +90,12 @@ def write_text(path: str, text: str | bytes) -> None:
     write_atomic(path, text)
 
 
-def write_json(path: str, obj, default=None) -> None:
+def write_json(path: str, obj: Any, default: Callable | None = None) -> None:
     """``obj`` as indented JSON, atomically (``default`` as in :func:`json.dumps`)."""
     write_text(path, json.dumps(obj, indent=2, default=default))
 
 
-def save_figure(fig, path: str, dpi: int = 120) -> None:
+def save_figure(fig: Any, path: str, dpi: int = 120) -> None:
     """Write a matplotlib figure to ``path`` atomically (a temporary file, then a rename) and close it."""
     import matplotlib.pyplot as plt
 
@@ -101,7 +105,7 @@ def save_figure(fig, path: str, dpi: int = 120) -> None:
     os.replace(tmp, path)
 
 
-def csv_text(rows: list[dict], columns=None, *, lineterminator: str = "\r\n") -> str:
+def csv_text(rows: list[dict], columns: Sequence[str] | None = None, *, lineterminator: str = "\r\n") -> str:
     """``rows`` as CSV text: ``columns`` (default: the union of the rows' keys, in order) as the
     header; keys outside ``columns`` are left out."""
     columns = list(dict.fromkeys(k for r in rows for k in r)) if columns is None else list(columns)
@@ -112,14 +116,16 @@ def csv_text(rows: list[dict], columns=None, *, lineterminator: str = "\r\n") ->
     return buf.getvalue()
 
 
-def markdown_rows(rows: list[dict], columns=None, fmt=str) -> str:
+def markdown_rows(rows: list[dict], columns: Sequence[str] | None = None, fmt: Callable[[Any], str] = str) -> str:
     """``rows`` as a markdown table (``columns`` as in :func:`csv_text`), cells through ``fmt``."""
     columns = list(dict.fromkeys(k for r in rows for k in r)) if columns is None else list(columns)
     md = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     return md + "".join("| " + " | ".join(fmt(r.get(k)) for k in columns) + " |\n" for r in rows)
 
 
-def write_table(stem: str, markdown: str, rows: list[dict], columns=None, *, lineterminator: str = "\r\n") -> None:
+def write_table(
+    stem: str, markdown: str, rows: list[dict], columns: Sequence[str] | None = None, *, lineterminator: str = "\r\n"
+) -> None:
     """``stem.md`` (the given markdown text) and ``stem.csv`` (``rows``, see :func:`csv_text`), atomically."""
     write_text(stem + ".csv", csv_text(rows, columns, lineterminator=lineterminator))
     write_text(stem + ".md", markdown)

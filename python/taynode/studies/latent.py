@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -63,6 +64,8 @@ from .common import preset as _preset
 
 @dataclass(frozen=True)
 class LatentConfig:
+    """The Latent ODE study's settings (the ``paper`` preset's by default; fields with help are flags)."""
+
     sets: tuple = ("a", "b")
     max_records: int | None = setting(None, "use a random subset of this many records (None: all)")
     bin_hours: float = 1.0
@@ -115,7 +118,9 @@ PRESETS = {
 }
 
 
-def load_data(cfg: LatentConfig, root=None):
+def load_data(cfg: LatentConfig, root: str | None = None) -> tuple[physionet.Split, np.ndarray]:
+    """The PhysioNet split of ``cfg`` (from ``root``, default: $TAYNODE_PHYSIONET or the shared data)
+    and its observation times."""
     split = physionet.load(root, sets=cfg.sets, bin_hours=cfg.bin_hours, seed=cfg.seed, max_records=cfg.max_records)
     if split.train.grid is None:
         raise ValueError("the Latent ODE study needs binned data (bin_hours), so a batch shares its observation times")
@@ -123,7 +128,8 @@ def load_data(cfg: LatentConfig, root=None):
     return split, ts
 
 
-def make_model(cfg: LatentConfig, n_vars: int, dtype):
+def make_model(cfg: LatentConfig, n_vars: int, dtype: Any) -> LatentODE:
+    """A fresh Latent ODE of ``cfg`` for ``n_vars`` variables, its weights in ``dtype``."""
     key = jax.random.PRNGKey(cfg.seed)
     return LatentODE(n_vars, cfg.latent, cfg.rec_hidden, cfg.rec_units, tuple(cfg.dyn_hidden), key=key, dtype=dtype)
 
@@ -152,7 +158,18 @@ def _regs(cfg: LatentConfig, lam: float):
     return list(rset.regularizers), list(rset.lam)
 
 
-def train_one(cfg: LatentConfig, lam: float, split, ts, run_dir, *, progress=True, resume=False, desc=None, result=False):
+def train_one(
+    cfg: LatentConfig,
+    lam: float,
+    split: physionet.Split,
+    ts: np.ndarray,
+    run_dir: str,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    desc: str | None = None,
+    result: bool = False,
+) -> Any:
     """Train one Latent ODE (λ = 0: no regularizer in the state); returns the trained model (with
     ``result=True`` the loop's :class:`~taynode.train.TrainResult`, which has the training time).
 
@@ -204,7 +221,9 @@ def _eval_regularizer(cfg: LatentConfig):
 
 
 @with_x64
-def run_one(cfg: LatentConfig, lam: float, run_dir: str, *, root=None, progress: bool = False, resume: bool = True) -> dict:
+def run_one(
+    cfg: LatentConfig, lam: float, run_dir: str, *, root: str | None = None, progress: bool = False, resume: bool = True
+) -> dict:
     """Train (or resume) one model of ``cfg`` with weight ``lam`` of ``cfg.reg`` (0: unregularized),
     evaluate it on the whole test split (:func:`evaluate`) and write ``run_dir/results.json``."""
     split, ts = load_data(cfg, root)
@@ -235,7 +254,15 @@ def _batch_metrics(model, values, mask, ts, key, nkey, cfg: LatentConfig):
 
 
 @with_x64
-def evaluate(model, cfg: LatentConfig, data: physionet.PhysioNet, ts, *, key=None, records=None):
+def evaluate(
+    model: LatentODE,
+    cfg: LatentConfig,
+    data: physionet.PhysioNet,
+    ts: np.ndarray,
+    *,
+    key: jax.Array | None = None,
+    records: int | None = None,
+) -> dict:
     """Held-out ELBO, masked MSE, R_K and per-sample decoder NFE in float64 at ``eval_tol``, on
     all of ``data`` or its first ``records`` records."""
     model = cast(model, jnp.float64)
@@ -288,7 +315,8 @@ def _plane(model, data, ts, n=60):
     return model, zs, center, vt[:2]
 
 
-def plot(models: dict, results: dict, data, ts, path: str, cfg: LatentConfig):
+def plot(models: dict, results: dict, data: physionet.PhysioNet, ts: np.ndarray, path: str, cfg: LatentConfig) -> None:
+    """Fig. 4: reconstructions and latent trajectories of each model on test records, to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -321,7 +349,8 @@ def plot(models: dict, results: dict, data, ts, path: str, cfg: LatentConfig):
     save_figure(fig, path, dpi=110)
 
 
-def markdown_table(summary) -> str:
+def markdown_table(summary: dict) -> str:
+    """The study's table (one row per model) from its ``results.json`` summary."""
     reg = parse(summary["config"]["reg"]).name
     rows = [
         f"| model | test loss | test MSE | decoder NFE per sample | test {reg} |",
@@ -339,8 +368,16 @@ def markdown_table(summary) -> str:
 
 
 @with_x64
-def run(cfg: LatentConfig = PRESETS["cpu"], out_dir: str = "runs/latent_ode", *, root=None, progress=True, resume=False):
+def run(
+    cfg: LatentConfig = PRESETS["cpu"],
+    out_dir: str = "runs/latent_ode",
+    *,
+    root: str | None = None,
+    progress: bool = True,
+    resume: bool = False,
+) -> dict:
     """Train both models, evaluate, write fig4.png, results.json and table.md into ``out_dir``."""
+    check(cfg)
     os.makedirs(out_dir, exist_ok=True)
     split, ts = load_data(cfg, root)
     runs = [("unregularized", 0.0), (f"{cfg.reg.upper()}, λ={cfg.lam:g}", cfg.lam)]
@@ -361,10 +398,25 @@ def run(cfg: LatentConfig = PRESETS["cpu"], out_dir: str = "runs/latent_ode", *,
     return summary
 
 
-def preset(name: str, **overrides) -> LatentConfig:
+def preset(name: str, **overrides: Any) -> LatentConfig:
     """The preset's config with ``overrides`` (``None`` values are ignored), checked."""
     cfg = _preset(PRESETS, name, **overrides)
+    check(cfg)
+    return cfg
+
+
+def check(cfg: LatentConfig) -> None:
+    """The study's settings, checked before any work (a clear error instead of, e.g., a table of
+    two untrained models)."""
     check_quadrature(cfg)
+    for name in ("epochs", "batch", "eval_batch", "n_samples"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if cfg.max_records is not None and (
+        isinstance(cfg.max_records, bool) or not isinstance(cfg.max_records, int) or cfg.max_records < 1
+    ):
+        raise ValueError(f"max_records must be an integer >= 1 (or None for all records), got {cfg.max_records!r}")
     if not 0 <= cfg.steer <= 1:
         raise ValueError(f"steer (the fraction of half the gap an observation time may move) must be in [0, 1], got {cfg.steer}")
     # the study's second model is labelled "R3, λ" and is trained with R3 only when λ > 0
@@ -372,7 +424,18 @@ def preset(name: str, **overrides) -> LatentConfig:
         raise ValueError(
             f"the weight λ of {cfg.reg.upper()} must be > 0 (the other model is the unregularized one), got {cfg.lam}"
         )
-    return cfg
 
 
-__all__ = ["PRESETS", "LatentConfig", "evaluate", "load_data", "markdown_table", "plot", "preset", "run", "run_one", "train_one"]
+__all__ = [
+    "PRESETS",
+    "LatentConfig",
+    "evaluate",
+    "load_data",
+    "markdown_table",
+    "plot",
+    "preset",
+    "run",
+    "run_one",
+    "train_one",
+    "check",
+]

@@ -51,6 +51,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -65,12 +66,15 @@ from ..solvers import get as get_solver
 from ..train import CHECKPOINT, ShuffledBatches, load_checkpoint, read_log, read_meta, train
 from .common import cast, check_quadrature, save_figure, setting, stored_config, with_x64, write_json
 from .common import preset as _preset
+from .runs import reuse_or_train
 
 __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint", "run"]
 
 
 @dataclass(frozen=True)
 class MNISTConfig:
+    """The MNIST classifier's settings (a preset's, see :data:`PRESETS`; fields with help are flags)."""
+
     preset: str = "small"
     reg: str = setting(
         "none", "regularizers: none, r<K> (e.g. r3), a '+'-joined set (e.g. kinetic+jacobian, RNODE's; alias rnode)"
@@ -79,7 +83,7 @@ class MNISTConfig:
     solver: str = setting("dopri5", "training solver (a name of taynode.solvers.SOLVERS)")
     activation: str = setting("sigmoid", "activation of the dynamics: sigmoid or softplus (the paper's) or tanh")
     hidden: int = 100
-    dtype: str = "float32"
+    dtype: str = setting("float32", "training dtype: float32 or float64 (the evaluation is float64 either way)")
     train_examples: int | None = setting(20000, "use the first N training images (None: all)")
     batch: int = setting(100, "images per training batch")
     epochs: int = setting(5, "training epochs")
@@ -169,7 +173,7 @@ PRESETS["long"] = PRESETS["full"] | dict(epochs=40, lr_drops=(30, 35))
 PRESETS = {name: MNISTConfig(preset=name, **over) for name, over in PRESETS.items()}
 
 
-def config(preset: str = "small", **overrides) -> MNISTConfig:
+def config(preset: str = "small", **overrides: Any) -> MNISTConfig:
     """The preset's configuration with ``overrides`` (``None`` values are ignored)."""
     return _preset(PRESETS, preset, **overrides)
 
@@ -178,17 +182,20 @@ def _dtype(cfg):
     return jnp.float64 if cfg.dtype == "float64" else jnp.float32
 
 
-def make_model(cfg: MNISTConfig):
+def make_model(cfg: MNISTConfig) -> ODEClassifier:
+    """A freshly initialised classifier of ``cfg`` (seeded by ``cfg.seed``)."""
     return ODEClassifier(hidden=cfg.hidden, activation=cfg.activation, key=jax.random.PRNGKey(cfg.seed), dtype=_dtype(cfg))
 
 
-def make_optimizer(cfg: MNISTConfig, steps_per_epoch: int):
+def make_optimizer(cfg: MNISTConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """SGD with momentum; the learning rate is divided by 10 after each epoch in ``lr_drops``."""
     sched = optax.piecewise_constant_schedule(cfg.lr, {int(e) * steps_per_epoch: 0.1 for e in cfg.lr_drops})
     return optax.sgd(sched, momentum=cfg.momentum)
 
 
-def load_data(cfg: MNISTConfig):
+def load_data(cfg: MNISTConfig) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], str]:
+    """``((x_train, y_train), (x_test, y_test), source)``: the first ``train_examples`` training
+    images and all test images in ``cfg.dtype``, labels int32."""
     d = mnist_data.load(cfg.data)
     n = d.x_train.shape[0] if cfg.train_examples is None else cfg.train_examples
     if not 1 <= n <= d.x_train.shape[0]:
@@ -245,7 +252,7 @@ def _subset(data, n):
 
 
 @with_x64
-def evaluate(model, cfg: MNISTConfig, train_data, test_data) -> dict:
+def evaluate(model: ODEClassifier, cfg: MNISTConfig, train_data: tuple, test_data: tuple) -> dict:
     """Test/train accuracy and NFE of the plain dynamics at ``eval_tol`` (float64), R_K on each."""
     m = cast(model, jnp.float64)
     out = {}
@@ -262,7 +269,13 @@ def evaluate(model, cfg: MNISTConfig, train_data, test_data) -> dict:
 
 @with_x64  # float64 evaluation; training arrays are explicitly typed
 def run(
-    cfg: MNISTConfig, out_dir: str, *, resume: bool = False, progress: bool = True, devices=None, sharding: str = "global"
+    cfg: MNISTConfig,
+    out_dir: str,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    devices: int | None = None,
+    sharding: str = "global",
 ) -> dict:
     """Train (or resume) one model, evaluate it, write ``results.json``; returns the summary.
 
@@ -322,7 +335,7 @@ def run(
 
 
 @with_x64
-def evaluate_checkpoint(path: str, *, data: str | None = None, **overrides) -> dict:
+def evaluate_checkpoint(path: str, *, data: str | None = None, **overrides: Any) -> dict:
     """Evaluate a checkpoint (or a run folder holding ``checkpoint.npz``); writes ``eval.json``
     beside it. ``overrides`` change evaluation settings (e.g. ``eval_test_examples``)."""
     ckpt = os.path.join(path, CHECKPOINT) if os.path.isdir(path) else path
@@ -342,7 +355,7 @@ def evaluate_checkpoint(path: str, *, data: str | None = None, **overrides) -> d
     return out
 
 
-def training_curves(run_dir) -> dict:
+def training_curves(run_dir: str) -> dict:
     """Per-epoch training error, test NFE (subset) and time from a run's log (for Fig. 3)."""
     recs = read_log(run_dir, "epoch")
     return dict(
@@ -355,16 +368,11 @@ def training_curves(run_dir) -> dict:
 
 def _run_or_reuse(cfg: MNISTConfig, run_dir: str, progress: bool) -> dict:
     """A finished run's results.json when its config matches; otherwise train (resuming)."""
-    path = os.path.join(run_dir, "results.json")
-    if os.path.exists(path):
-        with open(path) as fh:
-            done = json.load(fh)
-        if done.get("config") == json.loads(json.dumps(stored_config(cfg) | {"data": None})):
-            return done
-    return run(cfg, run_dir, resume=True, progress=progress)
+    conf = json.loads(json.dumps(stored_config(cfg) | {"data": None}))
+    return reuse_or_train(run_dir, conf, lambda: run(cfg, run_dir, resume=True, progress=progress))
 
 
-def fig3(out_dir: str, *, lam: float = 10000.0, preset: str = "small", progress: bool = True, **overrides) -> dict:
+def fig3(out_dir: str, *, lam: float = 10000.0, preset: str = "small", progress: bool = True, **overrides: Any) -> dict:
     """Fig. 3: NFE and training error during training, unregularized and with λ·R₃.
 
     The runs go to ``out_dir/none`` and ``out_dir/r3-lam<λ>`` (the names of
@@ -393,6 +401,7 @@ def fig3(out_dir: str, *, lam: float = 10000.0, preset: str = "small", progress:
 
 
 def plot_fig3(curves: dict, path: str, results: dict) -> None:
+    """Fig. 3 from :func:`training_curves` of each run and their results, to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")

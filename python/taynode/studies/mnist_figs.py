@@ -28,14 +28,7 @@ reverse-mode gradients, so nothing is trained with it: a fourth panel evaluates 
 orders (see :mod:`taynode.taylor_solver`), each costlier than one f evaluation, so its numbers
 are not comparable with the RK solvers' NFE, only across models.
 
-``fig7`` — R_K (K = 1…4, on the evaluated test images) against the dopri5 test NFE per image across all
-runs of Figs. 5 and 6, with Spearman's rank correlation per K.
-
-``fig8`` — (a) the actual error of dopri5 at z(1) (root mean square over images and features,
-against dopri8 at rtol = atol = 1e-12) against the tolerance rtol = atol, for the randomly
-initialised, the unregularized and the most regularized (largest finished λ) dynamics of Fig. 5;
-(b) train against test NFE for all runs of Figs. 5 and 6; (c) train and test error against λ
-(the runs of Fig. 5).
+Figs. 7 and 8, analyses across these runs, are in :mod:`taynode.studies.mnist_fig78`.
 
 Each figure writes ``figN.png``, ``figN.md``, ``figN.csv`` and ``figN.json`` in ``OUT``
 (atomically: temporary file, then ``os.replace``).
@@ -48,6 +41,8 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -55,11 +50,23 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..train import CHECKPOINT, NonFiniteLossError, load_checkpoint, read_meta
+from ..train import CHECKPOINT, load_checkpoint
 from . import mnist
 from .common import cast, markdown_rows, save_figure, stored_config, with_x64, write_json, write_table
+from .runs import read_record, reuse_or_train
 
-__all__ = ["FIG5_LAMS", "FIG6_LAMS", "FIG6_SOLVERS", "cached_run", "fig5", "fig6", "fig7", "fig8", "run_dir"]
+__all__ = [
+    "FIG5_LAMS",
+    "FIG6_LAMS",
+    "FIG6_SOLVERS",
+    "cached_run",
+    "fig5",
+    "fig5_configs",
+    "fig6",
+    "fig6_configs",
+    "run_all",
+    "run_dir",
+]
 
 FIG5_LAMS = (0.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 FIG6_SOLVERS = ("heun", "bosh3", "dopri5")  # orders 2, 3, 5, each with an embedded error estimate
@@ -71,9 +78,6 @@ FIG6_LAMS = {1: (10.0, 100.0), 2: (100.0, 1000.0), 3: (1000.0, 10000.0), 4: (100
 SOLVER_EVAL_TOL = 1e-6
 PER_IMAGE_EXAMPLES = 1000  # test (and training) images of the per-image NFE
 TAYLOR_SOLVER = "taylor-adaptive"  # evaluation only (no reverse-mode gradients), of the dopri5-trained runs
-FIG8_TOLS = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
-FIG8_REF_TOL = 1e-12
-FIG8_EXAMPLES = 100
 
 
 # ---------------------------------------------------------------- runs and their cache
@@ -89,15 +93,6 @@ def run_dir(root: str, cfg: mnist.MNISTConfig) -> str:
     return os.path.join(root, "runs", f"{cfg.solver}-{cfg.reg}-lam{cfg.lam:g}-{digest}")
 
 
-def _read_matching(path: str, conf: dict):
-    if os.path.exists(path):
-        with open(path) as fh:
-            rec = json.load(fh)
-        if rec.get("config") == conf:
-            return rec
-    return None
-
-
 @functools.cache
 def _nfe_fn(solver: str, tol: float, max_steps: int):
     # one solve per image (vmapped), so each image gets its own steps and NFE
@@ -106,7 +101,7 @@ def _nfe_fn(solver: str, tol: float, max_steps: int):
 
 
 @with_x64
-def per_image_nfe(model, x, *, solver: str, tol: float, batch: int = 1000, max_steps: int = 4096) -> float:
+def per_image_nfe(model: Any, x: Any, *, solver: str, tol: float, batch: int = 1000, max_steps: int = 4096) -> float:
     """Mean over the images ``x`` of the NFE of solving each image on its own (float64).
 
     Finer than the NFE of a batch solve (which takes the steps of its hardest image, and moves in
@@ -118,7 +113,8 @@ def per_image_nfe(model, x, *, solver: str, tol: float, batch: int = 1000, max_s
     )
 
 
-def load_model(cfg: mnist.MNISTConfig, folder: str):
+def load_model(cfg: mnist.MNISTConfig, folder: str) -> Any:
+    """The trained classifier in the run folder ``folder`` (its checkpoint, restored into ``cfg``'s model)."""
     model, _, _ = load_checkpoint(os.path.join(folder, CHECKPOINT), mnist.make_model(cfg))
     return model
 
@@ -130,26 +126,20 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
     (``error``, ``steps_done``: the step of the last good checkpoint). ``dir`` is the folder.
     """
     d, conf = run_dir(root, cfg), _conf(cfg)
-    rec = _read_matching(os.path.join(d, "diverged.json"), conf)
-    if rec is not None:
-        return rec | {"dir": d}
-    res = _read_matching(os.path.join(d, "results.json"), conf)
-    if res is None:
-        try:
-            res = mnist.run(cfg, d, resume=True, progress=progress)
-        except NonFiniteLossError as e:
-            ckpt = os.path.join(d, CHECKPOINT)
-            rec = dict(
-                config=conf, status="diverged", error=str(e), steps_done=read_meta(ckpt)["step"] if os.path.exists(ckpt) else 0
-            )
-            write_json(os.path.join(d, "diverged.json"), rec)
-            return rec | {"dir": d}
+    res = reuse_or_train(
+        d,
+        conf,
+        lambda: mnist.run(cfg, d, resume=True, progress=progress),
+        diverged=lambda dv: dict(config=conf, status="diverged", error=dv.message, steps_done=dv.checkpoint_step),
+    )
+    if res.get("status") == "diverged":
+        return res | {"dir": d}
     taylor = TAYLOR_SOLVER if cfg.solver == "dopri5" else None
     extra_key = dict(
         config=conf, solver_eval_tol=SOLVER_EVAL_TOL, eval_tol=cfg.eval_tol, examples=PER_IMAGE_EXAMPLES, taylor_solver=taylor
     )
     extra_path = os.path.join(d, "per_image_nfe.json")
-    extra = _read_matching(extra_path, conf)
+    extra = read_record(extra_path, conf)
     if extra is None or {k: extra.get(k) for k in extra_key} != extra_key:
         (xtr, _), (xte, _), _ = mnist.load_data(cfg)
         model, n = load_model(cfg, d), PER_IMAGE_EXAMPLES
@@ -175,7 +165,7 @@ def cached_run(cfg: mnist.MNISTConfig, root: str, *, progress: bool = False) -> 
     )
 
 
-def run_all(cfgs, root: str, *, progress: bool = True, desc: str = "runs") -> list[dict]:
+def run_all(cfgs: Sequence[mnist.MNISTConfig], root: str, *, progress: bool = True, desc: str = "runs") -> list[dict]:
     """:func:`cached_run` for each configuration, with a progress bar over the runs."""
     out = []
     for cfg in tqdm(cfgs, desc=desc, disable=not progress, dynamic_ncols=True):
@@ -183,11 +173,19 @@ def run_all(cfgs, root: str, *, progress: bool = True, desc: str = "runs") -> li
     return out
 
 
-def fig5_configs(preset="fig", lams=FIG5_LAMS, **overrides):
+def fig5_configs(preset: str = "fig", lams: Sequence[float] = FIG5_LAMS, **overrides: Any) -> list[mnist.MNISTConfig]:
+    """Fig. 5's runs: dopri5 training with R2 at each λ (0: unregularized)."""
     return [mnist.config(preset, reg="r2" if lam > 0 else "none", lam=lam, solver="dopri5", **overrides) for lam in lams]
 
 
-def fig6_configs(preset="fig", solvers=FIG6_SOLVERS, orders=(1, 2, 3, 4), lams=None, **overrides):
+def fig6_configs(
+    preset: str = "fig",
+    solvers: Sequence[str] = FIG6_SOLVERS,
+    orders: Sequence[int] = (1, 2, 3, 4),
+    lams: dict | None = None,
+    **overrides: Any,
+) -> list[mnist.MNISTConfig]:
+    """Fig. 6's runs: per solver, the unregularized one and R_K at each λ of ``lams[K]`` (default :data:`FIG6_LAMS`)."""
     lams = FIG6_LAMS if lams is None else lams
     out = []
     for s in solvers:
@@ -284,7 +282,9 @@ def _diverged_note(recs, sep: str = "; ") -> str:
 
 
 @with_x64  # as the CLI: evaluations (and any run trained here) see float64
-def fig5(out_dir: str, *, preset: str = "fig", lams=FIG5_LAMS, progress: bool = True, **overrides) -> dict:
+def fig5(
+    out_dir: str, *, preset: str = "fig", lams: Sequence[float] = FIG5_LAMS, progress: bool = True, **overrides: Any
+) -> dict:
     """Fig. 5: λ sweep of R₂; test NFE (dopri5, 1.4e-8) against unregularized training loss."""
     os.makedirs(out_dir, exist_ok=True)
     recs = run_all(fig5_configs(preset, lams, **overrides), out_dir, progress=progress, desc="fig5 runs")
@@ -335,7 +335,14 @@ def fig5(out_dir: str, *, preset: str = "fig", lams=FIG5_LAMS, progress: bool = 
 
 @with_x64  # as the CLI: evaluations (and any run trained here) see float64
 def fig6(
-    out_dir: str, *, preset: str = "fig", solvers=FIG6_SOLVERS, orders=(1, 2, 3, 4), lams=None, progress: bool = True, **overrides
+    out_dir: str,
+    *,
+    preset: str = "fig",
+    solvers: Sequence[str] = FIG6_SOLVERS,
+    orders: Sequence[int] = (1, 2, 3, 4),
+    lams: dict | None = None,
+    progress: bool = True,
+    **overrides: Any,
 ) -> dict:
     """Fig. 6: per solver, training loss against the NFE of that solver, regularizing R_K."""
     os.makedirs(out_dir, exist_ok=True)
@@ -380,154 +387,3 @@ def fig6(
             ax.legend(fontsize=8)
     fig.suptitle("Fig. 6: loss/NFE trade-off per solver and regularization order K")
     return _finish(out_dir, "fig6", recs, fig, notes=_diverged_note(recs))
-
-
-def spearman(x, y) -> float:
-    from scipy.stats import spearmanr
-
-    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
-        return float("nan")  # undefined for fewer than 3 points or a constant variable
-    return float(spearmanr(x, y).statistic)
-
-
-@with_x64  # as the CLI: evaluations (and any run trained here) see float64
-def fig7(out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, progress: bool = True, **overrides) -> dict:
-    """Fig. 7: R_K against the dopri5 test NFE across the runs of Figs. 5 and 6 (cached)."""
-    os.makedirs(out_dir, exist_ok=True)
-    cfgs = list(
-        dict.fromkeys(fig5_configs(preset, **(fig5_kw or {}), **overrides) + fig6_configs(preset, **(fig6_kw or {}), **overrides))
-    )
-    recs = run_all(cfgs, out_dir, progress=progress, desc="fig7 runs")
-    ok = _ok(recs)
-    plt = _plt()
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4), layout="constrained")
-    rho = {}
-    markers = {"heun": "^", "bosh3": "s", "dopri5": "o"}
-    for k, ax in zip(range(1, 5), axes):
-        pts = [(r[f"test_R{k}"], r["test_nfe_image"], r["config"]["solver"]) for r in ok if r.get(f"test_R{k}") is not None]
-        rho[f"R{k}"] = spearman([p[0] for p in pts], [p[1] for p in pts])
-        for s in dict.fromkeys(p[2] for p in pts):
-            ax.scatter(
-                [p[0] for p in pts if p[2] == s],
-                [p[1] for p in pts if p[2] == s],
-                marker=markers.get(s, "o"),
-                label=f"trained with {s}",
-                alpha=0.8,
-            )
-        ax.set(
-            xscale="log",
-            xlabel=f"R{k} (test images)",
-            ylabel="test NFE per image (dopri5, tol 1.4e-8)",
-            title=f"R{k}: Spearman ρ = {rho[f'R{k}']:.2f} ({len(pts)} runs)",
-        )
-        if pts:
-            ax.legend(fontsize=8)
-    fig.suptitle("Fig. 7: regularization value against NFE across all runs of Figs. 5 and 6")
-    notes = "Spearman rank correlation of R_K with test NFE (dopri5, tol 1.4e-8, per image): " + ", ".join(
-        f"{k}: {v:.3f}" for k, v in rho.items()
-    )
-    # the same against the NFE of each run's own solver at SOLVER_EVAL_TOL (Fig. 6's NFE), per solver
-    rho_solver = {}
-    for s in dict.fromkeys(r["config"]["solver"] for r in ok):
-        runs = [r for r in ok if r["config"]["solver"] == s]
-        rho_solver[s] = {
-            f"R{k}": spearman(
-                [r[f"test_R{k}"] for r in runs if r.get(f"test_R{k}") is not None],
-                [r["solver_nfe"] for r in runs if r.get(f"test_R{k}") is not None],
-            )
-            for k in range(1, 5)
-        }
-        notes += (
-            f"\n\nSpearman ρ of R_K with the NFE of {s} at tol {SOLVER_EVAL_TOL:g} ({len(runs)} runs trained with {s}): "
-            + ", ".join(f"{k}: {v:.3f}" for k, v in rho_solver[s].items())
-        )
-    return _finish(out_dir, "fig7", recs, fig, extra=dict(spearman=rho, spearman_own_solver=rho_solver), notes=notes)
-
-
-@with_x64
-def solver_error(model, x, tols=FIG8_TOLS, ref_tol=FIG8_REF_TOL, max_steps=100_000) -> list[float]:
-    """RMS over images and features of z(1) by dopri5 at each tol minus dopri8 at ``ref_tol`` (float64)."""
-    m, x = cast(model, jnp.float64), jnp.asarray(x, jnp.float64)
-    ref = _z1_fn("dopri8", ref_tol, max_steps)(m, x)
-    return [float(jnp.sqrt(jnp.mean((_z1_fn("dopri5", t, max_steps)(m, x) - ref) ** 2))) for t in tols]
-
-
-@functools.cache
-def _z1_fn(solver: str, tol: float, max_steps: int):
-    return eqx.filter_jit(lambda m, x: m.flow(x, solver=solver, rtol=tol, atol=tol, max_steps=max_steps).z1)
-
-
-@with_x64  # as the CLI: evaluations (and any run trained here) see float64
-def fig8(
-    out_dir: str, *, preset: str = "fig", fig5_kw=None, fig6_kw=None, tols=FIG8_TOLS, progress: bool = True, **overrides
-) -> dict:
-    """Fig. 8: (a) dopri5's actual error against tolerance for random, unregularized and
-    regularized dynamics; (b) train vs test NFE; (c) train and test error against λ."""
-    os.makedirs(out_dir, exist_ok=True)
-    f5 = fig5_configs(preset, **(fig5_kw or {}), **overrides)
-    cfgs = list(dict.fromkeys(f5 + fig6_configs(preset, **(fig6_kw or {}), **overrides)))
-    recs = run_all(cfgs, out_dir, progress=progress, desc="fig8 runs")
-    by_cfg = dict(zip(cfgs, recs))
-    sweep = [by_cfg[c] for c in f5]
-    ok5 = [r for r in sweep if r["status"] == "ok"]
-    base = next((r for r in ok5 if r["config"]["lam"] == 0), None)
-    reg = max((r for r in ok5 if r["config"]["lam"] > 0), key=lambda r: r["config"]["lam"], default=None)
-    _, test_data, _ = mnist.load_data(f5[0])
-    x = test_data[0][:FIG8_EXAMPLES]
-    models = {"random initialisation": mnist.make_model(f5[0])}
-    if base is not None:
-        models["unregularized"] = load_model(f5[0], base["dir"])
-    if reg is not None:
-        models[f"R2, λ={reg['config']['lam']:g}"] = load_model(f5[0], reg["dir"])
-    errors = {name: solver_error(m, x, tols) for name, m in tqdm(models.items(), desc="fig8a solver error", disable=not progress)}
-
-    plt = _plt()
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.3), layout="constrained")
-    for name, e in errors.items():
-        a.loglog(tols, e, "o-", label=name)
-    a.loglog(tols, tols, "k--", label="error = tolerance")
-    a.set(
-        xlabel="rtol = atol (dopri5)",
-        ylabel=f"RMS error of z(1) vs dopri8 at {FIG8_REF_TOL:g}",
-        title=f"(a) solver error ({len(x)} test images)",
-    )
-    a.legend(fontsize=8)
-    ok = _ok(recs)
-    tr, te = [r["train_nfe_image"] for r in ok], [r["test_nfe_image"] for r in ok]
-    b.scatter(tr, te, alpha=0.7, label="mean over 1,000 images, each solved alone")
-    b.scatter(
-        [r["train_nfe"] for r in ok],
-        [r["test_nfe"] for r in ok],
-        facecolors="none",
-        edgecolors="gray",
-        label="batches of 1,000 images",
-    )
-    tr, te = tr + [r["train_nfe"] for r in ok], te + [r["test_nfe"] for r in ok]
-    if ok:
-        lo, hi = min(tr + te) - 3, max(tr + te) + 3
-        b.plot([lo, hi], [lo, hi], "k--", label="train = test")
-    b.set(
-        xlabel="train NFE (dopri5, tol 1.4e-8)", ylabel="test NFE", title=f"(b) train vs test NFE ({len(ok)} runs of Figs. 5, 6)"
-    )
-    b.legend(fontsize=8)
-    lam_pos = [max(r["config"]["lam"], 1.0) for r in ok5]
-    c.plot(lam_pos, [100 * (1 - r["train_acc"]) for r in ok5], "o-", label="train error")
-    c.plot(lam_pos, [100 * (1 - r["test_acc"]) for r in ok5], "s-", label="test error")
-    c.set(
-        xscale="log",
-        xlabel="λ of R2 (λ = 0 drawn at 1)",
-        ylabel="error (%)",
-        title="(c) train and test error against λ (Fig. 5 runs)",
-    )
-    c.legend(fontsize=8)
-    fig.suptitle("Fig. 8")
-    extra = dict(solver_error=dict(tols=list(tols), ref_tol=FIG8_REF_TOL, examples=len(x), errors=errors))
-    notes = (
-        "Solver error (RMS of z(1) against dopri8 at 1e-12) per tolerance "
-        + ", ".join(f"{t:g}" for t in tols)
-        + ":\n\n"
-        + "\n".join(f"- {name}: " + ", ".join(f"{v:.3g}" for v in e) for name, e in errors.items())
-    )
-    if _diverged_note(recs):
-        notes += "\n\n" + _diverged_note(recs)
-    return _finish(out_dir, "fig8", recs, fig, extra=extra, notes=notes)

@@ -44,6 +44,7 @@ the solution is still exact there.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import jax
@@ -68,6 +69,7 @@ MISSING_ORDERS = {6: "no explicit embedded 6th-order pair in diffrax", 7: "no ex
 
 
 def get_solver(name: str) -> _solvers.SolverSpec:
+    """The registry's solver ``name``, checked to be an explicit RK method with an embedded error estimate."""
     spec = _solvers.get(name)
     if spec.make is None or not spec.embedded:
         raise ValueError(f"solver {name!r} has no error estimate; the order study needs adaptive solvers")
@@ -77,7 +79,7 @@ def get_solver(name: str) -> _solvers.SolverSpec:
 # ---- the trajectories ------------------------------------------------------------------------
 
 
-def polynomial(coeffs, t):
+def polynomial(coeffs: jax.Array, t: jax.Array) -> jax.Array:
     """p(t) = Σ_j coeffs[j] tʲ (Horner), coeffs of shape (degree + 1, d)."""
     out = jnp.zeros_like(coeffs[0])
     for j in range(coeffs.shape[0] - 1, -1, -1):
@@ -85,7 +87,7 @@ def polynomial(coeffs, t):
     return out
 
 
-def polynomial_field(t, z, coeffs):
+def polynomial_field(t: jax.Array, z: jax.Array, coeffs: jax.Array) -> jax.Array:
     """dz/dt = p′(t) for the polynomial with ``coeffs`` (args), broadcast over z's batch."""
     n = coeffs.shape[0]
     out = jnp.zeros_like(coeffs[0])
@@ -101,7 +103,7 @@ def random_coefficients(rng: np.random.Generator, degree: int, dim: int, max_deg
     return c
 
 
-def make_counter(spec: _solvers.SolverSpec, tol: float, t1: float = 1.0, max_steps: int = 100_000):
+def make_counter(spec: _solvers.SolverSpec, tol: float, t1: float = 1.0, max_steps: int = 100_000) -> Callable:
     """A jitted ``coeffs -> (steps, nfe, rejected, error at t1)`` for one solver."""
 
     @jax.jit
@@ -120,6 +122,8 @@ def make_counter(spec: _solvers.SolverSpec, tol: float, t1: float = 1.0, max_ste
 
 @dataclass(frozen=True)
 class OrderConfig:
+    """Fig. 2's settings (every field is a flag of ``taynode study order``)."""
+
     degrees: tuple = setting(tuple(range(9)), "polynomial degrees K")
     solvers: tuple = setting(DEFAULT_SOLVERS, "solver names")
     dim: int = setting(4, "dimension of the trajectories")
@@ -141,7 +145,7 @@ class OrderConfig:
             get_solver(s)
 
 
-def onset(degrees, steps, factor: float = 1.5):
+def onset(degrees: Sequence[int], steps: Sequence[float], factor: float = 1.5) -> int | None:
     """The first degree K >= 1 whose median step count exceeds ``factor`` × the fewest steps
     over all degrees (the exact regime, where the estimate is zero); None if none does.
 
@@ -208,7 +212,7 @@ def exact_pair_onset(name: str, order: int) -> int | None:
     return None if mhat is None else min(order, mhat) + 1
 
 
-def increase(steps) -> list:
+def increase(steps: Sequence[float]) -> list:
     """Per-solver normalised increase in steps from K−1 to K, measured as log(steps(K) /
     steps(K−1)) (step counts span 3 to 10⁴, and above the onset they keep growing with the size
     of the K-th derivative) and divided by the solver's largest increase. The first degree has no
@@ -222,6 +226,7 @@ def increase(steps) -> list:
 
 
 def markdown_table(summary: dict) -> str:
+    """The study's table: steps per solver and degree K, the onset K and the orders it is compared with."""
     degrees = summary["config"]["degrees"]
     head = "| solver | m | m̂ | " + " | ".join(f"K={K}" for K in degrees) + " | onset K | m+1 | min(m,m̂)+1 |"
     sep = "|" + "---|" * (len(degrees) + 6)
@@ -247,10 +252,12 @@ def markdown_table(summary: dict) -> str:
 
 
 def csv_text(summary: dict) -> str:
+    """The study's rows as CSV (one row per solver, degree and trajectory)."""
     return _csv_text(summary["rows"], list(summary["rows"][0]), lineterminator="\n")
 
 
 def plot(summary: dict, path: str) -> None:
+    """Fig. 2: steps against degree K per solver, to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")

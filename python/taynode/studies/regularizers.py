@@ -37,6 +37,7 @@ import numpy as np
 
 from .batch import Spec, collect, mean_range, run_all, unfinished_note
 from .common import save_figure, setting, with_x64, write_json, write_text
+from .runs import Divergence, reuse_or_train
 
 TASKS = ("mnist", "latent", "ffjord")
 METHODS = ("none", "taynode", "taynode-sampled", "rnode", "ernode", "srnode", "steer")
@@ -80,6 +81,8 @@ LABELS = {
 
 @dataclass(frozen=True)
 class RegularizersConfig:
+    """Which tasks, methods and seeds the study runs (each a flag of ``taynode study regularizers``)."""
+
     tasks: tuple = setting(TASKS, "tasks to run: mnist, latent, ffjord")
     methods: tuple = setting(METHODS, "methods to run: " + ", ".join(METHODS))
     seeds: tuple = setting((0, 1), "seeds (each method is paired with the unregularized run of its seed)")
@@ -116,28 +119,25 @@ def _reg_and_lam(task, spec):
     return reg, lam, (spec.lam if m == "steer" else 0.0), quad
 
 
-def _diverged(run_dir, error) -> None:
-    """A run that diverged (deterministically: same seed, same steps) is recorded as such, so the
-    table says so and the run is not retried."""
-    from ..train import read_log
-
-    steps = read_log(run_dir, "step")
-    write_json(
-        os.path.join(run_dir, "results.json"),
-        dict(status="diverged", error=str(error).strip().splitlines()[0][:300], steps=steps[-1]["step"] if steps else 0),
-    )
+def _diverged(div: Divergence) -> dict:
+    """The record of a diverged run (deterministic: same seed, same steps), its results.json, so
+    the table says so and the run is not retried."""
+    return dict(status="diverged", error=div.error, steps=div.logged_step)
 
 
 def _run_mnist(spec, run_dir):
-    from ..train import NonFiniteLossError
     from . import mnist
 
     reg, lam, steer, quad = _reg_and_lam("mnist", spec)
     cfg = mnist.config("small", reg=reg, lam=lam, steer=steer, seed=spec.seed, **quad)
-    try:
-        mnist.run(cfg, run_dir, resume=True, progress=False)  # writes results.json
-    except NonFiniteLossError as e:
-        _diverged(run_dir, e)
+    # run_all starts only runs without results.json; mnist.run writes it
+    reuse_or_train(
+        run_dir,
+        None,
+        lambda: mnist.run(cfg, run_dir, resume=True, progress=False),
+        diverged=_diverged,
+        diverged_file="results.json",
+    )
 
 
 def _run_latent(spec, run_dir):
@@ -243,6 +243,7 @@ def table(task: str, groups: dict) -> tuple[str, list]:
 
 
 def scatter(task: str, groups: dict, path: str) -> None:
+    """Test loss against test NFE, one point per finished run and seed, to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -269,7 +270,7 @@ def scatter(task: str, groups: dict, path: str) -> None:
     save_figure(fig, path)
 
 
-def overview(out_dir: str, tasks=TASKS) -> str:
+def overview(out_dir: str, tasks: tuple = TASKS) -> str:
     """One markdown table across tasks: per method and λ, the paired NFE saving and loss change
     (mean over seeds, number of seeds in brackets); "–" where a task has no finished run of it."""
     cells = {}

@@ -33,6 +33,8 @@ from .common import check_quadrature, save_figure, setting, stored_config, with_
 
 @dataclass(frozen=True)
 class ToyConfig:
+    """The Fig. 1 toy's settings (fields with help are flags of ``taynode demo``)."""
+
     hidden: int = setting(64, "width of each hidden layer of the dynamics MLP")
     depth: int = setting(2, "hidden layers of the dynamics MLP")
     activation: str = setting("tanh", "activation of the hidden layers")
@@ -64,11 +66,13 @@ class ToyConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def target(z0):
+def target(z0: jax.Array) -> jax.Array:
+    """The map the toy learns: z(1) = z(0) + z(0)³."""
     return z0 + z0**3
 
 
-def make_model(cfg: ToyConfig, key):
+def make_model(cfg: ToyConfig, key: jax.Array) -> MLPDynamics:
+    """A fresh float64 dynamics MLP of ``cfg``."""
     return MLPDynamics((1,) + (cfg.hidden,) * cfg.depth + (1,), cfg.activation, key=key, dtype=jnp.float64)
 
 
@@ -76,7 +80,9 @@ LOG_EVERY = 10  # steps between the training history's records
 
 
 @with_x64
-def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = "", run_dir: str | None = None, resume: bool = False):
+def train(
+    cfg: ToyConfig, lam: float, progress: bool = True, desc: str = "", run_dir: str | None = None, resume: bool = False
+) -> tuple[MLPDynamics, list]:
     """Train one model with the shared loop (:func:`taynode.train.train`); returns (model,
     history of (step, mse, R_K) every :data:`LOG_EVERY` steps). ``run_dir`` keeps the run's
     checkpoint and log (default: a temporary folder, removed afterwards)."""
@@ -129,7 +135,8 @@ def train(cfg: ToyConfig, lam: float, progress: bool = True, desc: str = "", run
 
 
 @with_x64
-def evaluate(model, cfg: ToyConfig):
+def evaluate(model: MLPDynamics, cfg: ToyConfig) -> dict:
+    """Train MSE, NFE (dopri5 at ``eval_tol``, float64) and R_K of ``model`` on ``n_eval`` points."""
     z0 = jnp.linspace(-1.0, 1.0, cfg.n_eval, dtype=jnp.float64)[:, None]
     # NFE of the plain dynamics (no regularizer in the state, whose error would steer the steps).
     sol = solve(model, z0, (0.0, 1.0), rtol=cfg.eval_tol, atol=cfg.eval_tol)
@@ -143,7 +150,8 @@ def evaluate(model, cfg: ToyConfig):
     )
 
 
-def plot(models: dict, cfg: ToyConfig, path: str, results: dict):
+def plot(models: dict, cfg: ToyConfig, path: str, results: dict) -> None:
+    """Fig. 1: each model's trajectories and its K-th derivative, to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,7 +214,7 @@ def run_dir(out_dir: str, cfg: ToyConfig, lam: float) -> str:
 
 
 @with_x64
-def run(cfg: ToyConfig = ToyConfig(), out_dir: str = "runs/demo", progress: bool = True):
+def run(cfg: ToyConfig = ToyConfig(), out_dir: str = "runs/demo", progress: bool = True) -> dict:
     """Train both models (or reuse their finished runs in ``out_dir/runs``), evaluate them,
     write fig1.png and results.json."""
     os.makedirs(out_dir, exist_ok=True)

@@ -1,6 +1,6 @@
 # TayNodeJulia's conformance suite against JAX-computed golden values (tests/data/julia_golden.toml,
 # written by tests/data/make_julia_golden.py). Run from a taynode checkout:
-#     julia --project=python/taynode/julia/TayNodeJulia -e 'using Pkg; Pkg.test()'
+#     julia --project=julia/TayNodeJulia -e 'using Pkg; Pkg.test()'
 # TAYNODE_GOLDEN overrides the path of the golden file.
 
 using Test
