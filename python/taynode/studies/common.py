@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, field, fields, replace
 from typing import Any, TypeVar
 
-F = TypeVar("F", bound=Callable)
-
 from ..atomic import write_atomic
+
+F = TypeVar("F", bound=Callable)
 
 # Settings added after runs had been stored: at these defaults they are left out of a run's stored
 # config, so the checkpoints and cached results written before them still resume and match.
