@@ -14,6 +14,16 @@ import argparse
 import dataclasses
 import sys
 
+from . import __version__
+
+# --help's text: plain words (the module docstring above is Sphinx markup).
+DESCRIPTION = (
+    "Learning differential equations that are easy to solve (Kelly et al., NeurIPS 2020): "
+    "the paper's Fig. 1 toy (demo), its studies (study), MNIST training and evaluation (train, eval) "
+    "and a solver comparison (compare-solvers). Compiled programs are cached in $XDG_CACHE_HOME/taynode/jax "
+    "(~/.cache/taynode/jax); TAYNODE_NO_COMPILE_CACHE=1 turns the cache off."
+)
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -317,7 +327,8 @@ def main(argv=None):
 
 
 def _main(argv):
-    p = argparse.ArgumentParser(prog="taynode", description=__doc__)
+    p = argparse.ArgumentParser(prog="taynode", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"taynode {__version__}")
     p.add_argument("--debug", action="store_true", help="show the full Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
     from .studies import ffjord, latent, mnist, mnist_figs, order, regularizers, toy
@@ -480,7 +491,10 @@ def _main(argv):
     ns = p.parse_args(argv)
     import jax
 
+    from .compile_cache import enable_compile_cache
+
     jax.config.update("jax_enable_x64", True)  # the entry point's choice (README: float64 evaluation)
+    enable_compile_cache()  # before anything compiles; a warm run loads the programs from disk
     from .train.parallel import DistributedError
 
     try:

@@ -1,0 +1,74 @@
+"""`taynode demo` with an empty persistent compilation cache (cold) and again with the cache it left (warm).
+
+    python benchmarks/compile_cache.py                     # writes benchmarks/results/compile_cache.md
+    python benchmarks/compile_cache.py --runs 3 --out /tmp/cc.md
+
+Each run is a fresh process (`python -m taynode.cli demo --no-progress`) with XDG_CACHE_HOME set to
+a new temporary folder, so the cache is the one the command line keeps (taynode.compile_cache) and
+nothing from an earlier session is reused; the first run fills it, the later ones load from it.
+A last run with TAYNODE_NO_COMPILE_CACHE=1 is the no-cache baseline. Wall-clock seconds on a shared
+machine: the ratio warm/cold is what the script reports, measured in one invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def demo(tmp: Path, name: str, **env) -> float:
+    cmd = [sys.executable, "-m", "taynode.cli", "demo", "--no-progress", "--out", str(tmp / name)]
+    e = os.environ | {"XDG_CACHE_HOME": str(tmp / "cache"), "TAYNODE_NO_COMPILE_CACHE": ""} | env
+    e.pop("JAX_COMPILATION_CACHE_DIR", None)  # the command line's own folder, not a user's
+    t = time.perf_counter()
+    subprocess.run(cmd, env=e, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def folder_size(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=2, help="runs with the cache: the first cold, the rest warm (default 2)")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "compile_cache.md"))
+    args = ap.parse_args(argv)
+    import jax
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        times = [demo(tmp, f"run{i}") for i in range(args.runs)]
+        n_files, n_bytes = folder_size(tmp / "cache" / "taynode" / "jax")
+        off = demo(tmp, "off", TAYNODE_NO_COMPILE_CACHE="1")
+    warm = min(times[1:]) if len(times) > 1 else float("nan")
+    lines = [
+        "# `taynode demo`: cold vs warm persistent compilation cache",
+        "",
+        f"`python benchmarks/compile_cache.py --runs {args.runs}` (jax {jax.__version__}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, shared machine: wall-clock seconds as measured).",
+        "",
+        "| run | seconds |",
+        "|---|---|",
+        *(f"| {'cold (empty cache)' if i == 0 else f'warm {i}'} | {t:.1f} |" for i, t in enumerate(times)),
+        f"| no cache (TAYNODE_NO_COMPILE_CACHE=1) | {off:.1f} |",
+        "",
+        f"Cold / warm: **{times[0] / warm:.2f}x**. The cache held {n_files} files, {n_bytes / 1e6:.1f} MB.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
