@@ -9,6 +9,9 @@ unset. A cache directory the user gave JAX (``JAX_COMPILATION_CACHE_DIR``) is us
 Off: ``TAYNODE_NO_COMPILE_CACHE=1``. The folder may be deleted at any time; JAX's cache key
 covers the jax/jaxlib versions, the XLA flags and the configuration (e.g. 64-bit types), so a
 program compiled under other settings is never loaded.
+
+JAX does not store programs with host callbacks, and equinox's runtime error checks
+(``eqx.error_if``, diffrax's ``throw=True``) are host callbacks: those programs compile on every run.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import jax
 
 OFF = "TAYNODE_NO_COMPILE_CACHE"
 
-# JAX caches only programs that took at least this long to compile (its default: 1 s). The demo's
-# solver programs take 0.1-1 s each, and together they are most of its run time.
+# JAX caches only programs that took at least this long to compile (its default: 1 s); lower, so the
+# demo's many sub-second programs are kept too (the cold demo left 186 entries, under 1 MB, here).
 MIN_COMPILE_SECS = 0.1
 
 
