@@ -7,7 +7,9 @@ dataclass: the flag ``--train-tol`` sets the field ``train_tol``, its help is th
 documentation (:func:`taynode.studies.setting`) and the default it shows is read from the config
 (or from each preset), so the help cannot drift from the code. A command's exit status is
 non-zero when any of its runs failed. Process-wide JAX settings are chosen here, not in the
-library: every command runs with 64-bit types enabled (the studies evaluate in float64).
+library: every command runs with 64-bit types enabled (the studies evaluate in float64), and
+compiled programs are cached on disk (``$XDG_CACHE_HOME/taynode/jax``, default
+``~/.cache/taynode/jax``; ``TAYNODE_NO_COMPILE_CACHE=1`` turns the cache off).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import sys
 
 import jax
 
+from . import __version__
+from .compile_cache import enable_compile_cache
 from .studies.commands import COMMANDS, GROUPS, Command, show
 from .train.parallel import DistributedError
 
@@ -99,6 +103,7 @@ def _plain(doc: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The ``taynode`` parser: one subcommand per entry of :data:`~taynode.studies.commands.COMMANDS`."""
     p = argparse.ArgumentParser(prog="taynode", description=_plain(__doc__))
+    p.add_argument("--version", action="version", version=f"taynode {__version__}")
     p.add_argument("--debug", action="store_true", help="show the full Python traceback of an error")
     top = p.add_subparsers(dest="command", required=True)
     groups = {}
@@ -150,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     ns = build_parser().parse_args(argv)
     jax.config.update("jax_enable_x64", True)  # the entry point's choice (README: float64 evaluation)
+    enable_compile_cache()  # before anything compiles; a warm run loads the programs from disk
     cmd = ns.command_entry
     try:
         return cmd.run(ns, _given(ns, cmd.options))
