@@ -9,7 +9,7 @@ import pytest
 
 from taynode.cli import main
 from taynode.studies import cast, ffjord
-from taynode.train import CHECKPOINT, load_checkpoint, read_meta
+from taynode.train import CHECKPOINT, load_checkpoint, read_log, read_meta
 
 
 def test_table_command_end_to_end_and_evaluation(tmp_path, capsys):
@@ -202,3 +202,58 @@ def test_mnist_preset_trains_fixed_grid_r2_and_reports_bits_per_dim(tmp_path):
     )
     table = ffjord.markdown_table({"config": vars(cfg), "nll_unit": "bits/dim", "rows": [row]})
     assert "test bits/dim" in table and "| fixed grid (rk4, 2 steps) | TayNODE (R₂) | 0.01 |" in table
+
+
+def _tiny_digits(**kw):
+    """The digits preset shrunk to seconds: 2 channels, 16 images, 4 steps, the curve every 2."""
+    return ffjord.preset(
+        "digits",
+        **(
+            dict(
+                hidden=(2, 2),
+                train_examples=16,
+                batch=8,
+                iters=4,
+                eval_examples=8,
+                eval_reg_examples=4,
+                eval_batch=8,
+                eval_tol=1e-4,
+                curve_every=2,
+                curve_examples=4,
+                checkpoint_every=2,
+            )
+            | kw
+        ),
+    )
+
+
+def test_digits_preset_trains_logs_the_validation_nfe_curve_and_reports_bits_per_dim(tmp_path):
+    cfg = _tiny_digits()
+    summary = ffjord.run_one(cfg, "none", 0.0, str(tmp_path / "run"), train_steps=2)
+    assert summary["status"] == "ok" and summary["steps"] == 4 and summary["train_steps"] == 2
+    assert summary["training"] == "fixed grid (rk4, 2 steps)"
+    curve = read_log(str(tmp_path / "run"), "eval")
+    assert [r["step"] for r in curve] == [2, 4]
+    # the curve is evaluate_nfe on the validation images (not the test set): recompute the last point
+    model, _, _ = load_checkpoint(str(tmp_path / "run" / CHECKPOINT), ffjord.make_cnf(cfg, (1, 8, 8)))
+    val = ffjord.load_curve_data(cfg)
+    m = ffjord.evaluate_nfe(model, cfg, val)
+    assert curve[-1]["val_nfe"] == m["nfe"] and curve[-1]["val_nll"] == pytest.approx(m["nll"], rel=1e-12)
+    assert m["nfe"] == int(m["nfe"]) and m["nfe"] > 0
+    # a near-identity flow (zero last layer, 4 small steps) is near the standard normal in logit space:
+    # bits/dim between the uniform density's log2(17) = 4.09 and a few times that
+    assert 2.0 < summary["nll"] < 20.0 and np.isfinite(summary["R2"])
+    assert json.load(open(tmp_path / "run" / "results.json"))["config"]["curve_every"] == 2
+
+
+def test_curve_settings_are_checked_and_kept_out_of_old_run_configs():
+    with pytest.raises(ValueError, match="curve_every and curve_examples"):
+        ffjord.preset("digits", curve_examples=0)
+    with pytest.raises(ValueError, match="conv architecture"):
+        ffjord.preset("digits", arch="mlp")
+    assert "curve_every" not in ffjord.run_config(ffjord.PRESETS["cpu"])  # runs made before the curve resume
+    with pytest.raises(ValueError, match="overlap"):
+        ffjord.load_curve_data(ffjord.preset("mnist-long", train_examples=59990))
+    with pytest.raises(ValueError, match="validation images"):
+        ffjord.load_curve_data(_tiny_digits(curve_examples=251))
+    assert ffjord.levels(ffjord.PRESETS["digits"]) == 17 and ffjord.levels(ffjord.PRESETS["mnist"]) == 256
