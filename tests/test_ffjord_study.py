@@ -257,3 +257,69 @@ def test_curve_settings_are_checked_and_kept_out_of_old_run_configs():
     with pytest.raises(ValueError, match="validation images"):
         ffjord.load_curve_data(_tiny_digits(curve_examples=251))
     assert ffjord.levels(ffjord.PRESETS["digits"]) == 17 and ffjord.levels(ffjord.PRESETS["mnist"]) == 256
+
+
+def _script(name):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "ffjord" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"ffjord_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_runs_plan_order_and_items():
+    runs = _script("runs")
+    items = [runs.parse_item(s) for s in runs.PLANS["digits"]]
+    assert [(t, tr, s.reg, s.seed) for t, tr, s in items[:3]] == [("digits", "adaptive", r, 0) for r in ("none", "rnode", "r2")]
+    assert {tr for _, tr, _ in items} == {"adaptive", "rk4-5", "rk4-6", "rk4-8"}
+    assert sorted({s.seed for _, tr, s in items if tr == "adaptive"}) == [0, 1, 2]
+    assert items[1][2].lam == ffjord.PRESETS["digits"].lam_rnode and items[2][2].lam == ffjord.PRESETS["digits"].lam_r2
+    assert runs.train_steps("adaptive") is None and runs.train_steps("rk4-6") == 6
+    with pytest.raises(ValueError, match="task/training/spec"):
+        runs.parse_item("digits/dopri5/none:0:0")
+
+
+def test_scale_table_pairs_by_seed_and_judges_the_target(tmp_path):
+    table = _script("scale_table")
+    nan = float("nan")
+
+    def put(training, name, nll, nfe, status="ok"):
+        d = tmp_path / "digits" / "runs" / training / name
+        d.mkdir(parents=True)
+        res = dict(
+            config={"quadrature": "integrated"},
+            status=status,
+            nll=nll,
+            nfe=nfe,
+            train_seconds=600.0,
+            R2=1.0,
+            jacobian=2.0,
+            kinetic=3.0,
+        )
+        (d / "results.json").write_text(json.dumps(res))
+        (d / "curve.json").write_text(
+            json.dumps(dict(step_reached=100, curve=[dict(step=100, val_nfe=20.0), dict(step=200, val_nfe=50.0)]))
+        )
+
+    for seed, (b, n) in enumerate([(2.0, 100.0), (2.1, 90.0), (2.2, 80.0)]):
+        put("adaptive", f"none-lam0-seed{seed}", b, n)
+        put("adaptive", f"r2-lam0.01-seed{seed}", b * 1.005, n / 2)  # 2× fewer at +0.5 %: met
+        put("adaptive", f"rnode-lam0.0002-seed{seed}", b * (1.02 if seed == 1 else 1.0), n / 2)  # +2 % on seed 1: missed
+    put("rk4-5", "none-lam0-seed0", nan, nan, status="diverged")
+    (tmp_path / "digits" / "runs" / "rk4-6" / "r2-lam0.01-seed0").mkdir(parents=True)
+    (tmp_path / "digits" / "runs" / "rk4-6" / "r2-lam0.01-seed0" / "curve.json").write_text(
+        json.dumps(dict(step_reached=300, curve=[]))
+    )
+    groups, unfinished = table.load(str(tmp_path), "digits")
+    text, summary = table.table(groups, "bits/dim")
+    rows = {(r["training"], r["reg"]): r for r in summary}
+    np.testing.assert_allclose(rows[("adaptive", "r2")]["paired_nfe_saving"], [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(rows[("adaptive", "rnode")]["paired_change_percent"], [0.0, 2.0, 0.0], atol=1e-9)
+    line = {r.split(" | ")[1]: r for r in text.splitlines() if r.startswith("| adaptive")}
+    assert "| met |" in line["TayNODE (R₂)"] and "| missed |" in line["RNODE (𝒦+ℬ)"]
+    assert "diverged (NaN)" in text and "| NaN |" in text
+    assert unfinished == [dict(run="rk4-6/r2-lam0.01-seed0", step=300)]
+    assert "20 (step 100) → 50 (step 200), 2.50×" in table.curve_growth(groups)

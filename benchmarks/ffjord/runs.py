@@ -38,9 +38,12 @@ def _triple(task: str, training: str, seed: int) -> list[str]:
 
 
 def plan(task: str) -> list[str]:
-    """The order that gives useful partial results first: the adaptive seed-0 triple, the
-    fixed-grid seed-0 triples (rk4 on 5, 6, 8 steps), then the adaptive triples of seeds 1 and 2."""
-    items = _triple(task, "adaptive", 0)
+    """The order that gives useful partial results first: the adaptive seed-0 triple, TayNODE at
+    3× the preset's λ (seed 0: where the trade-off lies, λ being untuned) and with the sampled
+    quadrature (seed 0: does it hold the integrated one's result?), the fixed-grid seed-0 triples
+    (rk4 on 5, 6, 8 steps), then the adaptive triples of seeds 1 and 2."""
+    lam = PRESETS[task].lam_r2
+    items = _triple(task, "adaptive", 0) + [f"{task}/adaptive/r2:{3 * lam:g}:0", f"{task}/adaptive/r2:{lam:g}:0:sampled"]
     for n in (5, 6, 8):
         items += _triple(task, f"rk4-{n}", 0)
     for seed in SEEDS[1:]:

@@ -61,7 +61,7 @@ def copy_runs(runs: str, dest: str, task: str) -> None:
 
 
 def load(dest: str, task: str) -> tuple[dict, list]:
-    """``({(training, reg): [run, …]}, unfinished)``; a run is ``dict(seed, quadrature, results, curve)``."""
+    """``({(training, reg, λ, quadrature): [run, …]}, unfinished)``; a run is ``dict(seed, results, curve)``."""
     groups, unfinished = {}, []
     for d in sorted(glob.glob(os.path.join(dest, task, "runs", "*", "*-lam*-seed*"))):
         spec, training = parse_folder(os.path.basename(d)), os.path.basename(os.path.dirname(d))
@@ -73,8 +73,8 @@ def load(dest: str, task: str) -> tuple[dict, list]:
         with open(os.path.join(d, "results.json")) as fh:
             res = json.load(fh)
         quad = res["config"].get("quadrature", "integrated") if spec.reg != "none" else "–"
-        groups.setdefault((training, spec.reg), []).append(
-            dict(seed=spec.seed, quadrature=quad, results=res, curve=curve["curve"])
+        groups.setdefault((training, spec.reg, spec.lam, quad), []).append(
+            dict(seed=spec.seed, results=res, curve=curve["curve"])
         )
     return groups, unfinished
 
@@ -86,18 +86,17 @@ def _f(values, fmt):
 
 def table(groups: dict, unit: str) -> tuple[str, list]:
     head = (
-        f"| training | model | quadrature | seeds | training time (min) | test {unit} | eval NFE | R₂ | ℬ | 𝒦 "
+        f"| training | model | λ | quadrature | seeds | training time (min) | test {unit} | eval NFE | R₂ | ℬ | 𝒦 "
         "| NFE saving per seed (paired) | bits/dim change per seed | target (≥ 1.6×, ≤ +1 %, every seed) "
         "| paper (MNIST): hours, bits/dim, NFE |"
     )
-    rows, summary = [head, "|" + "---|" * 14], []
+    rows, summary = [head, "|" + "---|" * 15], []
     for training in TRAININGS:
-        base = {r["seed"]: r["results"] for r in groups.get((training, "none"), [])}
-        for reg in MODELS:
-            runs = groups.get((training, reg), [])
+        base = {r["seed"]: r["results"] for r in groups.get((training, "none", 0.0, "–"), [])}
+        keys = sorted((k for k in groups if k[0] == training), key=lambda k: (list(MODELS).index(k[1]), k[2], k[3]))
+        for _, reg, lam, quad in keys:
+            runs = groups[(training, reg, lam, quad)]
             paper = PAPER.get((reg, training), "–")
-            if not runs:
-                continue
             res = [r["results"] for r in runs]
             ok = [x for x in res if x["status"] == "ok"]
             name = MODELS[reg] + ("" if len(ok) == len(res) else f" — {len(res) - len(ok)} diverged (NaN)")
@@ -109,14 +108,14 @@ def table(groups: dict, unit: str) -> tuple[str, list]:
                 hit = all(s >= TARGET_SAVING and c <= TARGET_COST for s, c in zip(saving, change))
                 met = ("met" if hit else "missed") + ("" if len(saving) >= 3 else f" ({len(saving)} of 3 seeds)")
             rows.append(
-                f"| {training} | {name} | {runs[0]['quadrature']} | {', '.join(str(r['seed']) for r in runs)} | "
+                f"| {training} | {name} | {'–' if reg == 'none' else f'{lam:g}'} | {quad} | {', '.join(str(r['seed']) for r in runs)} | "
                 f"{_f([x['train_seconds'] / 60 for x in res], '{:.0f}')} | {_f([x['nll'] for x in res], '{:.4f}')} | "
                 f"{_f([x['nfe'] for x in res], '{:.1f}')} | {_f([x['R2'] for x in res], '{:.4g}')} | "
                 f"{_f([x['jacobian'] for x in res], '{:.4g}')} | {_f([x['kinetic'] for x in res], '{:.4g}')} | "
                 f"{', '.join(f'{s:.2f}×' for s in saving)} | {', '.join(f'{c:+.2f} %' for c in change)} | {met} | {paper} |"
             )
             summary.append(
-                dict(training=training, reg=reg, seeds=[r["seed"] for r in runs], quadrature=runs[0]["quadrature"],
+                dict(training=training, reg=reg, lam=lam, seeds=[r["seed"] for r in runs], quadrature=quad,
                      status=[x["status"] for x in res], nll=[x["nll"] for x in res], nfe=[x["nfe"] for x in res],
                      train_seconds=[x["train_seconds"] for x in res], paired_nfe_saving=saving, paired_change_percent=change)
             )  # fmt: skip
@@ -126,7 +125,7 @@ def table(groups: dict, unit: str) -> tuple[str, list]:
 def curve_growth(groups: dict) -> str:
     """The unregularized adaptive runs' validation NFE at the first and last evaluation."""
     out = []
-    for r in groups.get(("adaptive", "none"), []):
+    for r in groups.get(("adaptive", "none", 0.0, "–"), []):
         c = r["curve"]
         if len(c) >= 2:
             out.append(

@@ -107,8 +107,10 @@ class FFJORDConfig:
 MNIST_LAM_R2 = 1e-2  # λ·R₂ ≈ 0.28 bits/dim at the unregularized model (200 steps: R₂ 27.6)
 MNIST_LAM_RNODE = 2e-4  # λ·(𝒦+ℬ) ≈ 0.27 bits/dim there (𝒦 1329, ℬ 38.4): the same initial weight
 
-DIGITS_LAM_R2 = 1e-2  # placeholder until the pilot
-DIGITS_LAM_RNODE = 2e-4
+# Digits: reduced MNIST's λ, not tuned (the pilot could not reach a trained model on the loaded
+# machine); the run plan adds R₂ at 3λ on seed 0 to show the trade-off.
+DIGITS_LAM_R2 = MNIST_LAM_R2
+DIGITS_LAM_RNODE = MNIST_LAM_RNODE
 
 PRESETS = {
     "cpu": FFJORDConfig(),
@@ -145,6 +147,8 @@ PRESETS = {
         eval_batch=250,
         checkpoint_every=50,
     ),
+    # reduced MNIST (`mnist`) for 3,000 steps (10× the `mnist` preset, 1.9 epochs of 50,000 images),
+    # evaluated at 1.4e-8 like Table 2, with the validation NFE curve every 100 steps.
     "mnist-long": FFJORDConfig(
         dataset="mnist",
         arch="conv",
@@ -166,6 +170,11 @@ PRESETS = {
         curve_examples=64,
         checkpoint_every=100,
     ),
+    # UCI digits (8×8, 17 levels): the MNIST path's conv flow (1 → 32 → 32 → 1, 3×3, softplus, zero last
+    # layer): one f + vjp of a batch of 64 takes 3.3 ms of CPU, its gradient 7.4 ms, so a step at ~20-40
+    # training NFE is 0.2-0.4 s of one core;
+    # 5,000 steps = 250 epochs of the 1,297 training images. The validation NFE curve (dopri5 at
+    # 1.4e-8, float64, 64 images) every 100 steps costs about one training step.
     "digits": FFJORDConfig(
         dataset="digits",
         arch="conv",
