@@ -30,6 +30,7 @@ from taynode.train import read_log
 TASKS = ("digits", "mnist-long")
 TRAININGS = ("adaptive", "rk4-5", "rk4-6", "rk4-8")
 MODELS = {"none": "unregularized", "rnode": "RNODE (𝒦+ℬ)", "r2": "TayNODE (R₂)"}
+PLOT_NAMES = {"none": "unregularized", "rnode": "RNODE (K+B)", "r2": "TayNODE (R2)"}  # glyphs the plot font has
 TARGET_SAVING, TARGET_COST = 1.6, 1.0  # ≥ 1.6× fewer evaluation NFE at ≤ 1 % higher bits/dim, every seed
 # The paper's Table 2 (MNIST, full architecture, GPU; ../shared/paper-numbers.md): hours, bits/dim, NFE.
 PAPER = {
@@ -145,6 +146,8 @@ def plot_curves(dest: str, task: str) -> str | None:
     if not paths:
         return None
     fig, axes = plt.subplots(1, len(TRAININGS), figsize=(4.2 * len(TRAININGS), 3.6), sharey=True, layout="constrained")
+    variants = {}  # (reg, λ, quadrature) → colour index; seeds > 0 are drawn paler
+    paths.sort(key=lambda p: (parse_folder(os.path.basename(os.path.dirname(p))).reg != "none", p))
     for path in paths:
         training, spec = (
             os.path.basename(os.path.dirname(os.path.dirname(path))),
@@ -155,9 +158,15 @@ def plot_curves(dest: str, task: str) -> str | None:
         if training not in TRAININGS or not c:
             continue
         ax = axes[TRAININGS.index(training)]
-        color = f"C{list(MODELS).index(spec.reg)}"
+        variant = (spec.reg, spec.lam, spec.quadrature)
+        color = f"C{variants.setdefault(variant, len(variants))}"
+        label = (
+            PLOT_NAMES[spec.reg]
+            + ("" if spec.reg == "none" else f", λ {spec.lam:g}")
+            + ("" if spec.quadrature == "integrated" else f", {spec.quadrature}")
+        )
         ax.plot([e["step"] for e in c], [e["val_nfe"] for e in c], color=color, alpha=1.0 if spec.seed == 0 else 0.5,
-                label=MODELS[spec.reg] if spec.seed == 0 else None)  # fmt: skip
+                label=label if spec.seed == 0 else None)  # fmt: skip
     for ax, training in zip(axes, TRAININGS):
         ax.set(title=f"trained {training}", xlabel="training step")
         ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
@@ -195,6 +204,7 @@ def main(argv=None) -> None:
         )
         print(f"## {task}\n{text}")
     if ns.doc:
+        os.makedirs(os.path.dirname(ns.doc) or ".", exist_ok=True)
         write_text(ns.doc, "\n".join(page))
 
 
@@ -213,7 +223,7 @@ def plot_samples(runs: str, path: str, n: int = 40) -> None:
 
     panels = [("real test digits", digits.load().x_test[:n, 0].astype(float) / 16)]
     with jax.enable_x64(True):
-        for reg, name in MODELS.items():
+        for reg in MODELS:
             found = glob.glob(os.path.join(runs, "digits", "adaptive", f"{reg}-lam*-seed0"))
             if not found or not os.path.exists(os.path.join(found[0], "results.json")):
                 continue
@@ -223,7 +233,7 @@ def plot_samples(runs: str, path: str, n: int = 40) -> None:
                 jax.random.PRNGKey(0), n, (1, 8, 8), dtype=jax.numpy.float64, rtol=1e-6, atol=1e-6
             )
             v = (np.asarray(jax.nn.sigmoid(y)) - cfg.alpha) / (1 - 2 * cfg.alpha)
-            panels.append((f"{name} samples", np.clip(v[:, 0], 0, 1)))
+            panels.append((f"{PLOT_NAMES[reg]} samples", np.clip(v[:, 0], 0, 1)))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), layout="constrained")
     for ax, (title, imgs) in zip(np.atleast_1d(axes), panels):
         grid = imgs[:n].reshape(5, n // 5, 8, 8).transpose(0, 2, 1, 3).reshape(40, 8 * n // 5)
