@@ -229,13 +229,14 @@ def _tiny_digits(**kw):
 
 def test_digits_preset_trains_logs_the_validation_nfe_curve_and_reports_bits_per_dim(tmp_path):
     cfg = _tiny_digits()
-    summary = ffjord.run_one(cfg, "none", 0.0, str(tmp_path / "run"), train_steps=2)
+    run = tmp_path / "digits" / "rk4-2" / "none-lam0-seed0"  # runs.py's layout
+    summary = ffjord.run_one(cfg, "none", 0.0, str(run), train_steps=2)
     assert summary["status"] == "ok" and summary["steps"] == 4 and summary["train_steps"] == 2
     assert summary["training"] == "fixed grid (rk4, 2 steps)"
-    curve = read_log(str(tmp_path / "run"), "eval")
+    curve = read_log(str(run), "eval")
     assert [r["step"] for r in curve] == [2, 4]
     # the curve is evaluate_nfe on the validation images (not the test set): recompute the last point
-    model, _, _ = load_checkpoint(str(tmp_path / "run" / CHECKPOINT), ffjord.make_cnf(cfg, (1, 8, 8)))
+    model, _, _ = load_checkpoint(str(run / CHECKPOINT), ffjord.make_cnf(cfg, (1, 8, 8)))
     val = ffjord.load_curve_data(cfg)
     m = ffjord.evaluate_nfe(model, cfg, val)
     assert curve[-1]["val_nfe"] == m["nfe"] and curve[-1]["val_nll"] == pytest.approx(m["nll"], rel=1e-12)
@@ -243,7 +244,10 @@ def test_digits_preset_trains_logs_the_validation_nfe_curve_and_reports_bits_per
     # a near-identity flow (zero last layer, 4 small steps) is near the standard normal in logit space:
     # bits/dim between the uniform density's log2(17) = 4.09 and a few times that
     assert 2.0 < summary["nll"] < 20.0 and np.isfinite(summary["R2"])
-    assert json.load(open(tmp_path / "run" / "results.json"))["config"]["curve_every"] == 2
+    assert json.load(open(run / "results.json"))["config"]["curve_every"] == 2
+    # the sample figure reads the run back from its results.json config and checkpoint
+    _script("scale_table").plot_samples(str(tmp_path), str(tmp_path / "samples.png"), n=10, training="rk4-2")
+    assert (tmp_path / "samples.png").stat().st_size > 0
 
 
 def test_curve_settings_are_checked_and_kept_out_of_old_run_configs():

@@ -15,17 +15,24 @@ are listed with the step they reached. Writes ``<task>/table.md``, ``<task>/summ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
 import math
 import os
 import shutil
 
+import jax
+import matplotlib
 import numpy as np
 
-from taynode.studies import save_figure, write_json, write_text
+from taynode.data import digits
+from taynode.studies import cast, ffjord, save_figure, write_json, write_text
 from taynode.studies.batch import mean_range, parse_folder
-from taynode.train import read_log
+from taynode.train import CHECKPOINT, load_checkpoint, read_log
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 TASKS = ("digits", "mnist-long")
 TRAININGS = ("adaptive", "rk4-5", "rk4-6", "rk4-8")
@@ -137,11 +144,6 @@ def curve_growth(groups: dict) -> str:
 
 def plot_curves(dest: str, task: str) -> str | None:
     """Validation NFE against step for every run (finished or not)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = sorted(glob.glob(os.path.join(dest, task, "runs", "*", "*", "curve.json")))
     if not paths:
         return None
@@ -208,27 +210,24 @@ def main(argv=None) -> None:
         write_text(ns.doc, "\n".join(page))
 
 
-def plot_samples(runs: str, path: str, n: int = 40) -> None:
-    """Samples of the finished adaptive seed-0 flows (z ~ N(0, I) solved back to t = 0 with dopri5
-    at 1e-6, inverted logit, shown as grey values) next to real test digits."""
-    import jax
-    import matplotlib
+def _run_config(results: dict) -> ffjord.FFJORDConfig:
+    """The config a run's ``results.json`` stores, back as an :class:`~taynode.studies.ffjord.FFJORDConfig`."""
+    names = {f.name for f in dataclasses.fields(ffjord.FFJORDConfig)}
+    return ffjord.FFJORDConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in results["config"].items() if k in names})
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from taynode.data import digits
-    from taynode.studies import cast, ffjord
-    from taynode.train import CHECKPOINT, load_checkpoint
-
+def plot_samples(runs: str, path: str, n: int = 40, training: str = "adaptive") -> None:
+    """Samples of the finished seed-0 flows at the preset's λ (z ~ N(0, I) solved back to t = 0
+    with dopri5 at 1e-6, inverted logit, shown as grey values) next to real test digits."""
     panels = [("real test digits", digits.load().x_test[:n, 0].astype(float) / 16)]
     with jax.enable_x64(True):
-        for reg in MODELS:
-            found = glob.glob(os.path.join(runs, "digits", "adaptive", f"{reg}-lam*-seed0"))
-            if not found or not os.path.exists(os.path.join(found[0], "results.json")):
+        for reg, lam in (("none", 0.0), ("rnode", ffjord.PRESETS["digits"].lam_rnode), ("r2", ffjord.PRESETS["digits"].lam_r2)):
+            run = os.path.join(runs, "digits", training, f"{reg}-lam{lam:g}-seed0")
+            if not os.path.exists(os.path.join(run, "results.json")):
                 continue
-            cfg = ffjord.preset("digits")
-            model, _, _ = load_checkpoint(os.path.join(found[0], CHECKPOINT), ffjord.make_cnf(cfg, (1, 8, 8)))
+            with open(os.path.join(run, "results.json")) as fh:
+                cfg = _run_config(json.load(fh))
+            model, _, _ = load_checkpoint(os.path.join(run, CHECKPOINT), ffjord.make_cnf(cfg, (1, 8, 8)))
             y = cast(model, jax.numpy.float64).sample(
                 jax.random.PRNGKey(0), n, (1, 8, 8), dtype=jax.numpy.float64, rtol=1e-6, atol=1e-6
             )
