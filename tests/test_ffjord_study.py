@@ -325,8 +325,8 @@ def test_scale_table_pairs_by_seed_and_judges_the_target(tmp_path):
     line = {r.split(" | ")[1]: r for r in text.splitlines() if r.startswith("| adaptive")}
     assert "| met |" in line["TayNODE (R₂)"] and "| missed |" in line["RNODE (𝒦+ℬ)"]
     assert "diverged (NaN)" in text and "| NaN |" in text
-    assert unfinished == [dict(run="rk4-6/r2-lam0.01-seed0", step=300)]
-    assert "20 (step 100) → 50 (step 200), 2.50×" in table.curve_growth(groups)
+    assert unfinished == [dict(run="rk4-6/r2-lam0.01-seed0", step=300, curve=[])]
+    assert "seed 0: 20 (step 100) → 50 (step 200), 2.50×" in table.curve_growth(groups, unfinished)
     table.main(["--dest", str(tmp_path), "--tasks", "digits", "--doc", str(tmp_path / "docs" / "ffjord.md")])
     assert (tmp_path / "digits" / "nfe_curves.png").stat().st_size > 0
     page = (tmp_path / "docs" / "ffjord.md").read_text()
