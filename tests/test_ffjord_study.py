@@ -291,7 +291,7 @@ def test_scale_table_pairs_by_seed_and_judges_the_target(tmp_path):
     nan = float("nan")
 
     def put(training, name, nll, nfe, status="ok"):
-        d = tmp_path / "digits" / "runs" / training / name
+        d = tmp_path / "digits" / "results" / training / name
         d.mkdir(parents=True)
         res = dict(
             config={"quadrature": "integrated"},
@@ -313,8 +313,8 @@ def test_scale_table_pairs_by_seed_and_judges_the_target(tmp_path):
         put("adaptive", f"r2-lam0.01-seed{seed}", b * 1.005, n / 2)  # 2× fewer at +0.5 %: met
         put("adaptive", f"rnode-lam0.0002-seed{seed}", b * (1.02 if seed == 1 else 1.0), n / 2)  # +2 % on seed 1: missed
     put("rk4-5", "none-lam0-seed0", nan, nan, status="diverged")
-    (tmp_path / "digits" / "runs" / "rk4-6" / "r2-lam0.01-seed0").mkdir(parents=True)
-    (tmp_path / "digits" / "runs" / "rk4-6" / "r2-lam0.01-seed0" / "curve.json").write_text(
+    (tmp_path / "digits" / "results" / "rk4-6" / "r2-lam0.01-seed0").mkdir(parents=True)
+    (tmp_path / "digits" / "results" / "rk4-6" / "r2-lam0.01-seed0" / "curve.json").write_text(
         json.dumps(dict(step_reached=300, curve=[]))
     )
     groups, unfinished = table.load(str(tmp_path), "digits")

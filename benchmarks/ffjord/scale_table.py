@@ -1,7 +1,7 @@
 """Table 2's layout at CPU scale from ``runs.py``'s run folders (issue #27): per task a table,
 the per-step validation NFE curves and (digits) samples from the trained flows beside real digits.
 
-First the small files are copied from ``--runs`` into ``--dest/<task>/runs/<training>/<run>/``
+First the small files are copied from ``--runs`` into ``--dest/<task>/results/<training>/<run>/``
 (``results.json`` of finished runs, ``curve.json`` = the validation-curve records of every run),
 so the table can be rebuilt from the committed copies alone (``--runs`` omitted). Adaptive rows
 group seeds (mean [smallest–largest]); NFE savings and bits/dim changes pair each regularized run
@@ -71,7 +71,7 @@ def copy_runs(runs: str, dest: str, task: str) -> None:
     for d in sorted(glob.glob(os.path.join(runs, task, "*", "*-lam*-seed*"))):
         if not os.path.isdir(d):
             continue
-        out = os.path.join(dest, task, "runs", os.path.basename(os.path.dirname(d)), os.path.basename(d))
+        out = os.path.join(dest, task, "results", os.path.basename(os.path.dirname(d)), os.path.basename(d))
         os.makedirs(out, exist_ok=True)
         if os.path.exists(os.path.join(d, "results.json")):
             shutil.copyfile(os.path.join(d, "results.json"), os.path.join(out, "results.json"))
@@ -83,7 +83,7 @@ def copy_runs(runs: str, dest: str, task: str) -> None:
 def load(dest: str, task: str) -> tuple[dict, list]:
     """``({(training, reg, λ, quadrature): [run, …]}, unfinished)``; a run is ``dict(seed, results, curve)``."""
     groups, unfinished = {}, []
-    for d in sorted(glob.glob(os.path.join(dest, task, "runs", "*", "*-lam*-seed*"))):
+    for d in sorted(glob.glob(os.path.join(dest, task, "results", "*", "*-lam*-seed*"))):
         spec, training = parse_folder(os.path.basename(d)), os.path.basename(os.path.dirname(d))
         with open(os.path.join(d, "curve.json")) as fh:
             curve = json.load(fh)
@@ -157,7 +157,7 @@ def curve_growth(groups: dict, unfinished: list) -> str:
 
 def plot_curves(dest: str, task: str) -> str | None:
     """Validation NFE against step for every run (finished or not)."""
-    paths = sorted(glob.glob(os.path.join(dest, task, "runs", "*", "*", "curve.json")))
+    paths = sorted(glob.glob(os.path.join(dest, task, "results", "*", "*", "curve.json")))
     if not paths:
         return None
     fig, axes = plt.subplots(1, len(TRAININGS), figsize=(4.2 * len(TRAININGS), 3.6), sharey=True, layout="constrained")
