@@ -9,7 +9,7 @@ import pytest
 
 from taynode.cli import main
 from taynode.studies import cast, ffjord
-from taynode.train import CHECKPOINT, load_checkpoint, read_meta
+from taynode.train import CHECKPOINT, load_checkpoint, read_log, read_meta
 
 
 def test_table_command_end_to_end_and_evaluation(tmp_path, capsys):
@@ -202,3 +202,132 @@ def test_mnist_preset_trains_fixed_grid_r2_and_reports_bits_per_dim(tmp_path):
     )
     table = ffjord.markdown_table({"config": vars(cfg), "nll_unit": "bits/dim", "rows": [row]})
     assert "test bits/dim" in table and "| fixed grid (rk4, 2 steps) | TayNODE (R₂) | 0.01 |" in table
+
+
+def _tiny_digits(**kw):
+    """The digits preset shrunk to seconds: 2 channels, 16 images, 4 steps, the curve every 2."""
+    return ffjord.preset(
+        "digits",
+        **(
+            dict(
+                hidden=(2, 2),
+                train_examples=16,
+                batch=8,
+                iters=4,
+                eval_examples=8,
+                eval_reg_examples=4,
+                eval_batch=8,
+                eval_tol=1e-4,
+                curve_every=2,
+                curve_examples=4,
+                checkpoint_every=2,
+            )
+            | kw
+        ),
+    )
+
+
+def test_digits_preset_trains_logs_the_validation_nfe_curve_and_reports_bits_per_dim(tmp_path):
+    cfg = _tiny_digits()
+    run = tmp_path / "digits" / "rk4-2" / "none-lam0-seed0"  # runs.py's layout
+    summary = ffjord.run_one(cfg, "none", 0.0, str(run), train_steps=2)
+    assert summary["status"] == "ok" and summary["steps"] == 4 and summary["train_steps"] == 2
+    assert summary["training"] == "fixed grid (rk4, 2 steps)"
+    curve = read_log(str(run), "eval")
+    assert [r["step"] for r in curve] == [2, 4]
+    # the curve is evaluate_nfe on the validation images (not the test set): recompute the last point
+    model, _, _ = load_checkpoint(str(run / CHECKPOINT), ffjord.make_cnf(cfg, (1, 8, 8)))
+    val = ffjord.load_curve_data(cfg)
+    m = ffjord.evaluate_nfe(model, cfg, val)
+    assert curve[-1]["val_nfe"] == m["nfe"] and curve[-1]["val_nll"] == pytest.approx(m["nll"], rel=1e-12)
+    assert m["nfe"] == int(m["nfe"]) and m["nfe"] > 0
+    # a near-identity flow (zero last layer, 4 small steps) is near the standard normal in logit space:
+    # bits/dim between the uniform density's log2(17) = 4.09 and a few times that
+    assert 2.0 < summary["nll"] < 20.0 and np.isfinite(summary["R2"])
+    assert json.load(open(run / "results.json"))["config"]["curve_every"] == 2
+    # the sample figure reads the run back from its results.json config and checkpoint
+    _script("scale_table").plot_samples(str(tmp_path), str(tmp_path / "samples.png"), n=10, training="rk4-2")
+    assert (tmp_path / "samples.png").stat().st_size > 0
+
+
+def test_curve_settings_are_checked_and_kept_out_of_old_run_configs():
+    with pytest.raises(ValueError, match="curve_every and curve_examples"):
+        ffjord.preset("digits", curve_examples=0)
+    with pytest.raises(ValueError, match="conv architecture"):
+        ffjord.preset("digits", arch="mlp")
+    assert "curve_every" not in ffjord.run_config(ffjord.PRESETS["cpu"])  # runs made before the curve resume
+    with pytest.raises(ValueError, match="overlap"):
+        ffjord.load_curve_data(ffjord.preset("mnist-long", train_examples=59990))
+    with pytest.raises(ValueError, match="validation images"):
+        ffjord.load_curve_data(_tiny_digits(curve_examples=251))
+    assert ffjord.levels(ffjord.PRESETS["digits"]) == 17 and ffjord.levels(ffjord.PRESETS["mnist"]) == 256
+
+
+def _script(name):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "ffjord" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"ffjord_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_runs_plan_order_and_items():
+    runs = _script("runs")
+    items = [runs.parse_item(s) for s in runs.PLANS["digits"]]
+    assert [(t, tr, s.reg, s.seed) for t, tr, s in items[:3]] == [("digits", "adaptive", r, 0) for r in ("none", "rnode", "r2")]
+    assert {tr for _, tr, _ in items} == {"adaptive", "rk4-5", "rk4-6", "rk4-8"}
+    assert sorted({s.seed for _, tr, s in items if tr == "adaptive"}) == [0, 1, 2]
+    assert items[1][2].lam == ffjord.PRESETS["digits"].lam_rnode and items[2][2].lam == ffjord.PRESETS["digits"].lam_r2
+    assert runs.train_steps("adaptive") is None and runs.train_steps("rk4-6") == 6
+    with pytest.raises(ValueError, match="task/training/spec"):
+        runs.parse_item("digits/dopri5/none:0:0")
+
+
+def test_scale_table_pairs_by_seed_and_judges_the_target(tmp_path):
+    table = _script("scale_table")
+    nan = float("nan")
+
+    def put(training, name, nll, nfe, status="ok"):
+        d = tmp_path / "digits" / "results" / training / name
+        d.mkdir(parents=True)
+        res = dict(
+            config={"quadrature": "integrated"},
+            status=status,
+            nll=nll,
+            nfe=nfe,
+            train_seconds=600.0,
+            R2=1.0,
+            jacobian=2.0,
+            kinetic=3.0,
+        )
+        (d / "results.json").write_text(json.dumps(res))
+        (d / "curve.json").write_text(
+            json.dumps(dict(step_reached=100, curve=[dict(step=100, val_nfe=20.0), dict(step=200, val_nfe=50.0)]))
+        )
+
+    for seed, (b, n) in enumerate([(2.0, 100.0), (2.1, 90.0), (2.2, 80.0)]):
+        put("adaptive", f"none-lam0-seed{seed}", b, n)
+        put("adaptive", f"r2-lam0.01-seed{seed}", b * 1.005, n / 2)  # 2× fewer at +0.5 %: met
+        put("adaptive", f"rnode-lam0.0002-seed{seed}", b * (1.02 if seed == 1 else 1.0), n / 2)  # +2 % on seed 1: missed
+    put("rk4-5", "none-lam0-seed0", nan, nan, status="diverged")
+    (tmp_path / "digits" / "results" / "rk4-6" / "r2-lam0.01-seed0").mkdir(parents=True)
+    (tmp_path / "digits" / "results" / "rk4-6" / "r2-lam0.01-seed0" / "curve.json").write_text(
+        json.dumps(dict(step_reached=300, curve=[]))
+    )
+    groups, unfinished = table.load(str(tmp_path), "digits")
+    text, summary = table.table(groups, "bits/dim")
+    rows = {(r["training"], r["reg"]): r for r in summary}
+    np.testing.assert_allclose(rows[("adaptive", "r2")]["paired_nfe_saving"], [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(rows[("adaptive", "rnode")]["paired_change_percent"], [0.0, 2.0, 0.0], atol=1e-9)
+    line = {r.split(" | ")[1]: r for r in text.splitlines() if r.startswith("| adaptive")}
+    assert "| met |" in line["TayNODE (R₂)"] and "| missed |" in line["RNODE (𝒦+ℬ)"]
+    assert "diverged (NaN)" in text and "| NaN |" in text
+    assert unfinished == [dict(run="rk4-6/r2-lam0.01-seed0", step=300, curve=[])]
+    assert "seed 0: 20 (step 100) → 50 (step 200), 2.50×" in table.curve_growth(groups, unfinished)
+    table.main(["--dest", str(tmp_path), "--tasks", "digits", "--doc", str(tmp_path / "docs" / "ffjord.md")])
+    assert (tmp_path / "digits" / "nfe_curves.png").stat().st_size > 0
+    page = (tmp_path / "docs" / "ffjord.md").read_text()
+    assert "## digits" in page and "| met |" in page and "../digits/nfe_curves.png" in page

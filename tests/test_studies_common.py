@@ -27,7 +27,9 @@ from taynode.studies import (
 def test_preset_lookup_and_errors():
     cfg = preset(ffjord.PRESETS, "tiny", iters=7, seed=None)  # None: not given
     assert cfg.iters == 7 and cfg.seed == ffjord.PRESETS["tiny"].seed and cfg.hidden == (16,)
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; valid: \['cpu', 'miniboone', 'mnist', 'tiny'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown preset 'huge'; valid: \['cpu', 'digits', 'miniboone', 'mnist', 'mnist-long', 'tiny'\]"
+    ):
         preset(ffjord.PRESETS, "huge")
     with pytest.raises(ValueError, match=r"unknown MNIST settings \['epochz'\]"):
         mnist.config("fig", epochz=3)
