@@ -3,6 +3,8 @@ for K = 1…6, at random points and at the family's special points (0, ties, dom
 negative bases), float64, eagerly and under jit, with parameter gradients; the reproductions of
 issue #29 by name; gated cells, pooling, loops and branches as neural-ODE dynamics."""
 
+import os
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from jax import lax
 from jax.scipy import special
 
 from taynode import UnsupportedPrimitiveError, derivatives
+from taynode.taylor import supported
 
 K = 6
 RNG = np.random.default_rng(0)
@@ -336,3 +339,11 @@ def test_still_unsupported_primitives_are_named():
     f = lambda t, z, a: special.gammainc(2.0, 1.5 + z)  # noqa: E731
     with pytest.raises(UnsupportedPrimitiveError, match=r"'incremental'.*'igamma'.*method='nested'"):
         derivatives(f, 0.0, RANDOM, order=2)
+
+
+def test_docs_list_of_supported_primitives_is_generated_and_up_to_date():
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "taylor.md")
+    with open(path) as fh:
+        page = fh.read()
+    assert supported.markdown() in page, "docs/taylor.md is stale: run python -m taynode.taylor.supported --write"
+    assert "`scatter-add`" in page and "`custom_jvp_call`" in page

@@ -28,7 +28,9 @@ __all__ = ["CONTROL", "MAX_ORDER", "jvp_series_rule"]
 MAX_ORDER = 10
 """The largest order for which an equation is expanded by nested JVPs (2^K evaluations)."""
 
-CONTROL = {"cond", "while", "scan", "custom_jvp_call"}
+# Equations expanded this way: control flow, custom_jvp functions whose implementation is not a
+# faithful expansion, and jax 0.12's `polynomial` (how jnp.sinc evaluates its series there).
+CONTROL = {"cond", "while", "scan", "custom_jvp_call", "polynomial"}
 
 
 def _is_float(x) -> bool:
