@@ -174,6 +174,12 @@ def _square_rule(k, xs, ys, aux, eqn):
     return cauchy(xs[0], xs[0], k)
 
 
+def _one_minus_square_rule(k, xs, ys, aux, eqn):
+    # jax >= 0.12 (tanh's derivative): y = 1 − x²
+    s = cauchy(xs[0], xs[0], k)
+    return None if s is None else -s
+
+
 ARITH_RULES = {
     "add": _add_rule,
     "add_any": _add_rule,
@@ -194,6 +200,7 @@ ARITH_RULES = {
     "pow": _pow_rule,
     "integer_pow": _integer_pow_rule,
     "square": _square_rule,
+    "one_minus_square": _one_minus_square_rule,
 }
 
 log_rule = _log_rule
