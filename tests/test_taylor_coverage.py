@@ -135,7 +135,15 @@ def test_family_matches_nested_to_order_6(name, where, z):
         assert rel_err(x, y) <= 1e-10, (name, where, k, rel_err(x, y))
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+# the gradients of every family, jitted, cost minutes on a busy 2-core machine: two run always
+FAST = {"control_flow", "custom_jvp", "gru"}
+
+
+def fast_or_slow(names):
+    return [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in sorted(names)]
+
+
+@pytest.mark.parametrize("name", fast_or_slow(FAMILIES))
 def test_family_under_jit_matches_eager_and_its_gradient_matches_nested(name):
     f = FAMILIES[name][0]
     z = RANDOM
@@ -318,7 +326,7 @@ def _loops():
 MODELS = {"gru": _gru, "lstm": _lstm, "pooling": _pools, "loops": _loops}
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", fast_or_slow(MODELS))
 def test_neural_ode_layers_match_nested_with_r3_gradients(name):
     model, f, z = MODELS[name]()
     inc = derivatives(lambda t, u, a: f(model, t, u), 0.3, z, order=4, method="incremental")
