@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import taylor_methods as tm  # noqa: E402
-
 from taynode.taylor import derivatives  # noqa: E402
 
 
