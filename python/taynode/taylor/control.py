@@ -29,8 +29,9 @@ MAX_ORDER = 10
 """The largest order for which an equation is expanded by nested JVPs (2^K evaluations)."""
 
 # Equations expanded this way: control flow, custom_jvp functions whose implementation is not a
-# faithful expansion, and jax 0.12's `polynomial` (how jnp.sinc evaluates its series there).
-CONTROL = {"cond", "while", "scan", "custom_jvp_call", "polynomial"}
+# faithful expansion, jax 0.12's `polynomial` (how jnp.sinc evaluates its series there), and
+# max pooling (a variadic reduce_window carrying the lexicographic winner aborts XLA's CPU compiler).
+CONTROL = {"cond", "while", "scan", "custom_jvp_call", "polynomial", "reduce_window_max", "reduce_window_min"}
 
 
 def _is_float(x) -> bool:

@@ -1,7 +1,7 @@
 r"""Rules for piecewise-smooth primitives, all following one tie rule.
 
 **The tie rule.** Where a piecewise primitive is at a seam (``max(a, b)`` with :math:`a_0 =
-b_0`, ``abs`` at 0, ``relu``, ``clamp`` at a bound, ``reduce_max``, max pooling, ``sort`` and
+b_0`, ``abs`` at 0, ``relu``, ``clamp`` at a bound, ``reduce_max``, ``sort`` and
 ``top_k`` with equal values, ``cummax``, and ``where``/``select_n`` whose predicate is an
 ordering comparison ``<``, ``<=``, ``>``, ``>=`` of values with a series) it takes the branch
 the trajectory moves into for :math:`t > t_0`: operands are compared by their coefficient
@@ -18,7 +18,9 @@ Not covered by the rule, by design: equality tests (``==``, ``!=``) keep their p
 since they patch isolated points (``jnp.sinc``'s ``x == 0``), not pieces; discontinuous
 primitives (``sign``, ``floor``, ``round``, ``rem``'s quotient) have no series past their value;
 a predicate turned into numbers (``(x > 0) * x``) is piecewise constant and takes its primal
-value, so write ``jnp.where`` or ``jnp.maximum`` for a right-sided kink.
+value, so write ``jnp.where`` or ``jnp.maximum`` for a right-sided kink; max pooling
+(``reduce_window_max``) is expanded by nested JVPs (:mod:`.control`), exact off ties, and at a
+tie takes JAX's choice (the window's first maximal element), not the right-sided one.
 """
 
 from __future__ import annotations
@@ -226,40 +228,6 @@ def _winner_coefficient(xk, stack, out, axis, reverse):
     return jnp.take_along_axis(xk, idx, axis=axis)
 
 
-def _window_max(greater):
-    # Max (min) pooling: the lexicographic winner of each window by a variadic reduce_window
-    # carrying the flat index of the element, then coefficient k gathered at that index.
-    def rule(k, xs, ys, aux, eqn):
-        x = xs[0]
-        p = eqn.params
-        keys = [lax.stop_gradient(zero_to(x[j], x[0])) for j in range(k + 1)]
-        if not greater:
-            keys = [-key for key in keys]
-        idx = jnp.arange(x[0].size, dtype=jnp.int32).reshape(x[0].shape)
-        dt = keys[0].dtype
-        fill = [jnp.array(-jnp.inf, dt)] + [jnp.array(0, dt)] * k + [jnp.array(-1, jnp.int32)]
-
-        def better(a, b):
-            s = lex_sign(jnp.stack(b[:-1]) - jnp.stack(a[:-1]))
-            tie_first = (s == 0) & (b[-1] < a[-1]) & (b[-1] >= 0)
-            take_b = (s > 0) | tie_first | (a[-1] < 0)
-            return tuple(jnp.where(take_b, bb, aa) for aa, bb in zip(a, b))
-
-        win = lax.reduce_window(
-            (*keys, idx),
-            tuple(fill),
-            better,
-            p["window_dimensions"],
-            p["window_strides"],
-            p["padding"],
-            p["base_dilation"],
-            p["window_dilation"],
-        )[-1]
-        return None if x[k] is None else jnp.take(x[k].reshape(-1), win)
-
-    return rule
-
-
 PIECEWISE_RULES = {
     "max": _extremum(True),
     "min": _extremum(False),
@@ -272,8 +240,6 @@ PIECEWISE_RULES = {
     **{name: _comparison(name) for name in COMPARISONS},
     "reduce_max": _reduce_extremum(True),
     "reduce_min": _reduce_extremum(False),
-    "reduce_window_max": _window_max(True),
-    "reduce_window_min": _window_max(False),
     "sort": _sort_rule,
     "top_k": _top_k_rule,
     "cummax": _cumulative_extremum(True),
