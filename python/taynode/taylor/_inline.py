@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
-from jax.extend import core
+
+from .. import _jax
 
 __all__ = ["UnsupportedPrimitiveError", "inline"]
 
@@ -27,12 +29,13 @@ __all__ = ["UnsupportedPrimitiveError", "inline"]
 class UnsupportedPrimitiveError(NotImplementedError):
     """The Taylor core met an operation it cannot expand in a Taylor series."""
 
-    def __init__(self, primitive: str, method: str, alternative: str):
+    def __init__(self, primitive: str, method: str, alternative: str, reason: str = ""):
         self.primitive = primitive
         self.method = method
+        why = f" ({reason})" if reason else ""
         super().__init__(
             f"Taylor method {method!r} has no rule for the primitive {primitive!r} used in the "
-            f"dynamics; use method={alternative!r}, which differentiates any JAX operation, or "
+            f"dynamics{why}; use method={alternative!r}, which differentiates any JAX operation, or "
             f"rewrite that operation."
         )
 
@@ -42,7 +45,6 @@ _INLINE = {
     "pjit",
     "closed_call",
     "core_call",
-    "custom_jvp_call",
     "custom_vjp_call",
     "custom_vjp_call_jaxpr",
     "remat",
@@ -59,6 +61,12 @@ _REWRITES = {
     "acos": lambda x: lax.atan2(lax.sqrt((1 - x) * (1 + x)), x),
 }
 
+# custom_jvp functions whose implementation is a faithful Taylor expansion of the function
+# (max and log1p/exp pieces), so their primal is inlined; any other custom_jvp function (jnp.sinc
+# and xlogy patch a point with ``where``) follows its JVP rule in the incremental method
+# (:mod:`.control`) and is refused by jet, which traces the primal.
+FAITHFUL_CUSTOM_JVP = {"relu", "relu6", "logaddexp"}
+
 # Effects with no outputs (a counter or print inside f) say nothing about derivatives.
 _DROP = {"debug_callback", "debug_print"}
 
@@ -71,16 +79,55 @@ def _subjaxpr(eqn):
         return None
     for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
         inner = eqn.params.get(key)
-        if isinstance(inner, core.ClosedJaxpr):
-            return inner.jaxpr, inner.consts
-        if isinstance(inner, core.Jaxpr):
-            return inner, ()
+        if _jax.is_jaxpr(inner):
+            return _jax.jaxpr_parts(inner)
     return None
 
 
-def _broadcast_scalars(eqn, invals):
+def _custom_jvp(eqn, invals, method, alternative, rewrite):
+    """Outputs of a custom_jvp call: inlined when faithful, kept for incremental, else refused."""
+    fname = _jax.custom_jvp_name(eqn)
+    if fname in FAITHFUL_CUSTOM_JVP:
+        inner, consts = _jax.jaxpr_parts(eqn.params["call_jaxpr"])
+        return eval_jaxpr(inner, consts, *invals, method=method, alternative=alternative, rewrite=rewrite)
+    if method == "jet":
+        raise UnsupportedPrimitiveError(
+            f"custom_jvp_call ({fname})",
+            "jet",
+            "incremental",
+            "jet expands a custom_jvp function's implementation, not its JVP rule, and this one may patch points with where",
+        )
+    return _jax.bind_equation(eqn, *invals)
+
+
+def _integer_exponents(p):
+    if _jax.is_tracer(p):
+        return None
+    p = np.asarray(p)
+    if p.size == 0 or not np.all(np.isfinite(p)) or not np.all(p == np.round(p)) or np.max(np.abs(p)) > 64:
+        return None
+    return sorted({int(v) for v in p.ravel()})
+
+
+def _pow_for_jet(x, p):
+    """``x ** p`` with a concrete integer-valued exponent as integer powers: jet's pow rule
+    divides by x (NaN at 0) and takes log x (NaN for x < 0)."""
+    ints = _integer_exponents(p)
+    if ints is None:
+        return lax.pow(x, p)
+    if len(ints) == 1:
+        return lax.integer_pow(x, ints[0]) if ints[0] != 0 else jnp.ones_like(x)
+    out = jnp.zeros(jnp.broadcast_shapes(jnp.shape(x), jnp.shape(p)), x.dtype)
+    for n in ints:
+        out = out + jnp.where(np.asarray(p) == n, lax.integer_pow(x, n) if n != 0 else jnp.ones_like(x), 0)
+    return out
+
+
+def _broadcast_scalars(eqn, invals, rewrite=True):
     if eqn.primitive.name not in _ELEMENTWISE or len(eqn.outvars) != 1:
         return invals
+    if not rewrite and eqn.primitive.name == "pow":
+        return invals  # the incremental pow rule reads a concrete exponent
     shape = eqn.outvars[0].aval.shape
     if shape == ():
         return invals
@@ -93,10 +140,10 @@ def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "ne
     env = {}
 
     def read(v):
-        return v.val if isinstance(v, core.Literal) else env[v]
+        return v.val if isinstance(v, _jax.Literal) else env[v]
 
     def write(v, val):
-        if not isinstance(v, core.DropVar):
+        if not isinstance(v, _jax.DropVar):
             env[v] = val
 
     for v, val in zip(jaxpr.constvars, consts):
@@ -109,13 +156,21 @@ def eval_jaxpr(jaxpr, consts, *args, method: str = "jet", alternative: str = "ne
         sub = _subjaxpr(eqn)
         if name in _DROP and not eqn.outvars:
             continue
-        if sub is not None:
+        if name in _jax.CUSTOM_JVP_CALLS:
+            outvals = _custom_jvp(eqn, invals, method, alternative, rewrite)
+        elif sub is not None:
             inner, inner_consts = sub
             outvals = eval_jaxpr(inner, inner_consts, *invals, method=method, alternative=alternative, rewrite=rewrite)
         elif rewrite and name in _REWRITES:
             outvals = [_REWRITES[name](*invals)]
+        elif rewrite and name == "pow":
+            outvals = [_pow_for_jet(*invals)]
+        elif rewrite and name == "abs" and jnp.iscomplexobj(invals[0]):
+            raise UnsupportedPrimitiveError(
+                "abs (of a complex value)", method, "incremental", "jet's abs rule assumes a real input"
+            )
         else:
-            invals = _broadcast_scalars(eqn, invals)
+            invals = _broadcast_scalars(eqn, invals, rewrite)
             try:
                 outvals = eqn.primitive.bind(*invals, **eqn.params)
             except KeyError as e:
@@ -134,24 +189,25 @@ def inline(fn, *example_args):
     """Return ``(g, consts)``: ``g(consts, *args)`` computes ``fn(*args)`` (flat outputs) using
     only primitives with jet rules. ``consts`` holds any tracers ``fn`` closes over, so that
     derivatives with respect to closed-over parameters flow through."""
-    closed = jax.make_jaxpr(fn)(*example_args)
+    jaxpr, consts = _jax.trace_jaxpr(fn, *example_args)
 
     def g(consts, *args):
         flat = jax.tree_util.tree_leaves(args)
-        return eval_jaxpr(closed.jaxpr, consts, *flat)
+        return eval_jaxpr(jaxpr, consts, *flat)
 
-    return g, closed.consts
+    return g, consts
 
 
 def flatten(fn, *example_args):
-    """``fn`` as one flat :class:`ClosedJaxpr` with every call (``jit``, ``custom_jvp``, …)
-    inlined, rank-0 elementwise operands broadcast, and ``fn``'s closed-over values (possibly
-    tracers of an outer transformation) moved to the front of its inputs. Returns
-    ``(closed_jaxpr, consts)``: evaluate with ``consts`` followed by ``example_args``' leaves."""
-    closed = jax.make_jaxpr(fn)(*example_args)
+    """``fn`` as one flat jaxpr with every call (``jit``, faithful ``custom_jvp``, …) inlined,
+    rank-0 elementwise operands broadcast, and ``fn``'s closed-over values (possibly tracers of
+    an outer transformation) moved to the front of its inputs. Returns ``((jaxpr,
+    jaxpr_consts), consts)``: evaluate ``jaxpr`` with ``consts`` followed by ``example_args``'
+    leaves."""
+    jaxpr, consts = _jax.trace_jaxpr(fn, *example_args)
 
-    def flat(consts, *args):
-        return eval_jaxpr(closed.jaxpr, consts, *args, rewrite=False)
+    def flat(consts_, *args):
+        return eval_jaxpr(jaxpr, consts_, *args, method="incremental", rewrite=False)
 
     leaves = jax.tree_util.tree_leaves(example_args)
-    return jax.make_jaxpr(flat)(closed.consts, *leaves), closed.consts
+    return _jax.trace_jaxpr(flat, consts, *leaves), consts

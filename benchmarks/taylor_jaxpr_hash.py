@@ -1,0 +1,40 @@
+"""Fingerprints of the programs the incremental method builds for benchmarks/taylor_methods.py's
+models: run under two trees (PYTHONPATH=<tree>/python); equal hashes mean the same jaxpr, so
+the same compiled program and the same speed, whatever the machine's load.
+
+    PYTHONPATH=/old/tree/python python benchmarks/taylor_jaxpr_hash.py
+    PYTHONPATH=python python benchmarks/taylor_jaxpr_hash.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import taylor_methods as tm  # noqa: E402
+from taynode.taylor import derivatives  # noqa: E402
+
+
+def main() -> None:
+    t = jnp.float32(0.5)
+    for model_name, batch in (("mlp", 8), ("conv", 2)):
+        model, z = tm.make(model_name, batch, jax.random.PRNGKey(0))
+        for K in (2, 4):
+
+            def fwd(m, z, K=K):
+                return derivatives(m, t, z, order=K, method="incremental")[-1]
+
+            grad = eqx.filter_grad(lambda m, z, fwd=fwd: jnp.sum(fwd(m, z) ** 2))
+            for kind, fn in (("fwd", fwd), ("grad", grad)):
+                text = str(eqx.filter_make_jaxpr(fn)(model, z)[0])
+                print(model_name, K, kind, len(text.splitlines()), hashlib.md5(text.encode()).hexdigest()[:10], flush=True)
+
+
+if __name__ == "__main__":
+    main()
