@@ -63,7 +63,9 @@ def integers(name: str, values: Iterable[object], lo: int | None = None, hi: int
 
 
 def _real(name: str, value: object, need: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+    if not isinstance(value, Real):
         try:  # 0-d arrays and NumPy scalars
             value = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
