@@ -7,10 +7,18 @@ from ._xla import disable_ynn_fusion
 
 disable_ynn_fusion()  # before anything below can start JAX's CPU client
 
-from . import regularizers, solver_heuristics, solvers, taylor  # noqa: E402
-from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
-from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve
-from .solver_heuristics import ErrorEstimate, StiffnessEstimate
+from . import ode, regularizers, solver_heuristics, solvers, taylor  # noqa: E402
+from .regularizers import (
+    RK,
+    ErrorEstimate,
+    JacobianFrobenius,
+    Kinetic,
+    Regularizer,
+    RegularizerSet,
+    StageSharingField,
+    StiffnessEstimate,
+)
+from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve  # the module first, then the function
 from .taylor import UnsupportedPrimitiveError, derivatives
 
 __version__ = "0.1.0"
@@ -23,10 +31,13 @@ __all__ = [
     "JacobianFrobenius",
     "Kinetic",
     "Regularizer",
+    "RegularizerSet",
     "Solution",
+    "StageSharingField",
     "StiffnessEstimate",
     "UnsupportedPrimitiveError",
     "derivatives",
+    "ode",
     "regularizers",
     "sample_times",
     "solve",

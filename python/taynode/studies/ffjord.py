@@ -319,14 +319,13 @@ def _data_loss(cfg: FFJORDConfig, log_prob, logdet, dims: int):
     return bits_per_dim(log_prob, logdet, dims) if _is_images(cfg) else -log_prob
 
 
-def regularizers(cfg: FFJORDConfig, reg: str, lam: float | None = None):
-    """``(regularizers, λ)`` of ``reg`` ∈ :data:`REGS` at the config's λ, or of any regularizer set
-    (e.g. ``"ernode"``) at a given ``lam``."""
+def regularizers(cfg: FFJORDConfig, reg: str, lam: float | None = None) -> RegularizerSet:
+    """The :class:`~taynode.regularizers.RegularizerSet` of ``reg`` ∈ :data:`REGS` at the config's
+    λ, or of any regularizer set (e.g. ``"ernode"``) at a given ``lam``: parsed once per run."""
     lams = {"none": 0.0, "rnode": cfg.lam_rnode, "r2": cfg.lam_r2}  # RNODE: one λ for 𝒦 and ℬ
     if lam is None and reg not in lams:
         raise ValueError(f"unknown regularization {reg!r}; valid: {list(REGS)} (or give its λ)")
-    rset = RegularizerSet.parse(reg, lam=lams[reg] if lam is None else lam, taylor_method=cfg.taylor_method)
-    return rset.regularizers, rset.lam
+    return RegularizerSet.parse(reg, lam=lams[reg] if lam is None else lam, taylor_method=cfg.taylor_method)
 
 
 def solver_label(steps, fixed_solver: str = "rk4") -> str:
@@ -347,7 +346,7 @@ def train_one(
     regularizer set then works, e.g. ``"ernode"``).
     """
     lam_given = lam
-    regs, lam = regularizers(cfg, reg, lam)
+    rset = regularizers(cfg, reg, lam)
     solve_kw = (
         dict(solver="dopri5", rtol=cfg.train_tol, atol=cfg.train_tol)
         if steps is None
@@ -364,7 +363,7 @@ def train_one(
         r = cnf.forward(
             y,
             key=k_noise,
-            regularizers=regs,
+            regularizers=rset,
             max_steps=cfg.max_steps,
             quadrature=cfg.quadrature,
             samples=cfg.samples,
@@ -373,7 +372,7 @@ def train_one(
         )
         nll = jnp.mean(_data_loss(cfg, r.log_prob, logdet, dims))
         means = {k: jnp.mean(v) for k, v in r.integrals.items()}
-        loss = nll + lam * sum(means.values()) if means else nll
+        loss = nll + rset.penalty(means) if means else nll
         return loss, {"nll": nll, "nfe": r.stats["nfe"]} | means
 
     batches = ShuffledBatches(train_x, cfg.batch, seed=cfg.seed)
@@ -550,9 +549,9 @@ def markdown_table(summary) -> str:
 def run_one(cfg: FFJORDConfig, reg: str, lam: float, run_dir: str, *, progress: bool = False, resume: bool = True) -> dict:
     """Train (or resume) one adaptive model with ``reg`` at weight ``lam`` (``"none"``: unregularized),
     evaluate it (:func:`evaluate`) and write ``run_dir/results.json``."""
-    if reg in REGS and lam != regularizers(cfg, reg)[1]:
+    if reg in REGS and lam != regularizers(cfg, reg).lam:
         raise ValueError(
-            f"{reg}'s λ comes from the config (lam_r2, lam_rnode; 0 for none): got lam={lam}, config {regularizers(cfg, reg)[1]}"
+            f"{reg}'s λ comes from the config (lam_r2, lam_rnode; 0 for none): got lam={lam}, config {regularizers(cfg, reg).lam}"
         )
     train_x, test_x = load_data(cfg)
     t = train_one(cfg, reg, None, train_x, run_dir, progress=progress, resume=resume, lam=None if reg in REGS else lam)
