@@ -147,7 +147,8 @@ def solve(
     ts0 = problem.ts
     if is_concrete(ts0) and float(ts0[0]) == float(ts0[-1]):
         return _empty_interval(problem, rset.names, spec.nfe_unit)
-    run = _run_cached if _cacheable(problem.f) else eqx.filter_jit(_run)
+    # not cacheable: a new function each time, so that no compiled program keyed on it is reused
+    run = _run_cached if _cacheable(problem.f) else eqx.filter_jit(lambda spec, p: _run(spec, p))
     sol, start = run(spec, problem)
     return _raise_at_start(sol, start, [r.name for r in problem.regs])
 
