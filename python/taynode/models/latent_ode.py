@@ -119,8 +119,7 @@ class LatentODE(eqx.Module):
 
     def __init__(self, n_vars=37, latent=20, rec_hidden=40, rec_units=50, dyn_hidden=(50, 50), *, key, dtype=None):
         for name, v in (("n_vars", n_vars), ("latent", latent), ("rec_hidden", rec_hidden), ("rec_units", rec_units)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            _validate.integer(name, v, 1)
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.gru = eqx.nn.GRUCell(2 * n_vars + 1, rec_hidden, key=k1, dtype=dtype)
         self.to_q = eqx.nn.MLP(rec_hidden, 2 * latent, rec_units, 1, activation=jnp.tanh, key=k2, dtype=dtype)

@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from .. import _validate
 from ..regularizers import RegularizerSet, hutchinson_noise
@@ -40,7 +41,7 @@ DEFAULT_TOL = {
 
 def is_concrete(x: Any) -> bool:
     """Whether ``x`` is a value now (not a tracer of an enclosing ``jax.jit``)."""
-    return not isinstance(x, jax.core.Tracer)
+    return not isinstance(x, Tracer)
 
 
 def validate(f, z0, ts, args, *, solver, steps, rtol, atol, regularizers, key, quadrature, samples, error_control,

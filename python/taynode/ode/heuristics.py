@@ -61,7 +61,7 @@ class Accumulate(dfx.AbstractAdaptiveSolver):
         inner, sums = solver_state
         y1, y_error, dense_info, inner, result = self.solver.step(terms, t0, t1, y0, args, inner, made_jump)
         info = step_info(
-            self.solver.tableau,
+            self.solver.tableau,  # type: ignore[attr-defined]  # an explicit RK solver
             t0,
             t1,
             self.select(y0),
@@ -109,7 +109,7 @@ def local_values(step_regs, solver, term, args, taus, y_taus, t1, direction, ord
     ``y_taus`` has a leading sample axis (M) on each leaf; each step's size is the initial-step
     rule at (τ_m, y(τ_m)), clipped so the step ends at or before t1.
     """
-    tableau, solver = solver.tableau, _bounded(solver)
+    tableau, solver = solver.tableau, _bounded(solver)  # type: ignore[attr-defined]  # an explicit RK
 
     def one(tau, y):
         fun = lambda t, y_: term.vf(t, y_, args)  # noqa: E731

@@ -60,11 +60,11 @@ class Problem(eqx.Module):
     z0: Any
     ts: jax.Array
     args: Any
-    key: jax.Array | None
+    key: Any  # a PRNG key, or None
     noise: Any
-    steps: int | None = eqx.field(static=True)
-    rtol: float | None = eqx.field(static=True)
-    atol: float | None = eqx.field(static=True)
+    steps: Any = eqx.field(static=True)  # int (fixed grid) or None (adaptive)
+    rtol: Any = eqx.field(static=True)  # float (adaptive) or None (fixed grid)
+    atol: Any = eqx.field(static=True)
     regs: tuple = eqx.field(static=True)
     step_regs: tuple = eqx.field(static=True)
     sampled: bool = eqx.field(static=True)

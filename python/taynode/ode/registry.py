@@ -57,7 +57,7 @@ RUNGE_KUTTA = "runge-kutta"
 TAYLOR_METHOD = "taylor"
 
 # diffrax solvers without a Butcher tableau: their stages per step (Euler: f(t0, z0) once)
-_STAGES_WITHOUT_TABLEAU = {dfx.Euler: 1}
+_STAGES_WITHOUT_TABLEAU: dict[type, int] = {dfx.Euler: 1}
 
 
 @dataclass(frozen=True)
@@ -92,13 +92,13 @@ class SolverSpec:
     @cached_property
     def order(self) -> int:
         """The order m of the stepped formula (the diffrax solver's)."""
-        return int(self.make().order(None))
+        return int(self.make().order(None))  # type: ignore[arg-type]  # an explicit RK's order is an int
 
     @cached_property
     def stages(self) -> int:
         """Stages s per step: the tableau's (``len(c) + 1``)."""
         tab = self.tableau
-        return _STAGES_WITHOUT_TABLEAU[type(self.make())] if tab is None else int(tab.num_stages)
+        return _STAGES_WITHOUT_TABLEAU[type(self.make())] if tab is None else int(tab.num_stages)  # type: ignore[index]
 
     @cached_property
     def fsal(self) -> bool:

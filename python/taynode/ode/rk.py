@@ -17,7 +17,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
-from jax.typing import ArrayLike
 
 from ..regularizers import Evaluation, StageSharingField
 from . import heuristics as _heuristics
@@ -40,7 +39,7 @@ _MAX_STEPS_MESSAGE = (
 )
 
 
-def sample_times(key: jax.Array, t0: ArrayLike, t1: ArrayLike, samples: int) -> jax.Array:
+def sample_times(key: jax.Array, t0: Any, t1: Any, samples: int) -> Any:
     r"""Stratified uniform times :math:`\tau_m = t_0 + (t_1 - t_0)(m + u_m)/M`, :math:`u_m \sim U[0, 1)`.
 
     Each :math:`\tau_m` is uniform on its own M-th of [t0, t1], so
@@ -208,10 +207,10 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
         throw=False,
     )
     if p.save_steps:
-        (zs, rs), (step_zs, _) = sol.ys
-        step_ts = sol.ts[1]
+        (zs, rs), (step_zs, _) = sol.ys  # type: ignore[misc]  # SaveAt(subs=...): two outputs
+        step_ts = sol.ts[1]  # type: ignore[index]
     else:
-        (zs, rs), step_zs, step_ts = sol.ys, None, None
+        (zs, rs), step_zs, step_ts = sol.ys, None, None  # type: ignore[misc]
     zs = _check_result(sol.result, zs, max_steps, start)
     attempted = sol.stats["num_steps"]
     nfe = spec.nfe(attempted, p.adaptive)

@@ -34,9 +34,7 @@ def _rms(tree):
     return jnp.sqrt(total / sum(x.size for x in leaves))
 
 
-def initial_step_size(
-    fun: Callable, t0: ArrayLike, y0: Any, direction: ArrayLike, order: int, rtol: float, atol: float, f0: Any
-) -> jax.Array:
+def initial_step_size(fun: Callable, t0: Any, y0: Any, direction: Any, order: int, rtol: float, atol: float, f0: Any) -> Any:
     """Hairer, Nørsett & Wanner (1993), II.4: the starting step of an adaptive solve.
 
     Uses f0 = fun(t0, y0) and one more evaluation of ``fun``; the same rule as

@@ -55,6 +55,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from .. import _validate
 from ..taylor import MAX_ORDER, UnsupportedPrimitiveError, check_method, coefficients
@@ -127,25 +128,27 @@ def taylor_solve(
         orders: the candidate orders (default: J&Z's order p and p ± 4, at least 2).
         method: the Taylor core's method (``None``: its default).
     """
-    concrete = not any(isinstance(x, jax.core.Tracer) for x in (rtol, atol))
+    concrete = not any(isinstance(x, Tracer) for x in (rtol, atol))
     if concrete and not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
     if method is not None:
         check_method(method)
-    orders = check_taylor_orders(order, orders, method)
+    given = check_taylor_orders(order, orders, method)
     _validate.integer("max_steps", max_steps, 1)
     # J&Z's order needs concrete tolerances; with traced ones (a jit over rtol/atol) pass order/orders
     p_jz = jorba_zou_order(min(float(rtol), float(atol), 0.5)) if concrete else None
-    if p_jz is None and (order is None if not adaptive_order else orders is None):
+    if p_jz is None and (order is None if not adaptive_order else given is None):
         raise ValueError("with traced rtol/atol, pass order= (or orders= with adaptive_order=True)")
     if adaptive_order:
         if order is not None:
             raise ValueError("pass either order= (fixed) or adaptive_order=True with orders=, not both")
-        orders = orders or tuple(sorted({max(2, p_jz - 4), p_jz, p_jz + 4}))
+        assert given is not None or p_jz is not None
+        cands: tuple[int, ...] = given or tuple(sorted({max(2, p_jz - 4), p_jz, p_jz + 4}))  # type: ignore[operator]
     else:
-        if orders is not None:
+        if given is not None:
             raise ValueError("orders= applies with adaptive_order=True; for a fixed order pass order=")
-        orders = (order or p_jz,)
+        cands = (int(order or p_jz),)  # type: ignore[arg-type]
+    orders = cands
     pmax = max(orders)
     if pmax > max_taylor_order(method):
         raise ValueError(
@@ -244,6 +247,14 @@ def taylor_solve(
 def integrate_taylor(spec: TaylorSpec, p: Problem) -> Solution:
     """Integrate a validated :class:`~taynode.ode.problem.Problem` with the Taylor entry ``spec``."""
     ys, stats, step_ts, step_ys = taylor_solve(
-        p.f, p.z0, p.ts, p.args, rtol=p.rtol, atol=p.atol, max_steps=p.max_steps, save_steps=p.save_steps, **spec.options
+        p.f,
+        p.z0,
+        p.ts,
+        p.args,
+        rtol=float(p.rtol),
+        atol=float(p.atol),
+        max_steps=p.max_steps,
+        save_steps=p.save_steps,
+        **spec.options,
     )
     return Solution(ts=p.ts, ys=ys, integrals={}, stats=stats, step_ts=step_ts, step_ys=step_ys, nfe_unit=spec.nfe_unit)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 __all__ = ["Evaluation", "StageSharingField", "hutchinson_noise", "num_features", "per_example_sum_squares"]
 
 
-def per_example_sum_squares(tree: Any) -> jax.Array:
+def per_example_sum_squares(tree: Any) -> Any:
     """Sum of squares over every axis but the leading (batch) one, across all leaves."""
     return sum(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))) for x in jax.tree_util.tree_leaves(tree))
 

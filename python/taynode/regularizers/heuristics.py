@@ -153,7 +153,10 @@ class StiffnessEstimate(StepRegularizer):
 
     def pair(self, tableau: dfx.ButcherTableau) -> tuple[int, int] | None:
         """The stage pair (1-based) the estimate compares."""
-        return tuple(self.stages) if self.stages is not None else same_time_pair(tableau)
+        if self.stages is not None:
+            i, j = self.stages
+            return (i, j)
+        return same_time_pair(tableau)
 
     def check_tableau(self, tableau, solver_name, alternatives=()):
         n = len(tableau.a_lower) + 1
@@ -172,7 +175,9 @@ class StiffnessEstimate(StepRegularizer):
             )
 
     def step_value(self, info):
-        i, j = self.pair(info.tableau)
+        pair = self.pair(info.tableau)
+        assert pair is not None  # check_tableau ran before the solve
+        i, j = pair
         a = [np.zeros(0)] + [np.asarray(row) for row in info.tableau.a_lower]
 
         def point(s):  # g_s = z0 + sum_l a_sl k_l  (k already holds the factor h)

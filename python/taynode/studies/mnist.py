@@ -69,6 +69,12 @@ from .common import preset as _preset
 __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint", "run"]
 
 
+def regularizer_set(cfg: MNISTConfig) -> RegularizerSet:
+    """The run's regularizers with their λ, parsed once (R_K by the project's fastest Taylor
+    method, as :func:`taynode.models.classifier.parse_regularizers`)."""
+    return RegularizerSet.parse(cfg.reg, lam=cfg.lam, taylor_method=TAYLOR_METHOD)
+
+
 @dataclass(frozen=True)
 class MNISTConfig:
     preset: str = "small"
@@ -231,12 +237,6 @@ def _reg_eval(model, cfg, x, orders):
         for k, v in out.items():
             sums[k] += float(jnp.sum(v))
     return {k: v / len(x) for k, v in sums.items()}
-
-
-def regularizer_set(cfg: MNISTConfig) -> RegularizerSet:
-    """The run's regularizers with their λ, parsed once (R_K by the project's fastest Taylor
-    method, as :func:`taynode.models.classifier.parse_regularizers`)."""
-    return RegularizerSet.parse(cfg.reg, lam=cfg.lam, taylor_method=TAYLOR_METHOD)
 
 
 def _orders(cfg, rset: RegularizerSet | None = None):

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import _validate
 from .checkpoint import (
     CheckpointError,
     CorruptCheckpointError,
@@ -315,8 +316,7 @@ def train(
         RunLockedError: another live process is training in ``run_dir``.
     """
     for name, v, lo in (("steps", steps, 0), ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        _validate.integer(name, v, lo)
     if eval_every is not None and (not isinstance(eval_every, (int, np.integer)) or eval_every < 1):
         raise ValueError(f"eval_every must be a positive integer or None, got {eval_every!r}")
     if target is not None:
