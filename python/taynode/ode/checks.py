@@ -44,8 +44,9 @@ def is_concrete(x: Any) -> bool:
     return not isinstance(x, Tracer)
 
 
-def validate(f, z0, ts, args, *, solver, steps, rtol, atol, regularizers, key, quadrature, samples, error_control,
-             adjoint, checkpoints, max_steps, save_steps) -> tuple[Entry, RegularizerSet, Problem]:  # fmt: skip
+def validate(f: Any, z0: Any, ts: Any, args: Any, *, solver: Any, steps: Any, rtol: Any, atol: Any, regularizers: Any,
+             key: Any, quadrature: str, samples: int, error_control: str, adjoint: str, checkpoints: int,
+             max_steps: int, save_steps: bool) -> tuple[Entry, RegularizerSet, Problem]:  # fmt: skip
     """``(registry entry, regularizer set, Problem)`` of :func:`taynode.solve`'s arguments."""
     spec = get(solver)
     _validate.choice("quadrature", quadrature, QUADRATURES)

@@ -78,7 +78,9 @@ class Accumulate(dfx.AbstractAdaptiveSolver):
         return self.solver.func(terms, t0, y0, args)
 
 
-def step_info(tableau, t0, t1, z0, z1, z_error, ks, rtol, atol) -> StepInfo:
+def step_info(
+    tableau: dfx.ButcherTableau, t0: Any, t1: Any, z0: Any, z1: Any, z_error: Any, ks: Any, rtol: float, atol: float
+) -> StepInfo:
     """The :class:`~taynode.regularizers.StepInfo` of one step."""
     return StepInfo(t0=t0, t1=t1, z0=z0, z1=z1, z_error=z_error, ks=ks, tableau=tableau, rtol=rtol, atol=atol)
 
@@ -103,7 +105,10 @@ def accumulated(final_solver_state: Any) -> dict:
     return sums
 
 
-def local_values(step_regs, solver, term, args, taus, y_taus, t1, direction, order, rtol, atol, select) -> dict:
+def local_values(
+    step_regs: Any, solver: Any, term: Any, args: Any, taus: Any, y_taus: Any, t1: Any, direction: Any, order: int,
+    rtol: float, atol: float, select: Callable,
+) -> dict:  # fmt: skip
     r"""The local variants: :math:`\frac1M\sum_m` (heuristic of one fresh step from τ_m) per example.
 
     ``y_taus`` has a leading sample axis (M) on each leaf; each step's size is the initial-step

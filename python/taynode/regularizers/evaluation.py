@@ -20,7 +20,7 @@ def per_example_sum_squares(tree: Any) -> Any:
     return sum(jnp.sum(jnp.square(x), axis=tuple(range(1, x.ndim))) for x in jax.tree_util.tree_leaves(tree))
 
 
-def num_features(tree) -> int:
+def num_features(tree: Any) -> int:
     """Features per example: the sizes of every leaf but the leading (batch) axis, summed."""
     return sum(math.prod(x.shape[1:]) for x in jax.tree_util.tree_leaves(tree))
 
@@ -69,6 +69,7 @@ class StageSharingField(eqx.Module):
         """``(f(t, z, args), the Evaluation the regularizers read)``."""
 
     def __call__(self, t: Any, z: Any, args: Any) -> Any:
+        """f(t, z, args): the first part of :meth:`evaluate`."""
         return self.evaluate(t, z, args)[0]
 
 

@@ -158,7 +158,8 @@ class StiffnessEstimate(StepRegularizer):
             return (i, j)
         return same_time_pair(tableau)
 
-    def check_tableau(self, tableau, solver_name, alternatives=()):
+    def check_tableau(self, tableau: dfx.ButcherTableau, solver_name: str, alternatives: Sequence[str] = ()) -> None:
+        """The stage pair exists in ``tableau`` (see :meth:`StepRegularizer.check_tableau`)."""
         n = len(tableau.a_lower) + 1
         if self.stages is not None:
             i, j = self.stages

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 
@@ -37,10 +38,11 @@ class Regularizer:
     name: str
     needs_noise: bool = False
 
-    def integrand(self, f, t, z, args, noise):
+    def integrand(self, f: Any, t: Any, z: Any, args: Any, noise: Any) -> Any:
+        """The per-example integrand at (t, z) of the flow of ``f``."""
         raise NotImplementedError
 
-    def integrand_at(self, ev: Evaluation):
+    def integrand_at(self, ev: Evaluation) -> Any:
         """The integrand at one evaluation of the vector field (what :func:`taynode.solve`
         integrates), reusing what ``ev`` already holds; by default :meth:`integrand`."""
         return self.integrand(ev.f, ev.t, ev.z, ev.args, ev.noise)
@@ -59,6 +61,7 @@ class RK(Regularizer):
 
     @property
     def name(self) -> str:
+        """``"R<K>"``, the key of its integral."""
         return f"R{self.order}"
 
     def integrand(self, f, t, z, args, noise):
@@ -101,7 +104,7 @@ class JacobianFrobenius(Regularizer):
         return self.integrand(ev.f, ev.t, ev.z, ev.args, ev.noise)
 
 
-def parse(spec) -> Regularizer:
+def parse(spec: Any) -> Regularizer:
     """A regularizer from a name: ``"r3"``/``"R3"`` → RK(3), ``"kinetic"``, ``"jacobian"``."""
     if isinstance(spec, Regularizer):
         return spec

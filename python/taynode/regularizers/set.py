@@ -143,6 +143,7 @@ class RegularizerSet:
 
     @property
     def names(self) -> tuple:
+        """The regularizers' names, in the order of ``Solution.integrals``."""
         return tuple(r.name for r in self.regularizers)
 
     @property
