@@ -21,6 +21,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .checks import is_concrete, validate
 from .problem import Problem, Solution
@@ -145,7 +146,7 @@ def solve(
                                    error_control=error_control, adjoint=adjoint, checkpoints=checkpoints,
                                    max_steps=max_steps, save_steps=save_steps)  # fmt: skip
     ts0 = problem.ts
-    if is_concrete(ts0) and float(ts0[0]) == float(ts0[-1]):
+    if is_concrete(ts0) and np.asarray(ts0)[0] == np.asarray(ts0)[-1]:  # NumPy: indexing under a jit would trace
         return _empty_interval(problem, rset.names, spec.nfe_unit)
     # not cacheable: a new function each time, so that no compiled program keyed on it is reused
     run = _run_cached if _cacheable(problem.f) else eqx.filter_jit(lambda spec, p: _run(spec, p))
