@@ -143,9 +143,13 @@ def _step_control(spec, p: Problem, fun, y0, t0, t1, direction):
     if not p.adaptive:
         return (t1 - t0) / p.steps, dfx.ConstantStepSize(), max(p.max_steps, p.steps), jnp.array(0)
     f0 = fun(t0, y0)
+    start = _start_code(f0)
+    if p.raise_at_start:  # traced inputs (an enclosing jit or grad): the error is raised when this runs
+        msgs = [m.format(names=[r.name for r in p.regs]) for m in START_MESSAGES]
+        f0 = (eqx.branched_error_if(f0[0], start != 0, start, msgs), f0[1])
     dt0 = initial_step_size(fun, t0, y0, direction, spec.order, p.rtol, p.atol, f0)
     norm = (lambda err: optx.rms_norm(err[0])) if p.error_control == "state" else optx.rms_norm
-    return dt0, dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm), p.max_steps, _start_code(f0)
+    return dt0, dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm), p.max_steps, start
 
 
 def _saveat(p: Problem, save_ts, accumulate: bool):

@@ -15,6 +15,7 @@ dynamics, options and shapes reuses it (:func:`_cacheable` says when the dynamic
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from .checks import is_concrete, validate
 from .problem import Problem, Solution
@@ -148,21 +150,14 @@ def solve(
     ts0 = problem.ts
     if is_concrete(ts0) and np.asarray(ts0)[0] == np.asarray(ts0)[-1]:  # NumPy: indexing under a jit would trace
         return _empty_interval(problem, rset.names, spec.nfe_unit)
+    traced = any(isinstance(x, Tracer) for x in jax.tree_util.tree_leaves(problem))
+    problem = dataclasses.replace(problem, raise_at_start=traced)
     # not cacheable: a new function each time, so that no compiled program keyed on it is reused
     run = _run_cached if _cacheable(problem.f) else eqx.filter_jit(lambda spec, p: _run(spec, p))
     sol, start = run(spec, problem)
-    return _raise_at_start(sol, start, [r.name for r in problem.regs])
-
-
-def _raise_at_start(sol: Solution, start: jax.Array, names: list) -> Solution:
-    """What f(t0, z0) said (:data:`taynode.ode.rk.START_MESSAGES`): a ValueError now for
-    concrete values, an error when the computation runs under an enclosing jit."""
-    msgs = [m.format(names=names) for m in START_MESSAGES]
-    if is_concrete(start):
-        if int(start) != 0:
-            raise ValueError(msgs[int(start)])
-        return sol
-    return eqx.branched_error_if(sol, start != 0, start, msgs)
+    if not traced and int(start) != 0:  # what f(t0, z0) said, as a ValueError now
+        raise ValueError(START_MESSAGES[int(start)].format(names=[r.name for r in problem.regs]))
+    return sol
 
 
 def _empty_interval(p: Problem, names: Sequence[str], nfe_unit: str) -> Solution:
