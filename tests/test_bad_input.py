@@ -184,6 +184,16 @@ def _van_der_pol_1000(t, z, args):  # stiff: mu = 1000
 
 # ---- the table --------------------------------------------------------------------------------
 
+
+class _NaNIntegrand(tn.Regularizer):
+    """An integrand that is NaN wherever z has a negative entry (as a Taylor rule's NaN at 0 was)."""
+
+    name = "nan"
+
+    def integrand(self, f, t, z, args, noise):
+        return jnp.sum(jnp.where(z < 0, jnp.nan, z), axis=1)
+
+
 ROWS: list[tuple] = [
     # -- silent wrong answers before #14 --
     (
@@ -432,6 +442,37 @@ ROWS: list[tuple] = [
         r"nope\.npz does not exist",
     ),
     ("Julia absent", lambda tmp: _julia(), RuntimeError, r"Julia backend unavailable: no Julia executable found"),
+    # -- solve's edge cases (issues #23, #26): the solving layer's one place of checks --
+    (
+        "adjoint typo, even on an empty interval",
+        lambda tmp: tn.solve(decay, Z, ts=(0.0, 0.0), adjoint="typo"),
+        ValueError,
+        r"unknown adjoint 'typo'; valid: backprop, adjoint",
+    ),
+    (
+        "silent: float32 times that collapse (returned z0 with 0 NFE)",
+        lambda tmp: tn.solve(decay, jnp.asarray(Z, jnp.float32), ts=(1e8, 1e8 + 1)),
+        ValueError,
+        r"ts \[100000000\.0, 100000001\.0\] are distinct, but equal in float32.*float64 state",
+    ),
+    (
+        "silent: NaN in ts under jax.jit (returned inf)",
+        lambda tmp: jax.block_until_ready(jax.jit(lambda t1: tn.solve(decay, Z, ts=jnp.stack([0.0, t1])).z1)(jnp.nan)),
+        Exception,
+        r"ts contains NaN or inf",
+    ),
+    (
+        "silent: pytree state whose leaves have different batch sizes (broadcast)",
+        lambda tmp: tn.solve(lambda t, z, a: {"a": -z["a"], "b": -z["b"]}, {"a": jnp.ones((2, 3)), "b": jnp.ones((3, 3))}),
+        ValueError,
+        r"every leaf of z0 must have the same batch size \(leading axis\), got z0\['a'\]: 2, z0\['b'\]: 3",
+    ),
+    (
+        "NaN in a regularizer's integrand (was: step size collapsed ... stiff)",
+        lambda tmp: tn.solve(decay, Z, regularizers=[_NaNIntegrand()]),
+        ValueError,
+        r"regularizer's integrand is NaN or inf at \(t0, z0\) although f is finite.*not stiffness.*\['nan'\]",
+    ),
 ]
 
 
@@ -873,3 +914,11 @@ def test_failed_resume_changes_nothing_and_start_over_keeps_the_bad_files(tmp_pa
     fresh = _tiny_train(tmp_path / "fresh", steps=9)
     for k in ("w", "b"):  # the same run as one started in an empty folder
         np.testing.assert_array_equal(np.asarray(res.model[k]), np.asarray(fresh.model[k]))
+
+
+def test_float16_states_get_a_tolerance_float16_can_meet():
+    """The default rtol = atol for float16 is 1e-2 (about ten times its epsilon), not float64's
+    1.4e-8 (which failed as a "stiff problem"): z' = −z solves to e^{-1} within that tolerance."""
+    sol = tn.solve(decay, jnp.asarray(Z, jnp.float16), (0.0, 1.0))
+    assert sol.z1.dtype == jnp.float16
+    assert np.allclose(np.asarray(sol.z1, np.float64), np.asarray(Z) * math.exp(-1.0), rtol=2e-2, atol=2e-3)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 import taynode as tn
-from taynode.solvers import SOLVERS
+from taynode.solvers import REGISTRY, SOLVERS, STUDY_SOLVERS
 
 
 def counting_vdp():
@@ -22,7 +22,9 @@ def counting_vdp():
     return f, calls
 
 
-CASES = [(name, None) for name, s in SOLVERS.items() if s.embedded] + [(name, 17) for name in SOLVERS]
+# every Runge–Kutta entry of the registry (the general solvers and the order study's tableaux)
+RK_NAMES = [n for n, s in REGISTRY.items() if s.kind == "runge-kutta"]
+CASES = [(name, None) for name in RK_NAMES if REGISTRY[name].embedded] + [(name, 17) for name in RK_NAMES]
 
 
 @pytest.mark.parametrize("name,steps", CASES)
@@ -53,3 +55,21 @@ def test_nfe_under_jit_and_with_regularizers():
     run = jax.jit(lambda z: tn.solve(f, z, (0.0, 2.0), rtol=1e-6, atol=1e-6, regularizers=["kinetic"]).stats["nfe"])
     nfe = int(run(jnp.array([[2.0, 0.0]])))
     assert calls[0] == 2 * nfe
+
+
+def test_the_cases_cover_every_runge_kutta_entry():
+    assert set(RK_NAMES) == set(SOLVERS) | set(STUDY_SOLVERS)
+    assert set(REGISTRY) - set(RK_NAMES) == {"taylor", "taylor-adaptive"}
+
+
+@pytest.mark.parametrize("name", ["taylor", "taylor6", "taylor-adaptive"])
+def test_taylor_entries_count_coefficient_orders(name):
+    """The Taylor method's unit: a step of order p counts p (fixed: p·steps; adaptive: the mean order)."""
+    f, _ = counting_vdp()
+    sol = tn.solve(f, jnp.array([[2.0, 0.0]]), (0.0, 1.0), solver=name, rtol=1e-6, atol=1e-6)
+    nfe, steps = int(sol.stats["nfe"]), int(sol.stats["steps"])
+    assert sol.nfe_unit == "Taylor coefficient orders" and steps > 0
+    if name == "taylor6":
+        assert nfe == 6 * steps
+    else:
+        assert nfe == pytest.approx(float(sol.stats["mean_order"]) * steps)

@@ -7,12 +7,20 @@ from ._xla import disable_ynn_fusion
 
 disable_ynn_fusion()  # before anything below can start JAX's CPU client
 
-from . import regularizers, solver_heuristics, solvers, taylor  # noqa: E402
+from . import ode, regularizers, solver_heuristics, solvers, taylor  # noqa: E402
 from .diffrax_term import RegularizedTerm
 from .nfe import count_nfe
-from .regularizers import RK, JacobianFrobenius, Kinetic, Regularizer
-from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve
-from .solver_heuristics import ErrorEstimate, StiffnessEstimate
+from .regularizers import (
+    RK,
+    ErrorEstimate,
+    JacobianFrobenius,
+    Kinetic,
+    Regularizer,
+    RegularizerSet,
+    StageSharingField,
+    StiffnessEstimate,
+)
+from .solve import DEFAULT_CHECKPOINTS, QUADRATURES, Solution, sample_times, solve  # the module first, then the function
 from .taylor import UnsupportedPrimitiveError, derivatives
 
 __version__ = "0.1.0"
@@ -26,11 +34,14 @@ __all__ = [
     "Kinetic",
     "Regularizer",
     "RegularizedTerm",
+    "RegularizerSet",
     "Solution",
+    "StageSharingField",
     "StiffnessEstimate",
     "UnsupportedPrimitiveError",
     "count_nfe",
     "derivatives",
+    "ode",
     "regularizers",
     "sample_times",
     "solve",

@@ -17,21 +17,11 @@ Training stays in JAX.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
+from .result import SolveResult
 
 __all__ = ["BACKENDS", "SolveResult", "get_backend"]
 
 BACKENDS = ("jax", "julia")
-
-
-@dataclass(frozen=True)
-class SolveResult:
-    ys: np.ndarray  # (len(ts), batch, d)
-    nfe: int
-    accepted: int
-    rejected: int
 
 
 def get_backend(name: str = "jax"):

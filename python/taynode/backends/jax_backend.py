@@ -10,7 +10,7 @@ from .. import portable
 from ..regularizers import RK
 from ..solve import solve
 from ..taylor import derivatives
-from . import SolveResult
+from .result import SolveResult
 
 
 def _state(z):

@@ -38,7 +38,7 @@ import sys
 import numpy as np
 
 from .. import portable
-from . import SolveResult
+from .result import SolveResult
 
 _MODULE = None
 

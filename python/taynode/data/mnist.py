@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _validate
 from ..inputs import LazyNpz, max_input_bytes, read_exact
 from . import DataError, locate, verify_sha256
 
@@ -180,8 +181,7 @@ def load(path=None, *, validation: int = 0, sha256: str | None = NPZ_SHA256, max
     )
     _check(arrays, src)
     n = arrays["x_train"].shape[0]
-    if isinstance(validation, bool) or not isinstance(validation, (int, np.integer)) or not 0 <= validation < n:
-        raise ValueError(f"validation must be an integer in [0, {n}) (images held out of the training set), got {validation!r}")
+    _validate.integer("validation", validation, 0, below=n, hint=" (images held out of the training set)")
     cut = n - validation
     x, y = arrays["x_train"], arrays["y_train"]
     return MNIST(x[:cut], y[:cut], x[cut:], y[cut:], arrays["x_test"], arrays["y_test"], str(src))

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _validate
+
 __all__ = ["NAMES", "sample"]
 
 
@@ -79,6 +81,5 @@ def sample(name: str, n: int, seed: int = 0, dtype=np.float64) -> np.ndarray:
     of ``seed``."""
     if name not in _GENERATORS:
         raise ValueError(f"unknown toy dataset {name!r}; valid: {list(NAMES)}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    _validate.integer("n", n, 1)
     return _GENERATORS[name](np.random.default_rng(seed), int(n)).astype(dtype)

@@ -30,7 +30,10 @@ __all__ = ["ODEClassifier", "classifier_loss", "parse_regularizers", "steer_end_
 RNODE = _reg.RNODE
 
 
-def parse_regularizers(spec, taylor_method: str = "incremental") -> tuple:
+TAYLOR_METHOD = "incremental"  # R_K's Taylor method when named by a string (parse_regularizers)
+
+
+def parse_regularizers(spec, taylor_method: str = TAYLOR_METHOD) -> tuple:
     """``"none"`` → (), ``"r3"`` → (RK(3),), ``"kinetic+jacobian"`` or ``"rnode"`` → (𝒦, ℬ);
     a list of names or instances works too. Unknown names raise ValueError
     (:meth:`taynode.regularizers.RegularizerSet.parse`).
@@ -122,15 +125,20 @@ def steer_times(key, ts, b: float = 1.0):
     return jnp.concatenate([ts[:1], jnp.clip(ts[1:] + u * half, ts[0], ts[-1])])
 
 
-def classifier_loss(model: ODEClassifier, x, y, *, regularizers=(), lam: float = 0.0, key=None, **solve_kw):
+def classifier_loss(model: ODEClassifier, x, y, *, regularizers=(), lam=None, key=None, **solve_kw):
     """``(loss, aux)``: cross-entropy + λ·Σ mean regularizer integrals, from one solve.
+
+    ``regularizers`` is the run's :class:`~taynode.regularizers.RegularizerSet` with its λ,
+    parsed once by the caller; ``lam`` (optional) replaces that λ as given (it may be traced).
+    Regularizer instances (or names) without a set are parsed here.
 
     ``aux`` holds ``ce``, ``acc`` (batch accuracy), ``nfe`` of the training solve, and the mean
     integral of each regularizer under its name (e.g. ``R3``).
     """
-    # one λ for all (λ is checked by the caller, check_lam; it may be traced here)
-    rset = _reg.RegularizerSet(parse_regularizers(regularizers), lam)
-    logits, sol = model(x, regularizers=rset.regularizers, key=key, **solve_kw)
+    rset = regularizers if isinstance(regularizers, _reg.RegularizerSet) else _reg.RegularizerSet.parse(regularizers)
+    if lam is not None:
+        rset = rset.with_lam(lam)  # one λ for all, checked by the caller (check_lam)
+    logits, sol = model(x, regularizers=rset, key=key, **solve_kw)
     ce = jnp.mean(-jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
     regs = {name: jnp.mean(v) for name, v in sol.integrals.items()}
     loss = ce + rset.penalty(regs) if regs else ce

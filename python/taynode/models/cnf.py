@@ -197,7 +197,7 @@ class ConvDynamics(eqx.Module):
 # The flow
 
 
-class _Flow(eqx.Module):
+class _Flow(_reg.StageSharingField):
     r"""The flow's vector field on the state ``(z, Δ)``: ``(f(t, z), −tr ∂f/∂z)``, as
     :func:`taynode.solve` integrates it; args are ``(the dynamics' args, ε)``.
 
@@ -211,6 +211,7 @@ class _Flow(eqx.Module):
     trace: str = eqx.field(static=True)
 
     def evaluate(self, t, y, args, noise=None):
+        """``((f(t, z), −tr ∂f/∂z), Evaluation)`` at the state ``y = (z, Δ)``."""
         z = y[0]
         user_args, eps = args  # ε travels in args: the CNF draws it (Gaussian or Rademacher), not solve
 
@@ -232,9 +233,6 @@ class _Flow(eqx.Module):
             frob = _reg.per_example_sum_squares(eps_j)
         ev = _reg.Evaluation(self.dynamics, t, z, user_args, eps, fz, noise_vjp=eps_j, frobenius=frob)
         return (fz, -div), ev
-
-    def __call__(self, t, y, args):
-        return self.evaluate(t, y, args)[0]
 
 
 class _FlowRegularizer(_reg.Regularizer):
@@ -271,11 +269,11 @@ class FlowResult(eqx.Module):
     stats: dict
 
 
-def _flow_regularizers(regularizers) -> tuple:
+def _flow_regularizers(regularizers) -> _reg.RegularizerSet:
     """The set parsed once: integrands as :class:`_FlowRegularizer` (they measure z alone), the
     solver-heuristic ones (ERNODE, SRNODE) as they are (they measure the solver's state (z, Δ))."""
-    rset = _reg.RegularizerSet.parse(regularizers)
-    return tuple(_FlowRegularizer(r) for r in rset.integrands) + rset.step_regularizers
+    rset = regularizers if isinstance(regularizers, _reg.RegularizerSet) else _reg.RegularizerSet.parse(regularizers)
+    return _reg.RegularizerSet(tuple(_FlowRegularizer(r) for r in rset.integrands) + rset.step_regularizers)
 
 
 def _check_end_time(t1):
@@ -332,10 +330,10 @@ class CNF(eqx.Module):
     def forward(self, x, *, key=None, noise=None, regularizers=(), args=None, t1=None, **solve_kw) -> FlowResult:
         """Map data ``x`` (batch, ...) to z(T) with Δ and the regularizers' integrals.
 
-        ``key`` draws Hutchinson's ε (or pass ``noise`` of x's shape); ``regularizers`` are
-        names or :class:`~taynode.regularizers.Regularizer` instances (``"kinetic"``,
+        ``key`` draws Hutchinson's ε (or pass ``noise`` of x's shape); ``regularizers`` are a
+        :class:`~taynode.regularizers.RegularizerSet` (parsed once per run), or names or :class:`~taynode.regularizers.Regularizer` instances (``"kinetic"``,
         ``"jacobian"``, ``"r2"``, …) of the flow of z, and the solver heuristics ``"ernode"``,
-        ``"srnode"`` (:mod:`taynode.solver_heuristics`) of the solve of (z, Δ); ``solve_kw`` go
+        ``"srnode"`` (:mod:`taynode.regularizers.heuristics`) of the solve of (z, Δ); ``solve_kw`` go
         to :func:`taynode.solve` (``solver``, ``steps``, ``rtol``, ``atol``, ``max_steps``,
         ``adjoint``, ``quadrature``, ``samples``, ``error_control``); with
         ``quadrature="sampled"`` the regularizers are evaluated at times drawn from ``key``.

@@ -51,6 +51,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import _validate
 from ..regularizers import RegularizerSet
 from ..solve import solve
 from .mlp import MLPDynamics
@@ -118,8 +119,7 @@ class LatentODE(eqx.Module):
 
     def __init__(self, n_vars=37, latent=20, rec_hidden=40, rec_units=50, dyn_hidden=(50, 50), *, key, dtype=None):
         for name, v in (("n_vars", n_vars), ("latent", latent), ("rec_hidden", rec_hidden), ("rec_units", rec_units)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            _validate.integer(name, v, 1)
         k1, k2, k3, k4 = jax.random.split(key, 4)
         self.gru = eqx.nn.GRUCell(2 * n_vars + 1, rec_hidden, key=k1, dtype=dtype)
         self.to_q = eqx.nn.MLP(rec_hidden, 2 * latent, rec_units, 1, activation=jnp.tanh, key=k2, dtype=dtype)
@@ -175,7 +175,7 @@ def latent_ode_loss(
     obs_std: float = 0.01,
     iwae: bool = False,
     regularizers=(),
-    lam=(),
+    lam=None,
     **solve_kw,
 ):
     """The loss of one batch and its parts (see the module docstring).
@@ -185,19 +185,20 @@ def latent_ode_loss(
         key: PRNG key for the z₀ samples (and the Jacobian regularizer's noise).
         n_samples: z₀ samples per record (S).
         kl_coef: weight of the KL term (annealed by the caller, :func:`kl_coefficient`).
-        regularizers, lam: regularizer names/instances and their weights λ.
+        regularizers: the run's :class:`~taynode.regularizers.RegularizerSet` with one λ per
+            regularizer, parsed once by the caller (names or instances are parsed here).
+        lam: optional weights λ that replace the set's, as given (they may be traced).
         solve_kw: passed to :func:`taynode.solve` (``rtol``, ``atol``, ``solver``, ``adjoint``).
 
     Returns ``(loss, parts)`` with ``parts`` = elbo, loglik, kl, mse, nfe and each
     regularizer's mean integral (by name).
     """
-    regs = RegularizerSet.parse(regularizers).regularizers
-    lam = tuple(lam)
-    if len(lam) != len(regs):
-        raise ValueError(f"give one weight λ per regularizer: {len(regs)} regularizers, {len(lam)} weights")
-    rset = RegularizerSet(regs, lam)  # λ_i as given (they may be traced); the studies check them
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    rset = regularizers if isinstance(regularizers, RegularizerSet) else RegularizerSet.parse(regularizers)
+    rset = rset.with_lam(tuple(lam)) if lam is not None else rset  # λ_i as given (they may be traced)
+    if rset.regularizers and (rset.lam is None or not isinstance(rset.lam, tuple)):
+        raise ValueError(f"give one weight λ per regularizer: {len(rset)} regularizers {list(rset.names)}, λ = {rset.lam}")
+    regs = rset.regularizers
+    _validate.integer("n_samples", n_samples, 1)
     if not obs_std > 0:
         raise ValueError(f"obs_std must be > 0, got {obs_std}")
     ekey, rkey = jax.random.split(key)
@@ -215,7 +216,7 @@ def latent_ode_loss(
     else:
         elbo = jnp.mean(per_sample, axis=0)
     parts = {r.name: jnp.mean(sol.integrals[r.name]) for r in regs}
-    loss = -jnp.mean(elbo) + rset.penalty(parts)
+    loss = -jnp.mean(elbo) + (rset.penalty(parts) if regs else 0.0)
     parts |= dict(
         elbo=jnp.mean(elbo),
         loglik=jnp.mean(loglik),

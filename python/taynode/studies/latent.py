@@ -149,13 +149,12 @@ class _Batches:
         return values, mask, np.asarray(coef, self.dtype)
 
 
-def _regs(cfg: LatentConfig, lam: float):
-    """(regularizers, λ per regularizer) of ``cfg.reg`` at weight ``lam`` each (e.g. RNODE's 𝒦 and ℬ)."""
+def _regs(cfg: LatentConfig, lam: float) -> RegularizerSet:
+    """The set of ``cfg.reg`` at weight ``lam`` each (e.g. RNODE's 𝒦 and ℬ), parsed once."""
     if not lam > 0:
-        return [], []
-    regs = RegularizerSet.parse(cfg.reg).regularizers
-    rset = RegularizerSet.parse(cfg.reg, lam=[lam] * len(regs))
-    return list(rset.regularizers), list(rset.lam)
+        return RegularizerSet(lam=())
+    rset = RegularizerSet.parse(cfg.reg)
+    return RegularizerSet.parse(rset, lam=[lam] * len(rset))
 
 
 def train_one(
@@ -177,7 +176,7 @@ def train_one(
     :func:`evaluate` after every epoch, and their loss and per-sample NFE go into the log."""
     dtype = jnp.dtype(cfg.dtype)
     model = make_model(cfg, len(physionet.VARIABLES), dtype)
-    regs, lams = _regs(cfg, lam)
+    rset = _regs(cfg, lam)
     ts_ = jnp.asarray(ts, dtype)
     if cfg.steer:
         from ..models.classifier import steer_times
@@ -187,7 +186,7 @@ def train_one(
         times = steer_times(key, ts_, cfg.steer) if cfg.steer else ts_
         return latent_ode_loss(
             model, values, mask, times, key, n_samples=cfg.n_samples, kl_coef=coef, obs_std=cfg.obs_std,
-            iwae=cfg.iwae, regularizers=regs, lam=lams, rtol=cfg.train_tol, atol=cfg.train_tol,
+            iwae=cfg.iwae, regularizers=rset, rtol=cfg.train_tol, atol=cfg.train_tol,
             quadrature=cfg.quadrature, samples=cfg.samples,
         )  # fmt: skip
 

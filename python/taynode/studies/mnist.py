@@ -60,8 +60,8 @@ import numpy as np
 import optax
 
 from ..data import mnist as mnist_data
-from ..models.classifier import ODEClassifier, check_lam, classifier_loss, parse_regularizers, steer_end_time
-from ..regularizers import RK
+from ..models.classifier import TAYLOR_METHOD, ODEClassifier, classifier_loss, steer_end_time
+from ..regularizers import RK, RegularizerSet
 from ..solvers import get as get_solver
 from ..train import CHECKPOINT, ShuffledBatches, load_checkpoint, read_log, read_meta, train
 from .common import cast, check_quadrature, save_figure, setting, stored_config, with_x64, write_json
@@ -69,6 +69,12 @@ from .common import preset as _preset
 from .runs import reuse_or_train
 
 __all__ = ["PRESETS", "MNISTConfig", "config", "evaluate", "evaluate_checkpoint", "run"]
+
+
+def regularizer_set(cfg: MNISTConfig) -> RegularizerSet:
+    """The run's regularizers with their λ, parsed once (R_K by the project's fastest Taylor
+    method, as :func:`taynode.models.classifier.parse_regularizers`)."""
+    return RegularizerSet.parse(cfg.reg, lam=cfg.lam, taylor_method=TAYLOR_METHOD)
 
 
 @dataclass(frozen=True)
@@ -110,8 +116,7 @@ class MNISTConfig:
     data: str | None = setting(None, "MNIST file or folder (None: $TAYNODE_MNIST or ../shared/data/mnist)", compare=False)
 
     def __post_init__(self):
-        regs = parse_regularizers(self.reg)
-        check_lam(self.lam, regs)
+        regularizer_set(self)
         get_solver(self.solver)
         check_quadrature(self)
         if not 0 <= self.steer < 1:
@@ -241,8 +246,9 @@ def _reg_eval(model, cfg, x, orders):
     return {k: v / len(x) for k, v in sums.items()}
 
 
-def _orders(cfg):
-    trained = [r.order for r in parse_regularizers(cfg.reg) if isinstance(r, RK)]
+def _orders(cfg, rset: RegularizerSet | None = None):
+    rset = regularizer_set(cfg) if rset is None else rset
+    trained = [r.order for r in rset if isinstance(r, RK)]
     return tuple(sorted(set(cfg.eval_orders) | set(trained)))
 
 
@@ -282,7 +288,7 @@ def run(
     ``devices``, ``sharding``: data parallelism (:func:`taynode.train.train`); they are not part
     of the configuration, so a run may resume on another device count that divides the batch.
     In a multi-process run only process 0 writes files."""
-    regs = parse_regularizers(cfg.reg)
+    rset = regularizer_set(cfg)
     train_data, test_data, source = load_data(cfg)
     batches = ShuffledBatches(train_data, cfg.batch, seed=cfg.seed)
     steps = cfg.epochs * batches.steps_per_epoch
@@ -300,7 +306,7 @@ def run(
     def loss_fn(model, batch, key):
         x, y = batch
         steer = {"t1": steer_end_time(key, cfg.steer)} if cfg.steer else {}
-        return classifier_loss(model, x, y, regularizers=regs, lam=cfg.lam, key=key, **tol, **steer)
+        return classifier_loss(model, x, y, regularizers=rset, key=key, **tol, **steer)
 
     def epoch_eval(model):
         m = cast(model, jnp.float64)

@@ -174,7 +174,7 @@ def incremental_coefficients(f, t, z, args, order: int):
         if k > 0:
             fk = tape.order(k)
         for zs, leaf, c in zip(z_series, leaves, fk):
-            zs.c.append(jnp.zeros_like(leaf) if c is None else c / (k + 1))
+            zs.c.append(jnp.zeros_like(leaf) if c is None else c / (k + 1))  # pyright: ignore[reportOperatorIssue]  (one coefficient, an array)
     return [jax.tree_util.tree_unflatten(treedef, [zs.c[k] for zs in z_series]) for k in range(order + 1)]
 
 

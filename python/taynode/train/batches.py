@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from .. import _validate
+
 
 class ShuffledBatches:
     """``batches(step)`` → the step's minibatch: epochs of a fresh permutation, without replacement.
@@ -27,8 +29,7 @@ class ShuffledBatches:
         if len(n) != 1:
             raise ValueError(f"every array in data needs the same leading (example) axis, got lengths {sorted(n)}")
         self.n = n.pop()
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size <= self.n:
-            raise ValueError(f"batch_size must be an integer in [1, {self.n}] (the number of examples), got {batch_size!r}")
+        _validate.integer("batch_size", batch_size, 1, self.n, hint=" (the number of examples)")
         self.data = jax.tree_util.tree_map(np.asarray, data)
         self.batch_size = int(batch_size)
         self.seed = int(seed)

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import _validate
 from .checkpoint import read_meta, save_checkpoint
 from .lock import run_lock
 from .parallel import DataParallel, DistributedError, is_writer
@@ -186,8 +187,7 @@ def train(
         RunLockedError: another live process is training in ``run_dir``.
     """
     for name, v, lo in (("steps", steps, 0), ("checkpoint_every", checkpoint_every, 1), ("log_every", log_every, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        _validate.integer(name, v, lo)
     if eval_every is not None and (not isinstance(eval_every, (int, np.integer)) or eval_every < 1):
         raise ValueError(f"eval_every must be a positive integer or None, got {eval_every!r}")
     if start_over and not resume:

@@ -64,6 +64,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _validate
+
 __all__ = ["LambdaTarget", "target_step"]
 
 
@@ -116,12 +118,8 @@ class LambdaTarget:
             )
         for name in ("target", "lam0", "rate", "max_step", "lam_min", "lam_max"):
             _positive(name, getattr(self, name))
-        if isinstance(self.every, bool) or not isinstance(self.every, (int, np.integer)) or self.every < 1:
-            raise ValueError(f"LambdaTarget: every must be an integer >= 1 (steps between updates of λ), got {self.every!r}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, np.integer)) or self.warmup < 0:
-            raise ValueError(
-                f"LambdaTarget: warmup must be an integer >= 0 (steps at lam0 before the first update of λ), got {self.warmup!r}"
-            )
+        _validate.integer("LambdaTarget: every", self.every, 1, hint=" (steps between updates of λ)")
+        _validate.integer("LambdaTarget: warmup", self.warmup, 0, hint=" (steps at lam0 before the first update of λ)")
         if not (
             isinstance(self.damping, (int, float, np.integer, np.floating)) and math.isfinite(self.damping) and self.damping >= 0
         ):

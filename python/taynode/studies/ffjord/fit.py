@@ -55,14 +55,13 @@ def make_cnf(cfg: FFJORDConfig, shape, trace: str | None = None) -> CNF:
     return CNF(dyn, trace=trace or cfg.trace, noise=cfg.noise)
 
 
-def regularizers(cfg: FFJORDConfig, reg: str, lam: float | None = None):
-    """``(regularizers, λ)`` of ``reg`` ∈ :data:`REGS` at the config's λ, or of any regularizer set
-    (e.g. ``"ernode"``) at a given ``lam``."""
+def regularizers(cfg: FFJORDConfig, reg: str, lam: float | None = None) -> RegularizerSet:
+    """The :class:`~taynode.regularizers.RegularizerSet` of ``reg`` ∈ :data:`REGS` at the config's
+    λ, or of any regularizer set (e.g. ``"ernode"``) at a given ``lam``: parsed once per run."""
     lams = {"none": 0.0, "rnode": cfg.lam_rnode, "r2": cfg.lam_r2}  # RNODE: one λ for 𝒦 and ℬ
     if lam is None and reg not in lams:
         raise ValueError(f"unknown regularization {reg!r}; valid: {list(REGS)} (or give its λ)")
-    rset = RegularizerSet.parse(reg, lam=lams[reg] if lam is None else lam, taylor_method=cfg.taylor_method)
-    return rset.regularizers, rset.lam
+    return RegularizerSet.parse(reg, lam=lams[reg] if lam is None else lam, taylor_method=cfg.taylor_method)
 
 
 def solver_label(steps, fixed_solver: str = "rk4") -> str:
@@ -95,7 +94,7 @@ def train_one(
     "val_nfe"}`` records (the per-step NFE curve; evaluation time is not training time).
     """
     lam_given = lam
-    regs, lam = regularizers(cfg, reg, lam)
+    rset = regularizers(cfg, reg, lam)
     solve_kw = (
         dict(solver="dopri5", rtol=cfg.train_tol, atol=cfg.train_tol)
         if steps is None
@@ -112,7 +111,7 @@ def train_one(
         r = cnf.forward(
             y,
             key=k_noise,
-            regularizers=regs,
+            regularizers=rset,
             max_steps=cfg.max_steps,
             quadrature=cfg.quadrature,
             samples=cfg.samples,
@@ -121,7 +120,7 @@ def train_one(
         )
         nll = jnp.mean(data_loss(cfg, r.log_prob, logdet, dims))
         means = {k: jnp.mean(v) for k, v in r.integrals.items()}
-        loss = nll + lam * sum(means.values()) if means else nll
+        loss = nll + rset.penalty(means) if means else nll
         return loss, {"nll": nll, "nfe": r.stats["nfe"]} | means
 
     batches = ShuffledBatches(train_x, cfg.batch, seed=cfg.seed)

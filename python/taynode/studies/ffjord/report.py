@@ -53,9 +53,9 @@ def run_one(
     """Train (or resume) one model with ``reg`` at weight ``lam`` (``"none"``: unregularized),
     adaptive (``train_steps=None``) or on a fixed grid of ``train_steps`` steps, evaluate it
     (:func:`evaluate`) and write ``run_dir/results.json``."""
-    if reg in REGS and lam != regularizers(cfg, reg)[1]:
+    if reg in REGS and lam != regularizers(cfg, reg).lam:
         raise ValueError(
-            f"{reg}'s λ comes from the config (lam_r2, lam_rnode; 0 for none): got lam={lam}, config {regularizers(cfg, reg)[1]}"
+            f"{reg}'s λ comes from the config (lam_r2, lam_rnode; 0 for none): got lam={lam}, config {regularizers(cfg, reg).lam}"
         )
     train_x, test_x = load_data(cfg)
     t = train_one(cfg, reg, train_steps, train_x, run_dir, progress=progress, resume=resume, lam=None if reg in REGS else lam)

@@ -1,4 +1,4 @@
-r"""The explicit Runge–Kutta entries' integrator: a validated :class:`~taynode.problem.Problem`
+r"""The explicit Runge–Kutta entries' integrator: a validated :class:`~taynode.ode.problem.Problem`
 through one ``diffrax.diffeqsolve``.
 
 The augmented state is ``(z, {name: r})`` with :math:`\dot r = \text{integrand}(t, z)` per
@@ -10,19 +10,24 @@ its dense output instead (:func:`sampled_integrals`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optimistix as optx
-from jax.typing import ArrayLike
 
-from . import regularizers as _reg
-from . import solver_heuristics as _heuristics
-from . import solvers as _solvers
+from ..regularizers import Evaluation, StageSharingField
+from . import heuristics as _heuristics
 from .problem import Problem, Solution
+from .registry import SolverSpec
+from .steps import INITIAL_STEP_EVALS, initial_step_size
 
-__all__ = ["SAMPLE_STREAM", "augmented_field", "evaluate", "integrate_rk", "sample_times"]
+__all__ = ["ADJOINTS", "SAMPLE_STREAM", "START_MESSAGES", "augmented_field", "evaluate", "integrate_rk", "sample_times"]
+
+# the adjoints (how a solve is differentiated); diffrax's for each is chosen by _adjoint
+ADJOINTS = ("backprop", "adjoint")
 
 SAMPLE_STREAM = 0x5A  # the sample times' PRNG stream, independent of the Hutchinson noise drawn from key
 
@@ -34,11 +39,7 @@ _MAX_STEPS_MESSAGE = (
 )
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def sample_times(key: jax.Array, t0: ArrayLike, t1: ArrayLike, samples: int) -> jax.Array:
+def sample_times(key: jax.Array, t0: Any, t1: Any, samples: int) -> Any:
     r"""Stratified uniform times :math:`\tau_m = t_0 + (t_1 - t_0)(m + u_m)/M`, :math:`u_m \sim U[0, 1)`.
 
     Each :math:`\tau_m` is uniform on its own M-th of [t0, t1], so
@@ -49,29 +50,38 @@ def sample_times(key: jax.Array, t0: ArrayLike, t1: ArrayLike, samples: int) -> 
     return t0 + (t1 - t0) * (jnp.arange(samples, dtype=u.dtype) + u) / samples
 
 
-def _finite_at_start(dz):
-    """f(t0, z0) is finite, or an error: catches NaN/inf in arrays a plain function closes over,
-    which would otherwise only surface as step-size collapse (max_steps)."""
-    msg = (
-        "f(t0, z0, args) contains NaN or inf although z0 and args are finite: check the arrays f "
-        "closes over (e.g. the weights of a plain function) and what f computes at t0"
-    )
-    bad = ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(dz)]))
-    if _is_concrete(bad):
-        if bool(bad):
-            raise ValueError(msg)
-        return dz
-    return eqx.error_if(dz, bad, msg)
+# What f(t0, z0) can say before the first step: START_MESSAGES[code], code 0 = fine. The
+# integrator returns the code and taynode.solve raises (a ValueError for concrete inputs).
+START_MESSAGES = (
+    "",
+    "f(t0, z0, args) contains NaN or inf although z0 and args are finite: check the arrays f "
+    "closes over (e.g. the weights of a plain function) and what f computes at t0",
+    "a regularizer's integrand is NaN or inf at (t0, z0) although f is finite there, so the "
+    "solve could only fail (the step size would collapse: this is not stiffness): regularizers {names}",
+)
 
 
-def _check_result(result, zs, max_steps):
-    """diffrax's failure codes as clear errors (raised now for concrete values, at run time under jit)."""
+def _all_finite(tree: Any) -> jax.Array:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
+
+
+def _start_code(f0) -> jax.Array:
+    """0 when f(t0, z0) and the integrands there are finite, else the index in START_MESSAGES."""
+    dz, dr = f0
+    return jnp.where(_all_finite(dz), jnp.where(_all_finite(dr), 0, 2), 1)
+
+
+def _check_result(result, zs, max_steps, start):
+    """diffrax's failure codes as clear errors (at run time); none when the start already failed
+    (``start`` != 0: taynode.solve reports that cause instead of its consequence)."""
     msgs = [
         "",
         _MAX_STEPS_MESSAGE.replace("max_steps=", f"max_steps={max_steps}"),
         "the solve failed: diffrax reported an error other than max_steps",
     ]
     index = jnp.where(result == dfx.RESULTS.successful, 0, jnp.where(result == dfx.RESULTS.max_steps_reached, 1, 2))
+    index = jnp.where(start == 0, index, 0)
     return eqx.branched_error_if(zs, index != 0, index, msgs)
 
 
@@ -87,25 +97,24 @@ def _adjoint(name, checkpoints, adaptive, rtol, atol):
             return dfx.BacksolveAdjoint()
         # Kidger, Chen & Lyons (2021): the parameter cotangents need no error control.
         return dfx.BacksolveAdjoint(stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol, norm=dfx.adjoint_rms_seminorm))
-    raise ValueError(f"unknown adjoint {name!r}; valid: 'backprop' (through the solver), 'adjoint' (continuous)")
+    raise AssertionError(name)  # taynode.ode.checks validated it
 
 
-def evaluate(f_, t, z, args, noise):
+def evaluate(f_: Any, t: Any, z: Any, args: Any, noise: Any) -> tuple[Any, Evaluation]:
     """``(f(t, z, args), Evaluation)``: one evaluation of the field, shared by the integrands.
 
     A field whose integrands can reuse more than f(t, z) (the CNF: its trace's vjp serves ℬ)
-    defines ``evaluate(t, z, args, noise) -> (dz, Evaluation)``. Any other callable gives an
+    subclasses :class:`~taynode.regularizers.StageSharingField`. Any other callable gives an
     Evaluation without ``fz``: sharing f(z) with 𝒦 would leave the values bitwise unchanged but
     reorder the sums of the backward pass (measured: gradients moved by 3e-15 relative in
     float64, 7e-6 in float32), and the recorded runs are kept reproducible.
     """
-    own = getattr(f_, "evaluate", None)
-    if own is not None:
-        return own(t, z, args, noise)
-    return f_(t, z, args), _reg.Evaluation(f_, t, z, args, noise, fz=None)
+    if isinstance(f_, StageSharingField):
+        return f_.evaluate(t, z, args, noise)
+    return f_(t, z, args), Evaluation(f_, t, z, args, noise, fz=None)
 
 
-def augmented_field(f_static, integrated):
+def augmented_field(f_static: Any, integrated: Any) -> Any:
     """diffrax's vector field of ``(z, {name: r})``: ``(f, {name: direction · integrand})``.
 
     f is evaluated once per stage (:func:`evaluate`) and each integrand reads that evaluation
@@ -129,26 +138,27 @@ def augmented_field(f_static, integrated):
 
 
 def _step_control(spec, p: Problem, fun, y0, t0, t1, direction):
-    """``(dt0, controller, max_steps)``: Hairer's initial step and a PID controller (adaptive),
-    or the fixed grid."""
+    """``(dt0, controller, max_steps, start code)``: Hairer's initial step and a PID controller
+    (adaptive), or the fixed grid (no start check: the first step is the first evaluation)."""
     if not p.adaptive:
-        return (t1 - t0) / p.steps, dfx.ConstantStepSize(), max(p.max_steps, p.steps)
+        return (t1 - t0) / p.steps, dfx.ConstantStepSize(), max(p.max_steps, p.steps), jnp.array(0)
     f0 = fun(t0, y0)
-    f0 = (_finite_at_start(f0[0]), f0[1])
-    dt0 = _solvers.initial_step_size(fun, t0, y0, direction, spec.order, p.rtol, p.atol, f0)
+    start = _start_code(f0)
+    if p.raise_at_start:  # traced inputs (an enclosing jit or grad): the error is raised when this runs
+        msgs = [m.format(names=[r.name for r in p.regs]) for m in START_MESSAGES]
+        f0 = (eqx.branched_error_if(f0[0], start != 0, start, msgs), f0[1])
+    dt0 = initial_step_size(fun, t0, y0, direction, spec.order, p.rtol, p.atol, f0)
     norm = (lambda err: optx.rms_norm(err[0])) if p.error_control == "state" else optx.rms_norm
-    return dt0, dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm), p.max_steps
+    return dt0, dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm), p.max_steps, start
 
 
 def _saveat(p: Problem, save_ts, accumulate: bool):
-    if p.save_steps:
-        if p.adjoint != "backprop":
-            raise ValueError("save_steps=True works with adjoint='backprop' only (a diffrax limitation)")
+    if p.save_steps:  # with adjoint="backprop" only (taynode.ode.checks)
         return dfx.SaveAt(subs=[dfx.SubSaveAt(ts=save_ts), dfx.SubSaveAt(steps=True)], solver_state=accumulate)
     return dfx.SaveAt(ts=save_ts, solver_state=accumulate)
 
 
-def sampled_integrals(p: Problem, f_, taus, z_tau, t0, t1):
+def sampled_integrals(p: Problem, f_: Any, taus: jax.Array, z_tau: Any, t0: Any, t1: Any) -> dict:
     r""":math:`|t_1 - t_0|\frac1M\sum_m r(\tau_m, z(\tau_m))` for each integrand regularizer."""
     return {
         r.name: jnp.abs(t1 - t0)
@@ -157,8 +167,12 @@ def sampled_integrals(p: Problem, f_, taus, z_tau, t0, t1):
     }
 
 
-def integrate_rk(spec, p: Problem) -> Solution:
-    """Integrate ``p`` with the Runge–Kutta entry ``spec`` (its ``make()`` is a diffrax solver)."""
+def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
+    """Integrate ``p`` with the Runge–Kutta entry ``spec`` (its ``make()`` is a diffrax solver).
+
+    Returns the solution and the start code (``START_MESSAGES``: 0 when f and the integrands
+    were finite at t0), for :func:`taynode.solve` to raise on.
+    """
     ts, dtype = p.ts, p.dtype
     t0, t1 = ts[0], ts[-1]
     direction = jnp.sign(t1 - t0)
@@ -171,7 +185,7 @@ def integrate_rk(spec, p: Problem) -> Solution:
     y0 = (p.z0, {r.name: jnp.zeros((p.batch,), dtype) for r in integrated})
     term = dfx.ODETerm(vector_field)
     fun = lambda t, y: vector_field(t, y, packed)  # noqa: E731
-    dt0, controller, max_steps = _step_control(spec, p, fun, y0, t0, t1, direction)
+    dt0, controller, max_steps, start = _step_control(spec, p, fun, y0, t0, t1, direction)
 
     save_ts, n_out = ts, ts.shape[0]
     if p.sampled:
@@ -197,11 +211,11 @@ def integrate_rk(spec, p: Problem) -> Solution:
         throw=False,
     )
     if p.save_steps:
-        (zs, rs), (step_zs, _) = sol.ys
-        step_ts = sol.ts[1]
+        (zs, rs), (step_zs, _) = sol.ys  # type: ignore[misc]  # SaveAt(subs=...): two outputs
+        step_ts = sol.ts[1]  # type: ignore[index]
     else:
-        (zs, rs), step_zs, step_ts = sol.ys, None, None
-    zs = _check_result(sol.result, zs, max_steps)
+        (zs, rs), step_zs, step_ts = sol.ys, None, None  # type: ignore[misc]
+    zs = _check_result(sol.result, zs, max_steps, start)
     attempted = sol.stats["num_steps"]
     nfe = spec.nfe(attempted, p.adaptive)
     if p.sampled:
@@ -223,7 +237,6 @@ def integrate_rk(spec, p: Problem) -> Solution:
                     spec.order,
                     p.rtol,
                     p.atol,
-                    _solvers.initial_step_size,
                     lambda y: y[0],
                 )
             )
@@ -241,5 +254,6 @@ def integrate_rk(spec, p: Problem) -> Solution:
         regularizer_evals=reg_evals,
     )
     if p.adjoint == "backprop":
-        stats["nfe_backward"] = nfe - (_solvers.INITIAL_STEP_EVALS if p.adaptive else 0)
-    return Solution(ts=ts, ys=zs, integrals=integrals, stats=stats, step_ts=step_ts, step_ys=step_zs, nfe_unit=spec.nfe_unit)
+        stats["nfe_backward"] = nfe - (INITIAL_STEP_EVALS if p.adaptive else 0)
+    sol = Solution(ts=ts, ys=zs, integrals=integrals, stats=stats, step_ts=step_ts, step_ys=step_zs, nfe_unit=spec.nfe_unit)
+    return sol, start

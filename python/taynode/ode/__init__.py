@@ -1,0 +1,39 @@
+"""The solving layer, a strict stack (each module imports only the ones above it in this list):
+
+1. :mod:`.problem`: :class:`Problem`, :class:`Solution`, the NFE units;
+2. :mod:`.steps`: step-size selection (Hairer's initial step, Jorba & Zou's step and order);
+3. :mod:`.tableaux`, :mod:`.registry`: the solvers as data;
+4. :mod:`.heuristics`, :mod:`.rk`, :mod:`.taylor_method`: the integrators;
+5. :mod:`.checks`: every check of a solve's inputs, before any work;
+6. :mod:`.solve`: :func:`solve`, which runs the integrator of the entry's kind.
+
+Below it: :mod:`taynode.taylor` (the Taylor core) and :mod:`taynode.regularizers`.
+"""
+
+from .checks import DEFAULT_TOL, ERROR_CONTROLS, QUADRATURES
+from .problem import F_EVALS, TAYLOR_ORDERS, Problem, Solution
+from .registry import REGISTRY, SOLVERS, STUDY_SOLVERS, TAYLOR, SolverSpec, TaylorSpec, get
+from .rk import ADJOINTS, SAMPLE_STREAM, sample_times
+from .solve import DEFAULT_CHECKPOINTS, solve
+
+__all__ = [
+    "ADJOINTS",
+    "DEFAULT_CHECKPOINTS",
+    "DEFAULT_TOL",
+    "ERROR_CONTROLS",
+    "F_EVALS",
+    "QUADRATURES",
+    "REGISTRY",
+    "SAMPLE_STREAM",
+    "SOLVERS",
+    "STUDY_SOLVERS",
+    "TAYLOR",
+    "TAYLOR_ORDERS",
+    "Problem",
+    "Solution",
+    "SolverSpec",
+    "TaylorSpec",
+    "get",
+    "sample_times",
+    "solve",
+]
