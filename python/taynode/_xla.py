@@ -25,7 +25,8 @@ import os
 import warnings
 
 import jaxlib.version
-from jax._src import xla_bridge  # the one private JAX import here, used only by _backends_started
+
+from ._jax import backends_are_initialized
 
 FLAG = "--xla_cpu_experimental_ynn_fusion_type="
 
@@ -45,9 +46,8 @@ def needs_guard(version: str) -> bool:
 
 
 def _backends_started() -> bool:
-    # JAX has no public "has the CPU client been created" query; xla_bridge's is private.
-    # Checked on jax 0.10.2, 0.11.2 and 0.12.0.1. (To move to taynode's JAX compatibility module.)
-    return xla_bridge.backends_are_initialized()
+    # JAX has no public "has the CPU client been created" query: taynode._jax wraps the private one.
+    return backends_are_initialized()
 
 
 def disable_ynn_fusion() -> bool:

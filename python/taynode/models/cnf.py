@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import regularizers as _reg
+from .._jax import is_tracer
 from ..solve import solve
 from .mlp import activation as _activation
 
@@ -278,7 +279,7 @@ def _flow_regularizers(regularizers) -> _reg.RegularizerSet:
 
 def _check_end_time(t1):
     """A concrete end time must be finite and > 0; a traced one (STEER's draw) is taken as is."""
-    if isinstance(t1, jax.core.Tracer):
+    if is_tracer(t1):
         return t1
     v = float(t1)
     if not (math.isfinite(v) and v > 0):

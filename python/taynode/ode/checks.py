@@ -14,9 +14,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.core import Tracer
 
 from .. import _validate
+from .._jax import is_tracer
 from ..regularizers import RegularizerSet, hutchinson_noise
 from ..taylor import check_output_matches
 from .problem import Problem
@@ -41,7 +41,7 @@ DEFAULT_TOL = {
 
 def is_concrete(x: Any) -> bool:
     """Whether ``x`` is a value now (not a tracer of an enclosing ``jax.jit``)."""
-    return not isinstance(x, Tracer)
+    return not is_tracer(x)
 
 
 def validate(f: Any, z0: Any, ts: Any, args: Any, *, solver: Any, steps: Any, rtol: Any, atol: Any, regularizers: Any,

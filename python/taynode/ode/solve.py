@@ -23,8 +23,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.core import Tracer
 
+from .._jax import is_tracer
 from .checks import is_concrete, validate
 from .problem import Problem, Solution
 from .registry import RUNGE_KUTTA, Entry
@@ -150,7 +150,7 @@ def solve(
     ts0 = problem.ts
     if is_concrete(ts0) and np.asarray(ts0)[0] == np.asarray(ts0)[-1]:  # NumPy: indexing under a jit would trace
         return _empty_interval(problem, rset.names, spec.nfe_unit)
-    traced = any(isinstance(x, Tracer) for x in jax.tree_util.tree_leaves(problem))
+    traced = any(is_tracer(x) for x in jax.tree_util.tree_leaves(problem))
     problem = dataclasses.replace(problem, raise_at_start=traced)
     # not cacheable: a new function each time, so that no compiled program keyed on it is reused
     run = _run_cached if _cacheable(problem.f) else eqx.filter_jit(lambda spec, p: _run(spec, p))

@@ -55,9 +55,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.core import Tracer
 
 from .. import _validate
+from .._jax import is_tracer
 from ..taylor import MAX_ORDER, UnsupportedPrimitiveError, check_method, coefficients
 from .problem import Problem, Solution
 from .registry import TaylorSpec
@@ -128,7 +128,7 @@ def taylor_solve(
         orders: the candidate orders (default: J&Z's order p and p ± 4, at least 2).
         method: the Taylor core's method (``None``: its default).
     """
-    concrete = not any(isinstance(x, Tracer) for x in (rtol, atol))
+    concrete = not any(is_tracer(x) for x in (rtol, atol))
     if concrete and not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
     if method is not None:
