@@ -130,7 +130,7 @@ class _Tape:
             else:
                 y = _linear(eqn, xs, k)
             ys_k = y if eqn.primitive.multiple_results else [y]
-            for v, o, y_k in zip(eqn.outvars, outs, ys_k):
+            for v, o, y_k in zip(eqn.outvars, outs, ys_k):  # pyright: ignore[reportArgumentType]  (a rule returns a list for multiple results)
                 if o is None:
                     continue
                 if y_k is not None:
