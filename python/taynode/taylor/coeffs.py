@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+import jax
 import jax.numpy as jnp
 
 __all__ = ["Coeffs", "add", "cauchy", "chain", "series", "total", "zero_to"]
@@ -25,7 +29,8 @@ class Coeffs:
 # -- sums that skip structural zeros ----------------------------------------------------------
 
 
-def add(a, b):
+def add(a: Any, b: Any) -> Any:
+    """a + b, where ``None`` is a structural zero (so ``add(None, None)`` is ``None``)."""
     if a is None:
         return b
     if b is None:
@@ -33,7 +38,8 @@ def add(a, b):
     return a + b
 
 
-def total(terms):
+def total(terms: Iterable[Any]) -> Any:
+    """The sum of ``terms`` by :func:`add`; ``None`` when there are none (or all are ``None``)."""
     out = None
     for t in terms:
         out = add(out, t)
@@ -53,11 +59,14 @@ def chain(x, g, k: int):
     return None if s is None else s / k
 
 
-def series(aux, name, first):
+def series(aux: dict, name: Hashable, first: Any) -> list:
+    """The coefficient list a rule keeps in ``aux`` under ``name`` across orders, started as
+    ``[first]`` on first use (e.g. the series of log x that the ``pow`` rule keeps)."""
     if name not in aux:
         aux[name] = [first]
     return aux[name]
 
 
-def zero_to(x, like):
+def zero_to(x: Any, like: jax.Array) -> jax.Array:
+    """``x``, or zeros shaped like ``like`` where ``x`` is a structural zero (``None``)."""
     return jnp.zeros_like(like) if x is None else x

@@ -17,9 +17,12 @@ elementwise and :math:`O(K)` matmuls, against :math:`O(K^3)` for the recursive `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .. import _jax
 from . import rules as _rules
@@ -156,7 +159,7 @@ def _linear(eqn, xs, k):
     return outs if eqn.primitive.multiple_results else outs[0]
 
 
-def incremental_coefficients(f, t, z, args, order: int):
+def incremental_coefficients(f: Callable, t: ArrayLike, z: Any, args: Any, order: int) -> list:
     r"""Normalized Taylor coefficients :math:`(z_0, z_1, \dots, z_K)` of the solution of
     :math:`\dot z = f(t, z, \text{args})` through :math:`(t, z)`, :math:`z_k = z^{(k)}/k!`
     (each a pytree shaped like ``z``; ``z_0 = z``)."""
@@ -178,7 +181,9 @@ def incremental_coefficients(f, t, z, args, order: int):
     return [jax.tree_util.tree_unflatten(treedef, [zs.c[k] for zs in z_series]) for k in range(order + 1)]
 
 
-def incremental_derivatives(f, t, z, args, order):
+def incremental_derivatives(f: Callable, t: ArrayLike, z: Any, args: Any, order: int) -> tuple:
+    r"""The derivatives :math:`(d^1z/dt^1, \dots, d^Kz/dt^K)` through :math:`(t, z)`, K = ``order``:
+    :func:`incremental_coefficients` times :math:`k!` (each a pytree shaped like ``z``)."""
     coeffs = incremental_coefficients(f, t, z, args, order)
     return tuple(
         jax.tree_util.tree_map(

@@ -9,14 +9,23 @@ The dynamics are first re-expressed by :mod:`._inline` so that custom-derivative
 (``relu``, ``softplus``), ``tan``/``atan`` and scalar-bound ``clip`` are expandable.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax.experimental.jet import jet
+from jax.typing import ArrayLike
 
 from ._inline import inline
 
 
-def jet_derivatives(f, t, z, args, order):
+def jet_derivatives(f: Callable, t: ArrayLike, z: Any, args: Any, order: int) -> tuple:
+    r"""The derivatives :math:`(d^1z/dt^1, \dots, d^Kz/dt^K)` of the solution of
+    :math:`\dot z = f(t, z, \text{args})` through :math:`(t, z)`, K = ``order``, by K − 1
+    recursive jets (each a pytree shaped like ``z``)."""
     leaves, treedef = jax.tree_util.tree_flatten(z)
 
     def flat_field(t_, *zs):

@@ -5,11 +5,20 @@ so :math:`g_k(t, z) = d^k z/dt^k`. Naively exponential in K; XLA's common-subexp
 elimination recovers most of it under ``jit``. Works for every JAX operation.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 
-def nested_derivatives(f, t, z, args, order):
+def nested_derivatives(f: Callable, t: ArrayLike, z: Any, args: Any, order: int) -> tuple:
+    r"""The derivatives :math:`(g_1, \dots, g_K)(t, z)`, K = ``order``, by nested JVPs (see the
+    module): one chain of K − 1 JVPs yields every order. ``z`` is an array or a pytree."""
+
     def field(t_, z_):
         return f(t_, z_, args)
 

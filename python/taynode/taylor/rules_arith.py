@@ -4,6 +4,7 @@ convention ``rule(k, xs, ys, aux, eqn) -> y_k``)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -76,7 +77,10 @@ def _expm1_rule(k, xs, ys, aux, eqn):
 def _log_from(x0):
     # y = log(x) with x_0 replaced by x0 (log1p: x0 = 1 + x_0):  x y' = x'
     # ⇒  y_k = (x_k − (1/k) Σ_{j=1}^{k−1} j y_j x_{k−j}) / x_0
-    def rule(k, xs, ys, aux, eqn):
+    def rule(k: int, xs: list[Coeffs], ys: list, aux: dict, eqn: Any) -> Any:
+        r"""Coefficient k of :math:`y = \log x` from :math:`x y' = x'`:
+        :math:`y_k = (x_k - \frac1k \sum_{j=1}^{k-1} j\, y_j x_{k-j}) / x_0`
+        (for ``log1p``, :math:`x_0` is replaced by :math:`1 + x_0`)."""
         x = xs[0]
         s = total(j * ys[j] * x[k - j] for j in range(1, k) if x[k - j] is not None)
         num = x[k] if s is None else zero_to(x[k], s) - s / k
@@ -88,7 +92,10 @@ def _log_from(x0):
 _log_rule = _log_from(lambda x0: x0)
 
 
-def _power(p, k, x, ys):
+def _power(p: Any, k: int, x: Coeffs, ys: list) -> Any:
+    r"""Coefficient k of :math:`y = x^p` from :math:`x y' = p\, y x'`:
+    :math:`y_k = \frac{1}{k x_0} \sum_{j=0}^{k-1} (p(k-j) - j)\, x_{k-j} y_j`; divides by
+    :math:`x_0`, so not for :math:`x_0 = 0` (integer powers use repeated products instead)."""
     # y = x^p:  x y' = p y x'  ⇒  y_k = (1/(k x_0)) Σ_{j=0}^{k−1} (p(k−j) − j) x_{k−j} y_j
     s = total((p * (k - j) - j) * x[k - j] * ys[j] for j in range(k) if x[k - j] is not None)
     return None if s is None else s / (k * x[0])
