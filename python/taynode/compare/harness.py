@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +66,11 @@ class CompareConfig:
             check_implementation(impl)
 
 
-def load_problems(cfg: CompareConfig, out_dir: str, log=print) -> dict:
+def load_problems(cfg: CompareConfig, out_dir: str, log: Callable[[str], object] = print) -> dict:
+    """The :class:`~taynode.compare.problems.Problem` for each name in ``cfg.problems``, by name.
+
+    ``"neural_ode"`` is loaded from ``cfg.model`` (``FileNotFoundError`` if that is given and
+    missing) or from ``out_dir/neural_ode.npz``, trained there first if absent."""
     std = standard_problems()
     problems = {}
     for name in cfg.problems:

@@ -73,7 +73,9 @@ def neural_ode_problem(spec: dict, batch: int = 16, *, torch: bool = True) -> Pr
     )
 
 
-def standard_problems() -> dict:
+def standard_problems() -> dict[str, Problem]:
+    """The analytic problems by name: Lotka–Volterra and van der Pol on t ∈ [0, 10], and the
+    two-body problem at eccentricity :data:`ECCENTRICITY`, each with its portable description."""
     e = ECCENTRICITY
     return {
         "lotka_volterra": _standard("lotka_volterra", [[1.0, 1.0]], 10.0, portable.problem("lotka_volterra")),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable
 
 from ..atomic import write_atomic
 
@@ -18,7 +19,8 @@ def write_text(path: str, text: str) -> None:
 COLUMNS = ("problem", "implementation", "method", "tol", "error", "nfe", "nfe_unit", "steps", "time_s", "compile_s")
 
 
-def csv_text(rows) -> str:
+def csv_text(rows: Iterable[dict]) -> str:
+    """The result rows as CSV with the header :data:`COLUMNS`; a missing or ``None`` value is an empty cell."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
@@ -106,6 +108,8 @@ def summary_table(summary: dict, tol: float) -> str:
 
 
 def plot(summary: dict, path: str) -> None:
+    """Write the work–precision figure to ``path``: per problem, error against NFE and against
+    wall time, one line per (implementation, method) over the tolerances."""
     import matplotlib
 
     matplotlib.use("Agg")

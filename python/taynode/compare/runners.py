@@ -11,13 +11,17 @@ from __future__ import annotations
 import functools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .problems import Problem
 from .x64 import float64
+
+if TYPE_CHECKING:
+    from ..backends.julia_backend import JuliaBackend
 
 
 class Unavailable(Exception):
@@ -43,6 +47,9 @@ def _timed(call, repeats):
 
 @float64
 def run_taynode(problem: Problem, method: str, tol: float, repeats: int) -> dict:
+    """Solve ``problem`` to ``t1`` with :func:`taynode.solve` (float64, rtol = atol = ``tol``):
+    the row's ``z1``, ``nfe`` and ``steps``, the median time over ``repeats`` and the compile
+    time. For the Taylor methods the NFE unit is coefficient orders, not f evaluations."""
     import jax
     import jax.numpy as jnp
 
@@ -71,6 +78,8 @@ def run_taynode(problem: Problem, method: str, tol: float, repeats: int) -> dict
 
 
 def run_scipy(problem: Problem, method: str, tol: float, repeats: int) -> dict:
+    """Solve ``problem`` with :func:`scipy.integrate.solve_ivp` on the flattened state; the row as
+    :func:`run_taynode`, with SciPy's own ``nfev``. ``RuntimeError`` if the solver fails."""
     from scipy.integrate import solve_ivp
 
     shape = problem.z0.shape
@@ -91,6 +100,8 @@ def run_scipy(problem: Problem, method: str, tol: float, repeats: int) -> dict:
 
 
 def run_torchdiffeq(problem: Problem, method: str, tol: float, repeats: int) -> dict:
+    """Solve ``problem`` with ``torchdiffeq.odeint`` in float64 on one thread; the NFE is counted
+    by wrapping the field (torchdiffeq reports no steps)."""
     import torch
     from torchdiffeq import odeint
 
@@ -118,7 +129,9 @@ def run_torchdiffeq(problem: Problem, method: str, tol: float, repeats: int) -> 
     return dict(z1=z1, nfe=nfe, steps=None, nfe_unit="f evals", time_s=med, compile_s=comp)
 
 
-def run_julia(problem: Problem, method: str, tol: float, repeats: int, backend=None) -> dict:
+def run_julia(problem: Problem, method: str, tol: float, repeats: int, backend: JuliaBackend | None = None) -> dict:
+    """Solve ``problem`` with OrdinaryDiffEq.jl through ``backend`` (from the Julia runner's check);
+    raises :class:`Skip` for a problem without a portable description."""
     if problem.spec is None:
         raise Skip(f"problem {problem.name!r} has no portable description for Julia")
     ts = np.array([0.0, problem.t1])
@@ -183,11 +196,12 @@ IMPLEMENTATIONS = tuple(RUNNERS)
 
 
 def check_implementation(name: str) -> None:
+    """``ValueError`` unless ``name`` is one of :data:`IMPLEMENTATIONS`."""
     if name not in RUNNERS:
         raise ValueError(f"unknown implementation {name!r}; valid: {', '.join(IMPLEMENTATIONS)}")
 
 
-def availability(implementations) -> tuple[dict, dict]:
+def availability(implementations: Iterable[str]) -> tuple[dict, dict]:
     """``(runners, skipped)``: a runner ``(problem, method, tol, repeats) -> row`` per
     implementation that can run here, and the reason for each that cannot.
 
