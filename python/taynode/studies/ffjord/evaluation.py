@@ -79,6 +79,8 @@ def evaluate(cnf: CNF, cfg: FFJORDConfig, test_x) -> dict:
 
 
 def replace_trace(cnf: CNF, trace: str) -> CNF:
+    """``cnf`` with its divergence estimator set to ``trace`` (e.g. ``"exact"`` for evaluation),
+    the dynamics, end time and noise unchanged."""
     return CNF(cnf.dynamics, t1=cnf.t1, trace=trace, noise=cnf.noise)
 
 

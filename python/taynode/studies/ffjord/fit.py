@@ -64,7 +64,9 @@ def regularizers(cfg: FFJORDConfig, reg: str, lam: float | None = None) -> Regul
     return RegularizerSet.parse(reg, lam=lams[reg] if lam is None else lam, taylor_method=cfg.taylor_method)
 
 
-def solver_label(steps, fixed_solver: str = "rk4") -> str:
+def solver_label(steps: int | None, fixed_solver: str = "rk4") -> str:
+    """The table's name of the training solver: adaptive dopri5 when ``steps`` is ``None``,
+    otherwise the fixed grid of ``steps`` steps of ``fixed_solver``."""
     return "adaptive (dopri5)" if steps is None else f"fixed grid ({fixed_solver}, {steps} steps)"
 
 

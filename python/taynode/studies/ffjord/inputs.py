@@ -18,6 +18,7 @@ def np_dtype(cfg: FFJORDConfig):
 
 
 def is_images(cfg: FFJORDConfig) -> bool:
+    """Whether the config's dataset is an image dataset (dequantized, scored in bits/dim)."""
     return cfg.dataset in IMAGES
 
 

@@ -22,7 +22,10 @@ def _fmt(v, spec):
     return "NaN" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
-def markdown_table(summary) -> str:
+def markdown_table(summary: dict) -> str:
+    """The study's Table 2 in Markdown: one row per (training solver, regularization) of
+    ``summary["rows"]``, with training time, test NLL (bits/dim for images), evaluation NFE and
+    the three regularizers R₂, ℬ, 𝒦; a diverged run is marked with its last good step."""
     c = summary["config"]
     rows = [
         f"| training solver | model | λ | training time (s) | s / step | test {'bits/dim' if summary.get('nll_unit') == 'bits/dim' else 'NLL (nats)'} | eval NFE | R₂ | ℬ | 𝒦 |",
