@@ -14,6 +14,7 @@ def _cat(xp, arrays):
 
 
 def lotka_volterra(xp, t, z):
+    """Lotka–Volterra predator–prey, x' = 1.5x − xy, y' = −3y + xy, state (x, y)."""
     x, y = z[..., 0:1], z[..., 1:2]
     return _cat(xp, [1.5 * x - x * y, -3.0 * y + x * y])
 

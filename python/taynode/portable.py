@@ -38,6 +38,7 @@ _NP_ACTIVATIONS = {
 
 
 def problem(name: str) -> dict:
+    """The description of the standard problem ``name`` (:mod:`taynode.problems`); ``ValueError`` if there is none."""
     from .problems import get
 
     get(name)  # validates

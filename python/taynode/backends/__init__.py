@@ -25,6 +25,11 @@ BACKENDS = ("jax", "julia")
 
 
 def get_backend(name: str = "jax"):
+    """The backend called ``name`` (one of :data:`BACKENDS`); ``"julia"`` starts Julia.
+
+    Raises ``ValueError`` for an unknown name, and whatever the backend's constructor raises
+    (float64 not enabled for ``"jax"``, juliacall missing for ``"julia"``).
+    """
     if name == "jax":
         from .jax_backend import JaxBackend
 

@@ -21,6 +21,9 @@ def _state(z):
 
 
 class JaxBackend:
+    """taynode's own Taylor core (:func:`taynode.taylor.derivatives`) and solvers (:func:`taynode.solve`),
+    answering the backend questions in float64; ``jax_enable_x64`` must be set before it is made."""
+
     name = "jax"
 
     def __init__(self):

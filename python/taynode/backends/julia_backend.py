@@ -197,6 +197,8 @@ def _method(method: str) -> str:
 
 
 def julia_dynamics(jl, spec):
+    """The Julia vector field for the portable description ``spec``: a named problem or an MLP
+    rebuilt from the spec's weights and biases (as float64), made in the Julia module ``jl``."""
     spec = portable.validate(spec)
     if spec["kind"] == "problem":
         return _call(jl.problem, spec["name"])
@@ -205,6 +207,9 @@ def julia_dynamics(jl, spec):
 
 
 class JuliaBackend:
+    """TaylorSeries.jl derivatives and OrdinaryDiffEq.jl solves through juliacall; making one loads
+    the bridge module (:func:`julia_module`) and so starts Julia."""
+
     name = "julia"
 
     def __init__(self):

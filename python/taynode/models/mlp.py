@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,8 @@ ACTIVATIONS = {
 }
 
 
-def activation(name: str):
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The JAX activation called ``name`` (a key of :data:`ACTIVATIONS`); ``ValueError`` naming the valid ones otherwise."""
     try:
         return ACTIVATIONS[name]
     except KeyError:
