@@ -20,7 +20,8 @@ class Coeffs:
         self.c = c if const else list(c)
         self.const = const
 
-    def __getitem__(self, j):
+    def __getitem__(self, j: int) -> Any:
+        """Coefficient ``j``, or ``None`` (a structural zero) past the stored ones or above 0 for a constant."""
         if self.const:
             return self.c if j == 0 else None
         return self.c[j] if j < len(self.c) else None
