@@ -64,7 +64,7 @@ def _over(what: str, n: int, cap: int, error) -> Exception:
     )
 
 
-def read_exact(fh: IO[bytes], n: int, cap: int, what: str, error=InputError) -> np.ndarray:
+def read_exact(fh: IO[bytes], n: int, cap: int, what: str, error: type[Exception] = InputError) -> np.ndarray:
     """Exactly ``n`` bytes of ``fh`` as a uint8 array (allocated once, ``n`` checked against
     ``cap`` first); a stream that ends early raises ``error``."""
     if n > cap:
@@ -79,7 +79,7 @@ def read_exact(fh: IO[bytes], n: int, cap: int, what: str, error=InputError) -> 
     return buf
 
 
-def read_capped(fh: IO[bytes], cap: int, what: str, error=InputError) -> bytes:
+def read_capped(fh: IO[bytes], cap: int, what: str, error: type[Exception] = InputError) -> bytes:
     """All of ``fh``, read in chunks; more than ``cap`` bytes raises ``error`` (nothing beyond
     ``cap`` plus one chunk is ever held)."""
     out, total = io.BytesIO(), 0
@@ -91,7 +91,7 @@ def read_capped(fh: IO[bytes], cap: int, what: str, error=InputError) -> bytes:
     return out.getvalue()
 
 
-def npy_header(fh: IO[bytes], what: str, error=InputError) -> tuple[tuple[int, ...], np.dtype, bool]:
+def npy_header(fh: IO[bytes], what: str, error: type[Exception] = InputError) -> tuple[tuple[int, ...], np.dtype, bool]:
     """``(shape, dtype, fortran_order)`` from the ``.npy`` header at ``fh``'s position, checked:
     format 1.0 or 2.0, non-negative dimensions, a plain numeric dtype (no objects, no pickles)."""
     try:
@@ -115,7 +115,7 @@ def _array(fh, shape, dtype, fortran, cap, what, error) -> np.ndarray:
     return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)
 
 
-def read_npy(path, cap: int | None = None, error=InputError) -> np.ndarray:
+def read_npy(path: str | os.PathLike[str], cap: int | None = None, error: type[Exception] = InputError) -> np.ndarray:
     """The array in the ``.npy`` file ``path``, its declared size checked against the cap first."""
     cap, what = max_input_bytes(cap), f"{os.fspath(path)}"
     with open(path, "rb") as fh:

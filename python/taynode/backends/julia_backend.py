@@ -34,6 +34,7 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ def _import_juliacall():
     return juliacall
 
 
-def julia_module():
+def julia_module() -> Any:
     """Start Julia (once) and return the TayNodeJulia module."""
     global _MODULE
     if _MODULE is not None:
@@ -168,7 +169,7 @@ def _call(fn, *args, **kwargs):
 # ---- marshalling (tested without Julia) --------------------------------------------------------
 
 
-def to_julia_columns(z) -> np.ndarray:
+def to_julia_columns(z: np.ndarray) -> np.ndarray:
     """(batch, d) float64 → its transpose, a Fortran-ordered (d, batch) view juliacall passes as a
     column-major matrix without copying."""
     z = np.ascontiguousarray(z, dtype=np.float64)
@@ -179,7 +180,7 @@ def to_julia_columns(z) -> np.ndarray:
     return z.T
 
 
-def from_julia_columns(a) -> np.ndarray:
+def from_julia_columns(a: Any) -> np.ndarray:
     """A Julia d × batch × n array (a Fortran-ordered NumPy view) → an (n, batch, d) view."""
     return np.asarray(a).T
 
@@ -196,7 +197,7 @@ def _method(method: str) -> str:
     return method
 
 
-def julia_dynamics(jl, spec):
+def julia_dynamics(jl: Any, spec: dict) -> Any:
     """The Julia vector field for the portable description ``spec``: a named problem or an MLP
     rebuilt from the spec's weights and biases (as float64), made in the Julia module ``jl``."""
     spec = portable.validate(spec)

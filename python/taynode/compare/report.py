@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from ..atomic import write_atomic
 
@@ -29,7 +29,7 @@ def csv_text(rows: Iterable[dict]) -> str:
     return buf.getvalue()
 
 
-def markdown(summary: dict, tols=None) -> str:
+def markdown(summary: dict, tols: Collection[float] | None = None) -> str:
     """The tables (one per problem), the skipped implementations with reasons, the failures and
     the Taylor cost ratios. ``tols`` restricts the rows (e.g. one tolerance for a README)."""
     rows = [r for r in summary["rows"] if tols is None or r["tol"] in tols]

@@ -8,9 +8,10 @@ thread-local context that ends with the call.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 
-def float64(fn):
+def float64(fn: Callable) -> Callable:
     """Run ``fn`` with JAX's 64-bit types enabled, restoring the caller's setting afterwards."""
 
     @functools.wraps(fn)

@@ -53,7 +53,7 @@ def data_root(required: bool = True) -> Path | None:
     return None
 
 
-def locate(path, env: str, sub: str, missing: str) -> tuple[Path, str]:
+def locate(path: str | os.PathLike[str] | None, env: str, sub: str, missing: str) -> tuple[Path, str]:
     """Where a loader looks, and how to name that source in an error: ``path`` ("the given
     path"), else ``$env``, else ``sub`` inside :func:`data_root` ("the data folder"); raises
     :class:`DataError` with ``missing`` when there is none of them."""
@@ -67,7 +67,7 @@ def locate(path, env: str, sub: str, missing: str) -> tuple[Path, str]:
     return root / sub, "the data folder"
 
 
-def sha256(path, chunk: int = 1 << 20) -> str:
+def sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -76,7 +76,7 @@ def sha256(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def verify_sha256(path, expected: str | None, skip: str = "pass sha256=None") -> None:
+def verify_sha256(path: str | os.PathLike[str], expected: str | None, skip: str = "pass sha256=None") -> None:
     """Raise :class:`DataError` naming the file unless its SHA-256 is ``expected`` (None: no check).
     ``skip`` says how the caller's user turns the check off."""
     if expected is None:

@@ -57,7 +57,9 @@ class Digits:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
 
-def split_indices(n: int = N_IMAGES, n_val: int = N_VAL, n_test: int = N_TEST, seed: int = SPLIT_SEED):
+def split_indices(
+    n: int = N_IMAGES, n_val: int = N_VAL, n_test: int = N_TEST, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train, val, test)`` index arrays: one permutation of ``range(n)`` by ``seed``, cut into
     the last ``n_val + n_test`` (validation, then test) and the rest (training), each sorted."""
     if min(n_val, n_test) < 0 or n_val + n_test >= n:

@@ -14,6 +14,7 @@ remaining m; every split is standardized by the mean and standard deviation (Num
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class MiniBoone:
     source: str
 
 
-def find(path=None) -> Path:
+def find(path: str | os.PathLike[str] | None = None) -> Path:
     """The ``data.npy`` to read (see the module docstring for the search order)."""
     p, what = locate(
         path,
@@ -62,7 +63,7 @@ def find(path=None) -> Path:
     return p
 
 
-def split(data: np.ndarray):
+def split(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """MAF's split and normalization of the raw array: ``(train, val, test, mean, std)``."""
     n_test = int(0.1 * data.shape[0])
     test, rest = data[-n_test:], data[:-n_test]
@@ -75,7 +76,7 @@ def split(data: np.ndarray):
     return (train - mean) / std, (val - mean) / std, (test - mean) / std, mean, std
 
 
-def load(path=None, *, sha256: str | None = None, max_bytes: int | None = None) -> MiniBoone:
+def load(path: str | os.PathLike[str] | None = None, *, sha256: str | None = None, max_bytes: int | None = None) -> MiniBoone:
     """Load, check, split and normalize MINIBOONE (see the module docstring).
 
     Args:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ def _idx_path(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def find(path=None) -> Path:
+def find(path: str | os.PathLike[str] | None = None) -> Path:
     """The npz file or IDX folder to read (see the module docstring for the search order)."""
     p, what = locate(
         path,
@@ -100,7 +101,7 @@ def find(path=None) -> Path:
     raise DataError(f"MNIST file {p} (from {what}) does not exist")
 
 
-def read_idx(path, expect_ndim: int, *, max_bytes: int | None = None) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], expect_ndim: int, *, max_bytes: int | None = None) -> np.ndarray:
     """An IDX file of unsigned bytes (gzipped if the name ends in .gz), checked against its header.
 
     The header is read and checked first (magic, element type, dimensions, and the size they
@@ -158,7 +159,13 @@ def _read_npz(path: Path, sha256, max_bytes) -> dict:
         return {k: z.read(k) for k in IDX_FILES}
 
 
-def load(path=None, *, validation: int = 0, sha256: str | None = NPZ_SHA256, max_bytes: int | None = None) -> MNIST:
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    validation: int = 0,
+    sha256: str | None = NPZ_SHA256,
+    max_bytes: int | None = None,
+) -> MNIST:
     """Load MNIST, verified, with the last ``validation`` training images held out.
 
     Args:
@@ -187,6 +194,6 @@ def load(path=None, *, validation: int = 0, sha256: str | None = NPZ_SHA256, max
     return MNIST(x[:cut], y[:cut], x[cut:], y[cut:], arrays["x_test"], arrays["y_test"], str(src))
 
 
-def as_float(images: np.ndarray, dtype=np.float32) -> np.ndarray:
+def as_float(images: np.ndarray, dtype: type[np.floating] = np.float32) -> np.ndarray:
     """Images flattened to (n, 784) and scaled to [0, 1]."""
     return (images.reshape(images.shape[0], -1).astype(dtype)) / dtype(255.0)

@@ -53,6 +53,8 @@ Parsing all of set A takes about 5 s on one core, so there is no cache. The file
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -91,7 +93,7 @@ SHA256 = {
 # ----------------------------------------------------------------------------- files
 
 
-def find_root(root=None) -> Path:
+def find_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The data folder: ``root``, else ``$TAYNODE_PHYSIONET``, else ``physionet2012`` in the
     project's data folder (:func:`taynode.data.data_root`: ``$TAYNODE_DATA`` or ../shared/data)."""
     return locate(
@@ -195,9 +197,9 @@ def _to_grid(arch: _Archive, bin_hours: float | None):
 
 
 def load(
-    root=None,
+    root: str | os.PathLike[str] | None = None,
     *,
-    sets=("a",),
+    sets: Sequence[str] = ("a",),
     bin_hours: float | None = 1.0,
     test_fraction: float = 0.2,
     seed: int = 0,

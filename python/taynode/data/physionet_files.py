@@ -162,7 +162,7 @@ def _parse_record(text: str, member: str, summary: Summary, obs: list):
 
 
 def read_archive(
-    path,
+    path: str | os.PathLike[str],
     expected_sha256: str | None = None,
     *,
     max_bytes: int | None = None,
@@ -232,7 +232,7 @@ def read_archive(
     )
 
 
-def read_outcomes(path, expected_sha256: str | None = None, *, max_bytes: int | None = None) -> dict:
+def read_outcomes(path: str | os.PathLike[str], expected_sha256: str | None = None, *, max_bytes: int | None = None) -> dict:
     """``{RecordID: in-hospital death (0/1)}`` from an Outcomes-X.txt file; a RecordID listed
     twice is an error (naming it and both lines). The file must fit the input size cap."""
     if expected_sha256 is not None:

@@ -76,7 +76,7 @@ _GENERATORS = {
 NAMES = tuple(_GENERATORS)
 
 
-def sample(name: str, n: int, seed: int = 0, dtype=np.float64) -> np.ndarray:
+def sample(name: str, n: int, seed: int = 0, dtype: type[np.floating] = np.float64) -> np.ndarray:
     """``n`` points (n, 2) of the toy density ``name`` (one of :data:`NAMES`), a pure function
     of ``seed``."""
     if name not in _GENERATORS:
