@@ -45,7 +45,7 @@ def sample_times(key: jax.Array, t0: ArrayLike, t1: ArrayLike, samples: int) -> 
     return t0 + (t1 - t0) * (jnp.arange(samples, dtype=u.dtype) + u) / samples
 
 
-def evaluate(f_, t, z, args, noise):
+def evaluate(f_: Callable, t: ArrayLike, z: Any, args: Any, noise: Any) -> tuple[Any, Evaluation]:
     """``(f(t, z, args), Evaluation)``: one evaluation of the field, shared by the integrands.
 
     A field whose integrands can reuse more than f(t, z) (the CNF: its trace's vjp serves ℬ)

@@ -79,7 +79,7 @@ class ODEClassifier(eqx.Module):
         return self.logits(sol.z1), sol
 
 
-def steer_end_time(key, b: float, t1: float = 1.0):
+def steer_end_time(key: jax.Array, b: float, t1: float = 1.0) -> jax.Array:
     """STEER (Ghosh, Behl, Dupont, Torr & Namboodiri 2020): the end time drawn uniformly from
     [t1 − b, t1 + b] for a training step, so the model cannot rely on one exact end time."""
     if not 0 <= b < t1:
@@ -90,7 +90,7 @@ def steer_end_time(key, b: float, t1: float = 1.0):
 STEER_STREAM = 0x57  # the end time's PRNG stream, apart from the regularizers' noise and sample times
 
 
-def steer_times(key, ts, b: float = 1.0):
+def steer_times(key: jax.Array, ts: jax.Array, b: float = 1.0) -> jax.Array:
     r"""STEER for a time series: every observation time after the first moved at random.
 
     Pal et al.'s RegNeuralDE.jl (``experiments/latent_ode.jl``) trains the Latent ODE on

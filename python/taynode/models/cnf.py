@@ -80,13 +80,13 @@ def _feature_axes(x):
     return tuple(range(1, x.ndim))
 
 
-def standard_normal_logprob(z):
+def standard_normal_logprob(z: jax.Array) -> jax.Array:
     """log N(z; 0, I) per example (summed over every axis but the leading batch axis)."""
     d = math.prod(z.shape[1:])
     return -0.5 * jnp.sum(jnp.square(z), axis=_feature_axes(z)) - 0.5 * d * math.log(2 * math.pi)
 
 
-def draw_noise(key, like, kind: str = "gaussian"):
+def draw_noise(key: jax.Array, like: jax.Array, kind: str = "gaussian") -> jax.Array:
     """Hutchinson's ε shaped like ``like``: N(0, I) (the draw of
     :func:`taynode.regularizers.hutchinson_noise`, so one key gives the same ε there) or
     Rademacher ±1."""
@@ -382,7 +382,9 @@ class CNF(eqx.Module):
 # Images
 
 
-def dequantize_logit(key, x, alpha: float = 1e-6, levels: int = 256, dtype=None):
+def dequantize_logit(
+    key: jax.Array, x: jax.Array, alpha: float = 1e-6, levels: int = 256, dtype: jnp.dtype | type | None = None
+) -> tuple[jax.Array, jax.Array]:
     r"""Uniform dequantization and the logit transform of integer images ``x`` in
     {0, …, levels−1} (batch, ...).
 
@@ -409,7 +411,7 @@ def dequantize_logit(key, x, alpha: float = 1e-6, levels: int = 256, dtype=None)
     return y, logdet
 
 
-def bits_per_dim(log_prob_y, logdet, dims: int, levels: int = 256):
+def bits_per_dim(log_prob_y: jax.Array, logdet: jax.Array, dims: int, levels: int = 256) -> jax.Array:
     r"""Bits per dimension of the discrete images from the flow's ``log_prob_y`` of the
     logit-space ``y`` and the preprocessing's ``logdet`` (from :func:`dequantize_logit`):
 

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 
-def masked_gaussian_loglik(x, mean, mask, std):
+def masked_gaussian_loglik(x: jax.Array, mean: jax.Array, mask: jax.Array, std: float | jax.Array) -> jax.Array:
     r"""Per-record log-likelihood, Rubanova et al.'s normalization.
 
     ``x``, ``mean``, ``mask``: (..., T, D). Returns (...,): the mean over the D variables of
@@ -81,19 +81,19 @@ def masked_gaussian_loglik(x, mean, mask, std):
     return jnp.mean(jnp.where(n > 0, per_var, 0.0), axis=-1)
 
 
-def masked_mse(x, mean, mask):
+def masked_mse(x: jax.Array, mean: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean squared error over the observed entries (all records together)."""
     mask = mask.astype(mean.dtype)
     sq = jnp.where(mask > 0, (x - mean) ** 2, 0.0)
     return jnp.sum(sq * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def gaussian_kl(mean, log_std):
+def gaussian_kl(mean: jax.Array, log_std: jax.Array) -> jax.Array:
     r"""Elementwise :math:`\mathrm{KL}(N(\mu, s^2)\,\|\,N(0, 1)) = \tfrac12(s^2 + \mu^2 - 1) - \log s`."""
     return 0.5 * (jnp.exp(2 * log_std) + mean**2 - 1.0) - log_std
 
 
-def kl_coefficient(epoch: float, wait_epochs: float = 10, rate: float = 0.99):
+def kl_coefficient(epoch: float, wait_epochs: float = 10, rate: float = 0.99) -> jax.Array:
     """Rubanova et al.'s annealing: 0 for ``wait_epochs`` epochs, then ``1 - rate**(epoch - wait)``."""
     e = jnp.floor(epoch) - wait_epochs
     return jnp.where(e < 0, 0.0, 1.0 - rate ** jnp.maximum(e, 0.0))

@@ -63,7 +63,7 @@ METHODS: dict[str, Callable] = {
 MAX_ORDER: dict[str, int] = {"incremental": 32, "jet": 20, "nested": 10}
 
 
-def max_derivative_order(dtype) -> int:
+def max_derivative_order(dtype: Any) -> int:
     """The largest K for which K! and 1/K! are normal numbers of ``dtype`` (float16: 7,
     float32 and bfloat16: 33, float64: 170).
 
@@ -78,7 +78,7 @@ def max_derivative_order(dtype) -> int:
     return k
 
 
-def check_order(order, method: str | None = None, dtype=None, factorials: bool = True) -> int:
+def check_order(order: Any, method: str | None = None, dtype: Any = None, factorials: bool = True) -> int:
     """``order`` as an int, or a clear error: K must be an integer, 1 <= K <= MAX_ORDER[method]
     (the largest over the methods when ``method`` is None) and, when ``dtype`` is given and
     ``factorials`` is true (raw derivatives, or coefficients by a method that divides by k!),
@@ -156,7 +156,7 @@ def derivatives(f: Callable, t: ArrayLike, z: Any, args: Any = None, order: int 
     return METHODS[method](f, t, z, args, order)
 
 
-def coefficients(f, t, z, args=None, order: int = 1, method: str = "incremental"):
+def coefficients(f: Callable, t: ArrayLike, z: Any, args: Any = None, order: int = 1, method: str = "incremental") -> list:
     r"""Normalized Taylor coefficients :math:`(z_0, z_1, \dots, z_K)`, :math:`z_k =
     z^{(k)}/k!`, of the solution of dz/dt = f(t, z, args) through (t, z); ``z_0 = z``.
 

@@ -47,13 +47,13 @@ def total(terms: Iterable[Any]) -> Any:
     return out
 
 
-def cauchy(a, b, k: int, lo: int = 0, hi: int | None = None):
+def cauchy(a: Coeffs, b: Coeffs, k: int, lo: int = 0, hi: int | None = None) -> Any:
     r""":math:`\sum_{j=lo}^{hi} a_j\, b_{k-j}` (``hi`` defaults to k)."""
     hi = k if hi is None else hi
     return total(a[j] * b[k - j] for j in range(lo, hi + 1) if a[j] is not None and b[k - j] is not None)
 
 
-def chain(x, g, k: int):
+def chain(x: Coeffs, g: Coeffs, k: int) -> Any:
     r"""Coefficient k of y where :math:`y' = g\, x'`: :math:`\frac1k \sum_{j=1}^k j\, x_j
     g_{k-j}`."""
     s = total(j * x[j] * g[k - j] for j in range(1, k + 1) if x[j] is not None and g[k - j] is not None)

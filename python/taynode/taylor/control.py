@@ -17,6 +17,7 @@ JAX, and the gradient of one raises JAX's error.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +54,7 @@ def _derivative(g):
     return dg
 
 
-def jvp_series_rule(k, xs, ys, aux, eqn):
+def jvp_series_rule(k: int, xs: list, ys: list, aux: dict, eqn: Any) -> Any:
     """Coefficient k of every output of ``eqn``, by k nested JVPs of the equation applied to
     its inputs' truncated series (see the module docstring)."""
     name = eqn.primitive.name

@@ -25,6 +25,7 @@ tie takes JAX's choice (the window's first maximal element), not the right-sided
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -41,7 +42,7 @@ def _side(aux, first, diff_k, key="side"):
     return aux[key]
 
 
-def lex_sign(diffs):
+def lex_sign(diffs: jax.Array) -> jax.Array:
     """Sign of the first nonzero entry along axis 0 of ``diffs`` (0 where all are zero): the
     lexicographic comparison of two coefficient vectors from their difference."""
     out = jnp.zeros(diffs.shape[1:], diffs.dtype)

@@ -51,7 +51,7 @@ class CorruptCheckpointError(CheckpointError):
     written for another model or configuration)."""
 
 
-def remove_stale_temporaries(path) -> list[str]:
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[str]:
     """Delete the temporary files (``<path>.*.tmp``) that a process killed while writing
     ``path`` left behind; returns their names. Call only while no other process writes there
     (the run folder's lock)."""
@@ -151,7 +151,7 @@ def _open(path, cap=None) -> tuple[LazyNpz, dict]:
     return z, meta
 
 
-def read_meta(path) -> dict:
+def read_meta(path: str | os.PathLike[str]) -> dict:
     """The checkpoint's metadata: ``step``, ``key``, ``config``, ``extra``, ``leaves``."""
     z, meta = _open(path)
     z.close()

@@ -23,6 +23,7 @@ import os
 import re
 import stat
 import sys
+from collections.abc import Iterator
 
 __all__ = ["LOCK", "RunLockedError", "run_lock"]
 
@@ -69,7 +70,7 @@ def _foreign(path, run_dir, what: str) -> str:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir):
+def run_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
     """Hold ``run_dir``'s lock for the duration of the ``with`` block."""
     path = os.path.join(os.fspath(run_dir), LOCK)
     fd = _open_lock(path, run_dir)

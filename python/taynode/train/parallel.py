@@ -41,6 +41,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -175,7 +176,7 @@ def equinox_shard_map_fix():
         ad._strip_weak_dtype = orig
 
 
-def nfe_across_shards(nfe_per_shard, examples_per_shard) -> dict:
+def nfe_across_shards(nfe_per_shard: npt.ArrayLike, examples_per_shard: npt.ArrayLike) -> dict:
     """NFE statistics of one sharded solve from each shard's NFE and example count.
 
     ``total``: Σᵢ NFEᵢ (evaluations of f in all); ``per_example``: Σᵢ nᵢ·NFEᵢ / Σᵢ nᵢ, the

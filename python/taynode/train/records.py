@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -17,13 +18,13 @@ __all__ = ["LOG", "RunLog", "is_number", "read_log", "scalar", "truncate_log"]
 LOG = "log.jsonl"
 
 
-def scalar(x):
+def scalar(x: Any) -> float | None:
     """``x`` as a float, or ``None`` (JSON ``null``) when it is NaN or inf."""
     x = float(x)
     return x if math.isfinite(x) else None
 
 
-def is_number(v) -> bool:
+def is_number(v: object) -> bool:
     """Whether ``v`` is a numeric scalar (a Python or NumPy number, or a 0-d array)."""
     try:
         return np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number)
@@ -31,7 +32,7 @@ def is_number(v) -> bool:
         return False
 
 
-def read_log(run_dir, kind: str | None = None) -> list[dict]:
+def read_log(run_dir: str | os.PathLike[str], kind: str | None = None) -> list[dict]:
     """The log's records (all, or those of one ``kind``); a torn last line is ignored."""
     path = os.path.join(run_dir, LOG)
     if not os.path.exists(path):
@@ -48,7 +49,7 @@ def read_log(run_dir, kind: str | None = None) -> list[dict]:
     return out
 
 
-def truncate_log(run_dir, step: int) -> None:
+def truncate_log(run_dir: str | os.PathLike[str], step: int) -> None:
     """Keep the records up to ``step`` (a resumed run rewrites the rest), atomically."""
     path = os.path.join(run_dir, LOG)
     if not os.path.exists(path):

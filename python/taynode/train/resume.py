@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import equinox as eqx
 
@@ -47,7 +48,7 @@ class RunState:
     tstate: dict | None = None
 
 
-def json_config(config):
+def json_config(config: Any) -> Any:
     """``config`` through JSON (as a checkpoint stores it), or a TypeError saying why it cannot be."""
     try:
         return json.loads(json.dumps(config))

@@ -3,6 +3,7 @@ dequantized and logit-transformed) and data loss (bits/dim for images, nats othe
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -29,7 +30,7 @@ def levels(cfg: FFJORDConfig) -> int:
     return IMAGES[cfg.dataset]
 
 
-def mnist_images(images, size: int) -> np.ndarray:
+def mnist_images(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 images (n, 28, 28) → uint8 (n, 1, size, size): means over (28/size)² blocks,
     rounded to the nearest integer, so they stay in {0, …, 255} for the dequantization."""
     images = np.asarray(images)
@@ -50,7 +51,7 @@ def _check_mnist_curve(cfg: FFJORDConfig, n: int):
         )
 
 
-def load_data(cfg: FFJORDConfig):
+def load_data(cfg: FFJORDConfig) -> tuple[np.ndarray, np.ndarray]:
     """``(train, test)`` arrays: toys drawn with seeds ``seed`` and ``seed + 1``; MINIBOONE's
     MAF train and test splits (the first ``eval_examples`` test rows); MNIST's first
     ``train_examples`` training and first ``eval_examples`` test images, downsampled
@@ -73,7 +74,7 @@ def load_data(cfg: FFJORDConfig):
     return train_x, test_x
 
 
-def load_curve_data(cfg: FFJORDConfig):
+def load_curve_data(cfg: FFJORDConfig) -> np.ndarray:
     """The ``curve_examples`` held-out examples evaluated during training (never the test set):
     the digits' validation split, MNIST's last training images (disjoint from the first
     ``train_examples``), the toys' points drawn with seed ``seed + 2``."""
@@ -94,7 +95,7 @@ def load_curve_data(cfg: FFJORDConfig):
     return toy2d.sample(cfg.dataset, n, seed=cfg.seed + 2)
 
 
-def flow_input(cfg: FFJORDConfig, x, key, dtype):
+def flow_input(cfg: FFJORDConfig, x: jax.Array, key: jax.Array, dtype: jnp.dtype | type) -> tuple[jax.Array, jax.Array]:
     """``(y, logdet)``: images dequantized with their number of levels and logit-transformed
     (with the log-determinant); other data as they are (logdet 0)."""
     if is_images(cfg):
@@ -103,6 +104,6 @@ def flow_input(cfg: FFJORDConfig, x, key, dtype):
     return x, jnp.zeros(x.shape[:1], dtype)
 
 
-def data_loss(cfg: FFJORDConfig, log_prob, logdet, dims: int):
+def data_loss(cfg: FFJORDConfig, log_prob: jax.Array, logdet: jax.Array, dims: int) -> jax.Array:
     """Per-example loss of the data term: bits/dim for images, −log p (nats) otherwise."""
     return bits_per_dim(log_prob, logdet, dims, levels=levels(cfg)) if is_images(cfg) else -log_prob
