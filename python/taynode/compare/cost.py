@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 
 from .problems import Problem
 from .x64 import float64
 
 
 @float64
-def taylor_cost_ratio(problem: Problem, orders=(8, 12, 16), loops: int = 200, repeats: int = 5) -> dict:
+def taylor_cost_ratio(problem: Problem, orders: Sequence[int] = (8, 12, 16), loops: int = 200, repeats: int = 5) -> dict:
     """Wall time of one computation of the Taylor coefficients z_1 … z_p at z0, in units of one
     evaluation of f: what one Taylor step costs in f evaluations on this machine, against the
     ``p`` that the solver's ``nfe`` counts. Each is timed as ``loops`` dependent evaluations inside

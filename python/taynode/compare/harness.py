@@ -92,7 +92,7 @@ def load_problems(cfg: CompareConfig, out_dir: str, log: Callable[[str], object]
 
 
 @float64
-def run(cfg: CompareConfig | None = None, out_dir: str = "runs/compare", log=print) -> dict:
+def run(cfg: CompareConfig | None = None, out_dir: str = "runs/compare", log: Callable[[str], object] = print) -> dict:
     """Run every (problem, implementation, method, tol) of ``cfg`` (default: ``CompareConfig()``);
     write compare.md, compare.csv, work_precision.png and results.json into ``out_dir``; return
     the summary."""

@@ -8,9 +8,13 @@ bit for bit (the same keys, batches, optimizer and loss) without depending on th
 from __future__ import annotations
 
 import tempfile
+from typing import TYPE_CHECKING
 
 from .. import portable
 from .x64 import float64
+
+if TYPE_CHECKING:
+    from ..models import MLPDynamics
 
 HIDDEN, DEPTH, ACTIVATION = 32, 2, "tanh"
 LAM, ORDER = 1.0, 3
@@ -18,7 +22,7 @@ BATCH, LR, TRAIN_TOL = 64, 1e-2, 1e-6
 
 
 @float64
-def train_model(iters: int = 300, seed: int = 0, progress: bool = False):
+def train_model(iters: int = 300, seed: int = 0, progress: bool = False) -> MLPDynamics:
     """The trained :class:`taynode.models.MLPDynamics` (float64)."""
     import jax
     import jax.numpy as jnp

@@ -16,6 +16,8 @@ one λ weighs each of them: ``"none"``, ``"r<K>"`` (R_K), or ``"kinetic+jacobian
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -33,7 +35,7 @@ RNODE = _reg.RNODE
 TAYLOR_METHOD = "incremental"  # R_K's Taylor method when named by a string (parse_regularizers)
 
 
-def parse_regularizers(spec, taylor_method: str = TAYLOR_METHOD) -> tuple:
+def parse_regularizers(spec: Any, taylor_method: str = TAYLOR_METHOD) -> tuple:
     """``"none"`` → (), ``"r3"`` → (RK(3),), ``"kinetic+jacobian"`` or ``"rnode"`` → (𝒦, ℬ);
     a list of names or instances works too. Unknown names raise ValueError
     (:meth:`taynode.regularizers.RegularizerSet.parse`).
@@ -125,7 +127,16 @@ def steer_times(key: jax.Array, ts: jax.Array, b: float = 1.0) -> jax.Array:
     return jnp.concatenate([ts[:1], jnp.clip(ts[1:] + u * half, ts[0], ts[-1])])
 
 
-def classifier_loss(model: ODEClassifier, x, y, *, regularizers=(), lam=None, key=None, **solve_kw):
+def classifier_loss(
+    model: ODEClassifier,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    regularizers: Any = (),
+    lam: Any = None,
+    key: jax.Array | None = None,
+    **solve_kw: Any,
+) -> tuple[jax.Array, dict]:
     """``(loss, aux)``: cross-entropy + λ·Σ mean regularizer integrals, from one solve.
 
     ``regularizers`` is the run's :class:`~taynode.regularizers.RegularizerSet` with its λ,

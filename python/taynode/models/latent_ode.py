@@ -46,6 +46,7 @@ the textbook ELBO by per-record constants, so values compare only within this co
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -165,19 +166,19 @@ class LatentODE(eqx.Module):
 
 def latent_ode_loss(
     model: LatentODE,
-    values,
-    mask,
-    ts,
-    key,
+    values: jax.Array,
+    mask: jax.Array,
+    ts: jax.Array,
+    key: jax.Array,
     *,
     n_samples: int = 3,
-    kl_coef=1.0,
+    kl_coef: float | jax.Array = 1.0,
     obs_std: float = 0.01,
     iwae: bool = False,
-    regularizers=(),
-    lam=None,
-    **solve_kw,
-):
+    regularizers: Any = (),
+    lam: Any = None,
+    **solve_kw: Any,
+) -> tuple[jax.Array, dict]:
     """The loss of one batch and its parts (see the module docstring).
 
     Args:

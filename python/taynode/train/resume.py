@@ -143,7 +143,19 @@ def _check_same_run(ckpt: str, meta: dict, config, seed: int) -> None:
         raise CheckpointError(f"checkpoint {ckpt} was written with seed {meta['extra'].get('seed')}, not {seed}")
 
 
-def start(run_dir: str, model, optimizer, *, config, seed: int, steps: int, resume: bool, start_over: bool, target, writer: bool):
+def start(
+    run_dir: str,
+    model: Any,
+    optimizer: Any,
+    *,
+    config: Any,
+    seed: int,
+    steps: int,
+    resume: bool,
+    start_over: bool,
+    target: Any,
+    writer: bool,
+) -> RunState:
     """The run's :class:`RunState` at its first step: fresh, or restored from ``run_dir``'s
     checkpoint (checked against this run's model, optimizer, config, seed and λ target)."""
     ckpt = os.path.join(run_dir, CHECKPOINT)

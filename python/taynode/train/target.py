@@ -172,7 +172,15 @@ class LambdaTarget:
         return min(max(lam * math.exp(delta), self.lam_min), self.lam_max), e
 
 
-def target_step(target, tstate, metrics, done, model, write, when):
+def target_step(
+    target: LambdaTarget,
+    tstate: dict,
+    metrics: dict,
+    done: int,
+    model: Callable[[], object],
+    write: Callable[[dict], object],
+    when: dict,
+) -> dict:
     """The loop's λ bookkeeping after step ``done``: add its value to the window; every ``target.every`` steps, measure
     and update λ (writing a ``"target"`` record). Returns the new state."""
     q, tstate = target.quantity, dict(tstate)

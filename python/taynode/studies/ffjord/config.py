@@ -4,6 +4,7 @@ in :mod:`taynode.studies.ffjord`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ...data import toy2d
 from ...solvers import get as get_solver
@@ -211,6 +212,6 @@ PRESETS = {
 }
 
 
-def preset(name: str, **overrides) -> FFJORDConfig:
+def preset(name: str, **overrides: Any) -> FFJORDConfig:
     """The preset's config with ``overrides`` (``None`` values are ignored)."""
     return _preset(PRESETS, name, **overrides)

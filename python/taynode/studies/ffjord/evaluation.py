@@ -41,7 +41,7 @@ def _eval_batch(cfg: FFJORDConfig, xs, i: int, key):
 
 
 @with_x64
-def evaluate_nfe(cnf: CNF, cfg: FFJORDConfig, xs) -> dict:
+def evaluate_nfe(cnf: CNF, cfg: FFJORDConfig, xs: np.ndarray) -> dict:
     """``{"nll", "nfe"}`` of the plain flow on ``xs`` in batches of ``eval_batch``: dopri5 at
     ``eval_tol`` in float64, NLL the mean over examples (bits/dim for images), NFE the mean over
     batches of the exact count. Noise (Hutchinson, dequantization) is fixed by the seed, so
@@ -60,7 +60,7 @@ def evaluate_nfe(cnf: CNF, cfg: FFJORDConfig, xs) -> dict:
 
 
 @with_x64
-def evaluate(cnf: CNF, cfg: FFJORDConfig, test_x) -> dict:
+def evaluate(cnf: CNF, cfg: FFJORDConfig, test_x: np.ndarray) -> dict:
     """NLL (nats; bits/dim for images) and NFE (:func:`evaluate_nfe`), and R₂, ℬ, 𝒦 (means of the
     per-example integrals on the first ``eval_reg_examples``) with dopri5 at ``eval_tol`` in
     float64 (module docstring). Images are dequantized with noise fixed by the seed (the same
@@ -93,7 +93,9 @@ def _density_grid(cnf: CNF, lim: float, n: int, tol: float):
     return np.exp(np.asarray(lp)).reshape(n, n)
 
 
-def plot_densities(models: dict, results: dict, train_x, path: str, *, lim: float = 4.5, n: int = 120, tol: float = 1e-6):
+def plot_densities(
+    models: dict, results: dict, train_x: np.ndarray, path: str, *, lim: float = 4.5, n: int = 120, tol: float = 1e-6
+) -> None:
     """Density heat maps: the data (histogram) and each run's p(x) on a grid (dopri5, exact trace)."""
     import matplotlib
 

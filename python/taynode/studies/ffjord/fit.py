@@ -34,7 +34,7 @@ def run_config(cfg: FFJORDConfig) -> dict:
     return {k: v for k, v in stored_config(cfg).items() if not (k in CURVE_FIELDS and v == 0)}
 
 
-def make_cnf(cfg: FFJORDConfig, shape, trace: str | None = None) -> CNF:
+def make_cnf(cfg: FFJORDConfig, shape: int | tuple[int, ...], trace: str | None = None) -> CNF:
     """The flow for examples of ``shape`` (an int d for vectors, or (C, H, W) for images)."""
     key = jax.random.PRNGKey(cfg.seed)
     dtype = jnp.float64 if cfg.dtype == "float64" else jnp.float32
@@ -73,14 +73,14 @@ def solver_label(steps: int | None, fixed_solver: str = "rk4") -> str:
 def train_one(
     cfg: FFJORDConfig,
     reg: str,
-    steps,
-    train_x,
-    run_dir,
+    steps: int | None,
+    train_x: np.ndarray,
+    run_dir: str,
     *,
-    progress=True,
-    resume=False,
+    progress: bool = True,
+    resume: bool = False,
     lam: float | None = None,
-    curve_x=None,
+    curve_x: np.ndarray | None = None,
 ) -> dict:
     """Train one model; returns ``{"model", "train_seconds", "status", "steps_done", "error"}``.
 
