@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .atomic import atomic_file
 from .inputs import InputError, LazyNpz
+
+if TYPE_CHECKING:
+    from .models import MLPDynamics
 
 FORMAT = "taynode.portable/1"
 MAX_HEADER_BYTES = 1 << 16
@@ -45,7 +50,7 @@ def problem(name: str) -> dict:
     return {"format": FORMAT, "kind": "problem", "name": name}
 
 
-def from_model(model) -> dict:
+def from_model(model: MLPDynamics) -> dict:
     """The description of a :class:`taynode.models.MLPDynamics`."""
     return validate(
         {
@@ -154,7 +159,7 @@ def load(path: str, *, max_bytes: int | None = None) -> dict:
         raise ValueError(f"{path}: {e}") from None
 
 
-def numpy_field(spec: dict):
+def numpy_field(spec: dict) -> Callable[[float, np.ndarray], np.ndarray]:
     """``f(t, z)`` in NumPy on a batch ``z`` of shape (batch, d)."""
     spec = validate(spec)
     if spec["kind"] == "problem":
@@ -176,7 +181,7 @@ def numpy_field(spec: dict):
     return f
 
 
-def jax_field(spec: dict):
+def jax_field(spec: dict) -> Callable:
     """``f(t, z, args)`` in JAX: the named problem, or an :class:`MLPDynamics` with these weights."""
     spec = validate(spec)
     if spec["kind"] == "problem":
@@ -207,7 +212,7 @@ def _torch_activations(torch):
     }
 
 
-def torch_field(spec: dict):
+def torch_field(spec: dict) -> Callable:
     """``f(t, z)`` in torch (float64) for a portable description: the same MLP as
     :func:`numpy_field` (time concatenated to every layer's input); named problems from
     :mod:`taynode.array_problems`."""

@@ -17,14 +17,20 @@ Training stays in JAX.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .result import SolveResult
+
+if TYPE_CHECKING:
+    from .jax_backend import JaxBackend
+    from .julia_backend import JuliaBackend
 
 __all__ = ["BACKENDS", "SolveResult", "get_backend"]
 
 BACKENDS = ("jax", "julia")
 
 
-def get_backend(name: str = "jax"):
+def get_backend(name: str = "jax") -> JaxBackend | JuliaBackend:
     """The backend called ``name`` (one of :data:`BACKENDS`); ``"julia"`` starts Julia.
 
     Raises ``ValueError`` for an unknown name, and whatever the backend's constructor raises
