@@ -42,6 +42,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
@@ -56,6 +57,9 @@ from .parallel import DataParallel, DistributedError, is_writer
 from .records import LOG, RunLog, is_number, read_log, scalar
 from .resume import CHECKPOINT, PREVIOUS, RunState, json_config, start
 from .target import LambdaTarget, target_step
+
+if TYPE_CHECKING:
+    import optax
 
 __all__ = ["CHECKPOINT", "LOG", "PREVIOUS", "NonFiniteLossError", "TrainResult", "read_log", "train"]
 
@@ -112,11 +116,11 @@ def _check_target(target, loss_fn):
 
 
 def train(
-    model,
-    optimizer,
+    model: Any,
+    optimizer: optax.GradientTransformation,
     loss_fn: Callable,
     batches: Callable[[int], object],
-    run_dir,
+    run_dir: str | os.PathLike[str],
     *,
     steps: int,
     seed: int = 0,
@@ -127,9 +131,9 @@ def train(
     resume: bool = False,
     start_over: bool = False,
     progress: bool = True,
-    config=None,
+    config: Any = None,
     desc: str | None = None,
-    devices=None,
+    devices: int | DataParallel | None = None,
     sharding: str = "global",
     target: LambdaTarget | None = None,
 ) -> TrainResult:
