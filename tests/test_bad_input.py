@@ -195,37 +195,7 @@ class _NaNIntegrand(tn.Regularizer):
 
 
 ROWS: list[tuple] = [
-    # -- silent wrong answers before #14 --
-    (
-        "silent: incremental fori_loop",
-        lambda tmp: derivatives(f_fori, 0.0, Z, None, 2),
-        UnsupportedPrimitiveError,
-        r"no rule for the primitive 'scan'.*method='nested'",
-    ),
-    (
-        "silent: incremental while_loop",
-        lambda tmp: derivatives(f_while, 0.0, Z, None, 2),
-        UnsupportedPrimitiveError,
-        r"no rule for the primitive 'while'.*method='nested'",
-    ),
-    (
-        "silent: incremental top_k",
-        lambda tmp: derivatives(f_top_k, 0.0, Z, None, 2),
-        UnsupportedPrimitiveError,
-        r"no rule for the primitive 'top_k'.*method='nested'",
-    ),
-    (
-        "silent: incremental cond with an integer output",
-        lambda tmp: derivatives(f_cond_int, 0.0, Z, None, 2),
-        UnsupportedPrimitiveError,
-        r"no rule for the primitive 'cond'",
-    ),
-    (
-        "silent: R_K in solve with a loop in f",
-        lambda tmp: tn.solve(f_fori, Z, regularizers=["r2"]),
-        UnsupportedPrimitiveError,
-        r"'incremental' has no rule for the primitive 'scan'.*method='nested'",
-    ),
+    # -- silent wrong answers before #14 (loops, top_k and cond now have Taylor rules: tested below) --
     (
         "silent: integer z",
         lambda tmp: derivatives(lambda t, z, a: z**2, 0.0, jnp.array([[2, 3]]), None, 2),
@@ -472,6 +442,25 @@ ROWS: list[tuple] = [
         lambda tmp: tn.solve(decay, Z, regularizers=[_NaNIntegrand()]),
         ValueError,
         r"regularizer's integrand is NaN or inf at \(t0, z0\) although f is finite.*not stiffness.*\['nan'\]",
+    ),
+    # -- issue #26: derivatives() at one point --
+    (
+        "derivatives: an array of times",
+        lambda tmp: derivatives(lambda t, z, a: t * z, jnp.array([0.5, 1.0]), jnp.ones((2, 2)), None, 2),
+        ValueError,
+        r"t must be a scalar time .*got shape \(2,\).*jax.vmap",
+    ),
+    (
+        "derivatives: f returns float32 for a float64 state",
+        lambda tmp: derivatives(lambda t, z, a: (2 * z).astype(jnp.float32), 0.0, Z, None, 2),
+        TypeError,
+        r"returned dtype float32 for a state of dtype float64.*mix precisions",
+    ),
+    (
+        "derivatives: f returns int32 for a float64 state",
+        lambda tmp: derivatives(lambda t, z, a: (2 * z).astype(jnp.int32), 0.0, Z, None, 2),
+        TypeError,
+        r"returned dtype int32 for a state of dtype float64",
     ),
 ]
 
@@ -790,6 +779,23 @@ def test_bad_input_names_the_problem(case, tmp_path, no_julia):
 
 
 # ---- behaviour that is not an error -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("f", [f_fori, f_while, f_top_k, f_cond_int], ids=["fori", "while", "top_k", "cond_int"])
+def test_formerly_refused_primitives_match_nested(f):
+    """Refused before #29 (which #14 had turned from silent zeros into errors); now incremental
+    mode has their rules and must give nested JVPs' derivatives."""
+    got = derivatives(f, 0.0, Z, None, 3)
+    want = derivatives(f, 0.0, Z, None, 3, "nested")
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+
+
+def test_r2_in_solve_with_a_loop_in_f_is_the_closed_form():
+    # dz/dt = z/8: z(t) = z0 e^{t/8}, z'' = z/64; R2 = ∫ mean_features(z''²) dt over (0, 1)
+    sol = tn.solve(f_fori, Z, regularizers=["r2"], rtol=1e-10, atol=1e-10)
+    want = np.mean(np.asarray(Z) ** 2, axis=1) / 64**2 * (np.exp(2 / 8) - 1) / (2 / 8)
+    np.testing.assert_allclose(sol.integrals["R2"], want, rtol=1e-7)
 
 
 @pytest.mark.parametrize("f", [f_fori, f_while])

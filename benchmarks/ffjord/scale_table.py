@@ -191,6 +191,14 @@ def plot_curves(dest: str, task: str) -> str | None:
     return png
 
 
+def _site_link(png: str, doc: str) -> str:
+    """The link from the docs page ``doc`` to ``png``: the site serves ``benchmarks/`` at its root
+    (``docs/gen_assets.py``), so the link is relative to the page's place under ``docs/``."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    page_dir = os.path.relpath(os.path.dirname(os.path.abspath(doc)), os.path.join(repo, "docs"))
+    return os.path.relpath(os.path.relpath(os.path.abspath(png), repo), page_dir)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default=None, help="runs.py's --out (omit: rebuild from the copies in --dest)")
@@ -219,7 +227,7 @@ def main(argv=None) -> None:
         if task == "digits" and ns.runs:
             plot_samples(ns.runs, os.path.join(ns.dest, task, "samples.png"))
         page += [f"\n## {task}\n", text] + (
-            [f"\n![validation NFE during training]({os.path.relpath(png, os.path.dirname(ns.doc))})\n"] if png and ns.doc else []
+            [f"\n![validation NFE during training]({_site_link(png, ns.doc)})\n"] if png and ns.doc else []
         )
         print(f"## {task}\n{text}")
     if ns.doc:

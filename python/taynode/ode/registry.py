@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import diffrax as dfx
 import numpy as np
 
+from ..nfe import rk_nfe
 from ..regularizers.heuristics import same_time_pair
 from .problem import F_EVALS, TAYLOR_ORDERS
 from .steps import INITIAL_STEP_EVALS, check_taylor_orders
@@ -116,9 +117,11 @@ class SolverSpec:
         return self.stages - 1 if self.fsal else self.stages
 
     def nfe(self, attempted_steps: Any, adaptive: bool) -> Any:
-        """Evaluations of f of a solve with ``attempted_steps`` steps (module docstring)."""
-        init = int(self.fsal) + (INITIAL_STEP_EVALS if adaptive else 0)
-        return init + self.evals_per_step * attempted_steps
+        """Evaluations of f of a solve with ``attempted_steps`` steps (module docstring): the one
+        formula, :func:`taynode.nfe.rk_nfe`, that ``taynode.count_nfe`` applies to a user's diffrax solve."""
+        return rk_nfe(
+            attempted_steps, stages=self.stages, fsal=self.fsal, initial_step_evals=INITIAL_STEP_EVALS if adaptive else 0
+        )
 
 
 @dataclass(frozen=True)

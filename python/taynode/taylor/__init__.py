@@ -184,6 +184,20 @@ def _check_point(f, t, z, args):
                 f"z as floats, e.g. jnp.asarray(z, dtype=jnp.float64)"
             )
     dtype = jnp.result_type(*leaves)
+    if jnp.ndim(t) != 0:
+        # one point (t, z): an array of times would broadcast against the features, not the batch
+        raise ValueError(
+            f"t must be a scalar time (the point (t, z) the derivatives are taken at), got shape {jnp.shape(t)}; "
+            "for several times, call derivatives once per time or jax.vmap over t and z"
+        )
     t = jnp.asarray(t, dtype=dtype)
     check_output_matches(f, t, z, args)
+    out = jax.eval_shape(lambda t_, z_: f(t_, z_, args), t, z)
+    for zl, ol in zip(leaves, jax.tree_util.tree_leaves(out)):
+        if ol.dtype != jnp.result_type(zl):
+            raise TypeError(
+                f"dynamics f(t, z, args) returned dtype {ol.dtype} for a state of dtype {jnp.result_type(zl)}; "
+                "the Taylor series would mix precisions: make f compute in the state's dtype (e.g. cast its "
+                "parameters, or z, with .astype)"
+            )
     return t
