@@ -146,5 +146,5 @@ def test_max_pooling_off_ties_and_at_harmless_ties_is_exact():
 
 
 def test_jet_refuses_max_pooling_by_name():
-    with pytest.raises(UnsupportedPrimitiveError, match="reduce_window_max"):
+    with pytest.raises(UnsupportedPrimitiveError, match="reduce_window_max.*method=.incremental."):
         derivatives(_pool_field, 0.0, jnp.zeros((1, 2, 2)), args=jnp.ones((1, 2, 2)), order=2, method="jet")

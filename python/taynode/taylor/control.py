@@ -33,7 +33,8 @@ MAX_ORDER = 10
 
 # Equations expanded this way: control flow, custom_jvp functions whose implementation is not a
 # faithful expansion, jax 0.12's `polynomial` (how jnp.sinc evaluates its series there), and
-# max pooling (a variadic reduce_window carrying the lexicographic winner aborts XLA's CPU compiler).
+# max pooling (a variadic reduce_window carrying the lexicographic winner aborts XLA's CPU compiler,
+# so a tie whose series differ raises instead: ``_pool_tie``).
 CONTROL = {"cond", "while", "scan", "custom_jvp_call", "polynomial", "reduce_window_max", "reduce_window_min"}
 
 

@@ -22,6 +22,9 @@ from .. import _jax
 from . import jet_ties
 from ._inline import UnsupportedPrimitiveError, inline
 
+# Piecewise primitives jet has no rule for: nested JVPs would average their ties too.
+_PIECEWISE = {"argmax", "argmin", "sort", "top_k", "reduce_window_max", "reduce_window_min"}
+
 
 def _is_float(x) -> bool:
     return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
@@ -42,7 +45,8 @@ def _jet_equation(eqn, primals, series):
     except KeyError as e:
         # jet's trace looks primitives up in its rule table; only a miss lands here.
         if e.args and e.args[0] is eqn.primitive:
-            raise UnsupportedPrimitiveError(eqn.primitive.name, "jet", "nested") from None
+            name = eqn.primitive.name
+            raise UnsupportedPrimitiveError(name, "jet", "incremental" if name in _PIECEWISE else "nested") from None
         raise
     return list(outs), [s if _is_float(o) else None for o, s in zip(outs, out_series)]
 

@@ -22,7 +22,8 @@ __all__ = ["CHECKED", "COMPARISONS", "RIGHT_SIDED", "check_tie", "comparison_tie
 
 RIGHT_SIDED = {"max", "min", "abs", "clamp"}
 CHECKED = {"reduce_max", "reduce_min", "cummax", "cummin", "select_n"}
-COMPARISONS = {"gt", "ge", "lt", "le", "eq", "ne"}
+# == and != keep their primal value, as in the incremental rule (they patch points, not pieces).
+COMPARISONS = {"gt", "ge", "lt", "le"}
 # Boolean masks pass through these as the predicate does.
 MASK_UNARY = {"not", "broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type", "transpose"}
 MASK_BINARY = {"and", "or", "xor"}
