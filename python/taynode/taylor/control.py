@@ -16,11 +16,14 @@ JAX, and the gradient of one raises JAX's error.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from .._jax import bind_equation
 
@@ -31,7 +34,8 @@ MAX_ORDER = 10
 
 # Equations expanded this way: control flow, custom_jvp functions whose implementation is not a
 # faithful expansion, jax 0.12's `polynomial` (how jnp.sinc evaluates its series there), and
-# max pooling (a variadic reduce_window carrying the lexicographic winner aborts XLA's CPU compiler).
+# max pooling (a variadic reduce_window carrying the lexicographic winner aborts XLA's CPU compiler,
+# so a tie whose series differ raises instead: ``_pool_tie``).
 CONTROL = {"cond", "while", "scan", "custom_jvp_call", "polynomial", "reduce_window_max", "reduce_window_min"}
 
 
@@ -77,4 +81,43 @@ def jvp_series_rule(k: int, xs: list, ys: list, aux: dict, eqn: Any) -> Any:
     vals = iter(d(jnp.zeros((), real)))
     scale = 1.0 / math.factorial(k)
     out = [next(vals) * scale if keep else None for keep in floats]
+    if name in ("reduce_window_max", "reduce_window_min"):
+        out[0] = eqx.error_if(out[0], _pool_tie(xs[0], k, eqn.params, name == "reduce_window_max"), _POOL_TIE.format(name=name))
     return out if eqn.primitive.multiple_results else out[0]
+
+
+_POOL_TIE = (
+    "{name!r} (max/min pooling) met a tie: two elements of one window are equal with different Taylor "
+    "series, where JAX's derivative takes the first one rather than the trajectory's right-sided "
+    "branch; the Taylor core cannot expand this pooling at a tie (move the state off the tie, or use "
+    "a smooth pooling such as average pooling)"
+)
+
+
+def _window_stack(x, params, fill):
+    """Every window's elements of ``reduce_window``'s operand, stacked on a new leading axis."""
+    pads = [(lo, hi, b - 1) for (lo, hi), b in zip(params["padding"], params["base_dilation"])]
+    xp = lax.pad(x, jnp.asarray(fill, x.dtype), pads)
+    out_shape = [
+        (n - (w - 1) * d - 1) // s + 1
+        for n, w, d, s in zip(xp.shape, params["window_dimensions"], params["window_dilation"], params["window_strides"])
+    ]
+    parts = []
+    for offset in itertools.product(*[range(w) for w in params["window_dimensions"]]):
+        start = [o * d for o, d in zip(offset, params["window_dilation"])]
+        limit = [b + (m - 1) * s + 1 for b, m, s in zip(start, out_shape, params["window_strides"])]
+        parts.append(lax.slice(xp, start, limit, params["window_strides"]))
+    return jnp.stack(parts)
+
+
+def _pool_tie(x, k, params, is_max):
+    """Whether a window's extreme value is taken by elements whose coefficients 1..k differ."""
+    primal = _window_stack(x[0], params, -jnp.inf if is_max else jnp.inf)
+    at = primal == (jnp.max if is_max else jnp.min)(primal, axis=0)
+    bad = jnp.zeros((), bool)
+    for j in range(1, k + 1):
+        if x[j] is None:
+            continue
+        c = _window_stack(x[j], params, 0)
+        bad = bad | jnp.any(jnp.max(jnp.where(at, c, -jnp.inf), axis=0) != jnp.min(jnp.where(at, c, jnp.inf), axis=0))
+    return bad

@@ -20,7 +20,7 @@ primitives (``sign``, ``floor``, ``round``, ``rem``'s quotient) have no series p
 a predicate turned into numbers (``(x > 0) * x``) is piecewise constant and takes its primal
 value, so write ``jnp.where`` or ``jnp.maximum`` for a right-sided kink; max pooling
 (``reduce_window_max``) is expanded by nested JVPs (:mod:`.control`), exact off ties, and at a
-tie takes JAX's choice (the window's first maximal element), not the right-sided one.
+tie whose elements' series differ raises (``equinox.error_if``) rather than take JAX's choice.
 """
 
 from __future__ import annotations
