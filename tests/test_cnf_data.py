@@ -34,7 +34,7 @@ def test_toy_set_shapes():
 def test_toy_bad_input():
     with pytest.raises(ValueError, match="unknown toy"):
         toy2d.sample("spirals", 10)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="integer >= 1"):
         toy2d.sample("moons", 0)
 
 

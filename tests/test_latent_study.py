@@ -52,8 +52,10 @@ def test_table_names_any_regularizer():
 def test_every_regularizer_of_a_set_gets_the_weight():
     from taynode.studies import latent
 
-    regs, lams = latent._regs(latent.preset("cpu", reg="kinetic+jacobian", lam=4.0), 4.0)
-    assert [r.name for r in regs] == ["kinetic", "jacobian"] and lams == [4.0, 4.0]
-    regs, lams = latent._regs(latent.preset("cpu", reg="ernode", lam=2.0), 2.0)
-    assert [r.name for r in regs] == ["ernode"] and lams == [2.0]
-    assert latent._regs(latent.preset("cpu"), 0.0) == ([], [])
+    # _regs returns one RegularizerSet (names and λ together) since the set is parsed once per run
+    rset = latent._regs(latent.preset("cpu", reg="kinetic+jacobian", lam=4.0), 4.0)
+    assert [r.name for r in rset.regularizers] == ["kinetic", "jacobian"] and list(rset.lam) == [4.0, 4.0]
+    rset = latent._regs(latent.preset("cpu", reg="ernode", lam=2.0), 2.0)
+    assert [r.name for r in rset.regularizers] == ["ernode"] and list(rset.lam) == [2.0]
+    empty = latent._regs(latent.preset("cpu"), 0.0)
+    assert list(empty.regularizers) == [] and list(empty.lam) == []

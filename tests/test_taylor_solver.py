@@ -139,6 +139,7 @@ def test_bad_input_is_named():
 
 def test_default_method_falls_back_when_it_lacks_a_rule(monkeypatch):
     from taynode import taylor_solver
+    from taynode.ode import taylor_method  # where taylor_coefficients looks coefficients up (taylor_solver re-exports it)
     from taynode.taylor import UnsupportedPrimitiveError, coefficients
 
     def strict_default(f, t, z, args, order, **kw):
@@ -146,7 +147,7 @@ def test_default_method_falls_back_when_it_lacks_a_rule(monkeypatch):
             raise UnsupportedPrimitiveError("stack", "incremental", "nested")
         return coefficients(f, t, z, args, order=order, **kw)
 
-    monkeypatch.setattr(taylor_solver, "coefficients", strict_default)
+    monkeypatch.setattr(taylor_method, "coefficients", strict_default)
     z = jnp.array([[1.0, 1.0]])
     got = taylor_solver.taylor_coefficients(lotka_volterra, 0.0, z, None, 4)
     want = [z] + [d / math.factorial(k) for k, d in enumerate(tn.derivatives(lotka_volterra, 0.0, z, None, 4, method="jet"), 1)]
@@ -154,7 +155,7 @@ def test_default_method_falls_back_when_it_lacks_a_rule(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-14)
     with pytest.raises(UnsupportedPrimitiveError):  # a named method is not replaced
         monkeypatch.setattr(
-            taylor_solver,
+            taylor_method,
             "coefficients",
             lambda *a, **k: (_ for _ in ()).throw(UnsupportedPrimitiveError("stack", "jet", "nested")),
         )
