@@ -36,6 +36,7 @@ TABLES: dict[str, Callable[[str], str]] = {
     "mnist-small-cost": runs.mnist_file("small_cost"),
     "latent-cpu": runs.latent_file("cpu"),
     "latent-long": runs.latent_file("long"),
+    "latent-converged": runs.latent_file("converged"),
     "latent-single": runs.latent_single,
     "ffjord-seeds": runs.ffjord_seeds_table,
     "ffjord-8gaussians": runs.ffjord_single("benchmarks/ffjord/results.json"),
