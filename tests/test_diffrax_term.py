@@ -337,3 +337,29 @@ def test_the_registry_stages_and_fsal_are_the_tableaux():
     # taynode.solve's registry and count_nfe read the same numbers (one NFE formula)
     for name, spec in (SOLVERS | STUDY_SOLVERS).items():
         assert (spec.stages, spec.fsal) == stages_fsal(spec.make()), name
+
+
+def test_a_field_with_its_own_evaluate_method_is_called_as_a_plain_field():
+    """Only a StageSharingField shares its stage's work; a user model's unrelated ``evaluate``
+    method is never called (the solving layer's rule, one implementation for both)."""
+
+    class Field(eqx.Module):
+        def __call__(self, t, y, args):
+            return -y
+
+        def evaluate(self, *a):
+            raise AssertionError("the user's evaluate method was called")
+
+    term = tn.RegularizedTerm(Field(), "r2")
+    sol = dfx.diffeqsolve(
+        term,
+        dfx.Tsit5(),
+        0.0,
+        1.0,
+        0.05,
+        term.initial(jnp.ones(3)),
+        stepsize_controller=dfx.PIDController(rtol=1e-10, atol=1e-10),
+    )
+    _, integrals = term.split(sol.ys)
+    # y = e^{-t}: y'' = e^{-t}, R2 = ∫ mean(y''²) dt = (1 - e^{-2}) / 2
+    np.testing.assert_allclose(np.asarray(integrals["R2"]).reshape(-1)[-1], (1 - np.exp(-2.0)) / 2, rtol=1e-8)

@@ -27,35 +27,10 @@ import jax.numpy as jnp
 import optimistix as optx
 from jax.typing import ArrayLike
 
+from .ode.rk import SAMPLE_STREAM, evaluate, sample_times
 from .regularizers import Evaluation, Regularizer, RegularizerSet, hutchinson_noise
 
 __all__ = ["SAMPLE_STREAM", "RegularizedTerm", "evaluate", "sample_times"]
-
-SAMPLE_STREAM = 0x5A  # the sample times' PRNG stream, independent of the Hutchinson noise drawn from key
-
-
-def sample_times(key: jax.Array, t0: ArrayLike, t1: ArrayLike, samples: int) -> jax.Array:
-    r"""Stratified uniform times :math:`\tau_m = t_0 + (t_1 - t_0)(m + u_m)/M`, :math:`u_m \sim U[0, 1)`.
-
-    Each :math:`\tau_m` is uniform on its own M-th of [t0, t1], so
-    :math:`|t_1 - t_0|\,\frac1M\sum_m r(\tau_m)` is an unbiased estimate of
-    :math:`\int r\,|dt|`; the times are monotone in the direction of integration.
-    """
-    u = jax.random.uniform(key, (samples,), dtype=jnp.result_type(t0))
-    return t0 + (t1 - t0) * (jnp.arange(samples, dtype=u.dtype) + u) / samples
-
-
-def evaluate(f_: Callable, t: ArrayLike, z: Any, args: Any, noise: Any) -> tuple[Any, Evaluation]:
-    """``(f(t, z, args), Evaluation)``: one evaluation of the field, shared by the integrands.
-
-    A field whose integrands can reuse more than f(t, z) (the CNF: its trace's vjp serves ℬ)
-    defines ``evaluate(t, z, args, noise) -> (dz, Evaluation)``; any other callable gives an
-    Evaluation without ``fz`` (sharing f(z) with 𝒦 would reorder the backward pass's sums).
-    """
-    own = getattr(f_, "evaluate", None)
-    if own is not None:
-        return own(t, z, args, noise)
-    return f_(t, z, args), Evaluation(f_, t, z, args, noise, fz=None)
 
 
 def _add_axis(tree):
