@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from taynode.studies.regularizers import LABELS  # the study's own method labels
+
 from .fmt import by_seed, load, markdown, paired, percent_change, ratio, reference, seeds_cell, slower
 from .runs import ffjord_seeds
 
@@ -86,15 +88,6 @@ def headline(root: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- regularizers study
 
-LABELS = {
-    "none": "unregularized",
-    "taynode": "TayNODE",
-    "taynode-sampled": "TayNODE, sampled (M=4)",
-    "rnode": "RNODE (𝒦+ℬ)",
-    "ernode": "ERNODE",
-    "srnode": "SRNODE",
-    "steer": "STEER",
-}
 LOSS = {"mnist": "test cross-entropy", "latent": "test loss (−objective)", "ffjord": "test NLL (nats)"}
 QUALITY = {"mnist": ("test accuracy %", "{:.2f}"), "latent": ("test MSE ×1e-3", "{:.3f}")}
 
