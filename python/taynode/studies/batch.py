@@ -122,7 +122,7 @@ def _redirected(target, spec, run_dir, log, args):
 
 def collect(out: str) -> tuple[dict, list]:
     """The finished runs in ``out`` grouped by (reg, λ, quadrature): ``{key: [dict(seed, results,
-    epochs), …]}`` with ``results`` the run's ``results.json`` and ``epochs`` its per-epoch log
+    epochs, folder), …]}`` with ``results`` the run's ``results.json`` and ``epochs`` its per-epoch log
     records; and the unfinished runs as ``[dict(run, epoch), …]`` (the epoch they reached)."""
     import glob
     import json
@@ -141,7 +141,7 @@ def collect(out: str) -> tuple[dict, list]:
             continue
         with open(path) as fh:
             results = json.load(fh)
-        groups.setdefault((spec.reg, spec.lam, spec.quadrature), []).append(dict(seed=spec.seed, results=results, epochs=epochs))
+        groups.setdefault((spec.reg, spec.lam, spec.quadrature), []).append(dict(seed=spec.seed, results=results, epochs=epochs, folder=d))
     return groups, unfinished
 
 
