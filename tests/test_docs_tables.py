@@ -103,6 +103,10 @@ def _parallel(rows):
     rows[1]["rows"][0]["step_ms"] += 10
 
 
+def _target(res):
+    res["runs"][0]["heldout"] *= 1.5
+
+
 @pytest.mark.parametrize(
     "rel, change, expect",
     [
@@ -120,6 +124,7 @@ def _parallel(rows):
         ("benchmarks/reference.json", _pal, {"README.md: headline", "docs/results/mnist.md: mnist-long"}),
         ("benchmarks/reference.json", _table2, {"README.md: headline", "docs/results/ffjord-cpu.md: paper-table2"}),
         ("benchmarks/results/data_parallel.json", _parallel, {"docs/data-parallel.md: data-parallel-f32"}),
+        ("benchmarks/results/lambda_target.json", _target, {"docs/lambda-target.md: lambda-target"}),
     ],
 )
 def test_a_hand_edited_result_file_fails_the_check(repo_copy, rel, change, expect):
