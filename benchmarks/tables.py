@@ -10,6 +10,11 @@ nothing and fails, listing the tables, where a file's table differs from what it
     python benchmarks/tables.py            # rewrite README.md and docs/**/*.md in place
     python benchmarks/tables.py --check    # exit status 1 on any difference
 
+A new table: a generator ``name(root) -> markdown`` in ``doctables/`` that reads only committed
+files, an entry in ``TABLES``, and the two markers in a page (``tests/test_docs_tables.py`` fails
+on a block nothing generates and on a generator no page uses; add a hand-edit case there). A
+table a benchmark writes as Markdown itself is included unedited with ``--8<-- "path"`` instead.
+
 The ratio convention, everywhere: a saving, a change or a time ratio pairs each regularized run with
 the unregularized run of the same seed (same data, initialization, batches and noise), and a cell
 shows the mean of those paired values and, in brackets, each seed's value in seed order.

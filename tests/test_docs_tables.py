@@ -103,6 +103,10 @@ def _parallel(rows):
     rows[1]["rows"][0]["step_ms"] += 10
 
 
+def _target(res):
+    res["runs"][0]["heldout"] *= 1.5
+
+
 @pytest.mark.parametrize(
     "rel, change, expect",
     [
@@ -120,6 +124,7 @@ def _parallel(rows):
         ("benchmarks/reference.json", _pal, {"README.md: headline", "docs/results/mnist.md: mnist-long"}),
         ("benchmarks/reference.json", _table2, {"README.md: headline", "docs/results/ffjord-cpu.md: paper-table2"}),
         ("benchmarks/results/data_parallel.json", _parallel, {"docs/data-parallel.md: data-parallel-f32"}),
+        ("benchmarks/results/lambda_target.json", _target, {"docs/lambda-target.md: lambda-target"}),
     ],
 )
 def test_a_hand_edited_result_file_fails_the_check(repo_copy, rel, change, expect):
@@ -210,3 +215,21 @@ def test_from_summary_rewrites_the_committed_table(tmp_path, script, folder, fla
     mod.main(["--from-summary", "--dest", str(dest), *flags])
     with open(os.path.join(ROOT, folder, "table.md"), encoding="utf-8") as fh:
         assert (dest / "table.md").read_text() == fh.read()
+
+
+@pytest.mark.parametrize("task", ["digits", "mnist-long"])
+def test_ffjord_scale_tables_are_their_result_files_and_the_page_holds_them(tmp_path, task):
+    """``docs/results/ffjord.md`` is written whole by ``benchmarks/ffjord/scale_table.py`` (issue #27), not
+    by ``tables.py``: rebuilt from the committed per-run copies alone, each task's ``table.md`` is what is
+    committed, and the page holds it unedited."""
+    folder = os.path.join(ROOT, "benchmarks", "ffjord", task)
+    shutil.copytree(os.path.join(folder, "results"), tmp_path / task / "results")
+    spec = importlib.util.spec_from_file_location("scale_table", os.path.join(ROOT, "benchmarks", "ffjord", "scale_table.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--dest", str(tmp_path), "--tasks", task])
+    with open(os.path.join(folder, "table.md"), encoding="utf-8") as fh:
+        committed = fh.read()
+    assert (tmp_path / task / "table.md").read_text() == committed
+    with open(os.path.join(ROOT, "docs", "results", "ffjord.md"), encoding="utf-8") as fh:
+        assert committed in fh.read()

@@ -9,13 +9,15 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from taynode.train import CHECKPOINT, LambdaTarget, load_checkpoint, read_log, read_meta, train
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import lambda_target  # noqa: E402  (benchmarks/: the acceptance runs, shared with the docs' table)
 
 # --- the rule alone -------------------------------------------------------------------------
 
@@ -248,71 +250,7 @@ def test_sigkill_then_resume_with_target_is_bit_identical(tmp_path):
 
 
 # --- acceptance: the Fig. 1 toy and a 2-D FFJORD model (slow: minutes on 2 cores) -------------
-
-
-def _toy(tmp_path, lam0):
-    """The toy (z(1) = z(0) + z(0)³, 1+1 → 16 → 16 → 1 tanh, dopri5 at 1e-5) with target R₂ = 0.01,
-    600 steps (400 were too few: the young model's R₂ first falls to ~0.004, then rises as it
-    curves, whatever λ is, and λ needs the rest to follow); returns (R₂ on 200 held-out points at
-    1e-8, λ trajectory)."""
-    from taynode import solve
-    from taynode.models import MLPDynamics
-    from taynode.regularizers import RK
-
-    def loss_fn(model, z0, key, lam):
-        sol = solve(model, z0, (0.0, 1.0), rtol=1e-5, atol=1e-5, regularizers=[RK(2)])
-        mse, r2 = jnp.mean((sol.z1 - (z0 + z0**3)) ** 2), jnp.mean(sol.integrals["R2"])
-        return mse + lam * r2, {"mse": mse, "R2": r2}
-
-    model = MLPDynamics((1, 16, 16, 1), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float64)
-    batches = lambda step: jnp.asarray(np.random.default_rng(step).uniform(-1, 1, (32, 1)))  # noqa: E731
-    steps = 600
-    res = train(
-        model,
-        optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)),
-        loss_fn,
-        batches,
-        tmp_path / f"toy{lam0}",
-        steps=steps,
-        progress=False,
-        target=LambdaTarget("R2", 0.01, lam0, dtype=np.float64),
-    )
-    z = jnp.linspace(-1.0, 1.0, 200, dtype=jnp.float64)[:, None]  # held out: not the training draws
-    r2 = float(jnp.mean(solve(res.model, z, (0.0, 1.0), rtol=1e-8, atol=1e-8, regularizers=[RK(2)]).integrals["R2"]))
-    return r2, [r["lam"] for r in read_log(res.run_dir, "target")]
-
-
-def _ffjord(tmp_path, lam0):
-    """FFJORD on 8gaussians (2 → 32 → 32 → 2 tanh, Hutchinson, dopri5 at 1e-4, float32) with target
-    R₂ = 0.03; returns (R₂ on 512 held-out points at 1e-6, λ trajectory)."""
-    from taynode.data import toy2d
-    from taynode.models import MLPDynamics
-    from taynode.models.cnf import CNF
-    from taynode.regularizers import RK
-    from taynode.train import ShuffledBatches
-
-    x = toy2d.sample("8gaussians", 4096, seed=0).astype(np.float32)
-    cnf = CNF(MLPDynamics((2, 32, 32, 2), "tanh", key=jax.random.PRNGKey(0), dtype=jnp.float32))
-
-    def loss_fn(cnf, xb, key, lam):
-        r = cnf.forward(xb, key=key, regularizers=(RK(2),), rtol=1e-4, atol=1e-4)
-        nll, r2 = jnp.mean(-r.log_prob), jnp.mean(r.integrals["R2"])
-        return nll + lam * r2, {"nll": nll, "R2": r2, "nfe": r.stats["nfe"]}
-
-    steps = 300
-    res = train(
-        cnf,
-        optax.adam(optax.cosine_decay_schedule(1e-2, steps, 0.1)),
-        loss_fn,
-        ShuffledBatches(x, 128, seed=0),
-        tmp_path / f"ffjord{lam0}",
-        steps=steps,
-        progress=False,
-        target=LambdaTarget("R2", 0.03, lam0, every=10, dtype=np.float32),
-    )
-    xt = jnp.asarray(toy2d.sample("8gaussians", 512, seed=1), jnp.float32)
-    r = res.model.forward(xt, key=jax.random.PRNGKey(5), regularizers=(RK(2),), rtol=1e-6, atol=1e-6)
-    return float(jnp.mean(r.integrals["R2"])), [r_["lam"] for r_ in read_log(res.run_dir, "target")]
+# The runs are benchmarks/lambda_target.py's, whose output file is the docs' table of them.
 
 
 @pytest.mark.slow
@@ -320,12 +258,10 @@ def _ffjord(tmp_path, lam0):
 def test_toy_lands_within_band_from_a_decade_either_side(tmp_path, lam0):
     """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
     0.01, from λ0 a decade below, at and a decade above the λ it settles at (0.15-0.3)."""
-    r2, lams = _toy(tmp_path, lam0)
-    print(
-        f"toy: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} (target 0.01, {r2 / 0.01 - 1:+.0%})"
-    )
-    assert len(lams) == 30
-    assert abs(r2 / 0.01 - 1) < 0.25, (lam0, r2, lams)
+    run = lambda_target.toy(tmp_path / "toy", lam0)
+    print(f"toy: {run}")
+    assert run["updates"] == 30
+    assert abs(run["heldout"] / 0.01 - 1) < 0.25, run
 
 
 @pytest.mark.slow
@@ -333,9 +269,6 @@ def test_ffjord_lands_within_band_from_a_decade_either_side(tmp_path):
     """The held-out R₂ (recomputed with a separate, tighter solve) ends within ±25 % of the target
     0.03, starting from λ0 a decade below, at and a decade above the λ it settles at."""
     for lam0 in (0.5, 5.0, 50.0):
-        r2, lams = _ffjord(tmp_path, lam0)
-        print(
-            f"ffjord: λ0 {lam0:g} → λ {lams[-1]:.3g} after {len(lams)} updates; held-out R2 {r2:.4g} "
-            f"(target 0.03, {r2 / 0.03 - 1:+.0%})"
-        )
-        assert abs(r2 / 0.03 - 1) < 0.25, (lam0, r2, lams)
+        run = lambda_target.ffjord(tmp_path / f"ffjord{lam0}", lam0)
+        print(f"ffjord: {run}")
+        assert abs(run["heldout"] / 0.03 - 1) < 0.25, run

@@ -1,4 +1,4 @@
-"""The headline table of the README, the regularizers study's tables and the data-parallel table."""
+"""The headline table of the README, the regularizers study's tables, the data-parallel and the λ-by-target tables."""
 
 from __future__ import annotations
 
@@ -230,6 +230,24 @@ def data_parallel(rel: str):
     return make
 
 
+# ---------------------------------------------------------------------------------------------- λ by a target
+
+TARGET_PROBLEMS = {"toy": "Fig. 1 toy", "ffjord": "FFJORD 8gaussians"}
+
+
+def lambda_target(root: str) -> str:
+    """``benchmarks/lambda_target.py``'s runs: where λ and the held-out quantity land, per start λ0."""
+    out = []
+    for r in load(root, "benchmarks/results/lambda_target.json")["runs"]:
+        steps = f"{r['steps']}" + (f", warm-up {r['warmup']}" if r["warmup"] else "")
+        cells = [f"{TARGET_PROBLEMS[r['problem']]}, R₂ → {r['target']:g}", f"{r['lam0']:g}", steps]
+        cells += [f"{r['lam_min']:.3g}", f"{r['lam_final']:.3g}"]
+        cells += [f"{r['heldout']:.4g} ({100 * (r['heldout'] / r['target'] - 1):+.0f} %)", f"{r['cpu_s']:.0f}"]
+        out.append(cells)
+    head = ["problem, target", "λ0", "steps", "lowest λ", "final λ", "held-out R₂ (vs target)", "CPU s"]
+    return markdown(head, out)
+
+
 TABLES_MORE = {
     "headline": headline,
     "regularizers-overview": regularizers_overview,
@@ -240,4 +258,5 @@ TABLES_MORE = {
     "data-parallel-f32": data_parallel("benchmarks/results/data_parallel.json"),
     "data-parallel-f64": data_parallel("benchmarks/results/data_parallel_f64.json"),
     "data-parallel-trained": data_parallel("benchmarks/results/data_parallel_trained_f64.json"),
+    "lambda-target": lambda_target,
 }

@@ -25,8 +25,10 @@ class Solution(eqx.Module):
         integrals: ``{name: per-example integral over [t0, t1]}`` for each regularizer.
         stats: ``nfe`` (in units of :attr:`nfe_unit`), ``steps`` (accepted), ``rejected``,
             ``attempted``; see :func:`taynode.solve`.
-        step_ts, step_ys: with ``save_steps=True``, the time and state after every accepted
-            step (padded to ``max_steps`` with ``inf``); otherwise ``None``.
+        step_ts: with ``save_steps=True``, the time after every accepted step (padded to
+            ``max_steps`` with ``inf``); otherwise ``None``.
+        step_ys: with ``save_steps=True``, the state after every accepted step (padded as
+            ``step_ts``); otherwise ``None``.
         nfe_unit: what ``stats["nfe"]`` counts: ``"f evaluations"`` (Runge–Kutta solvers) or
             ``"Taylor coefficient orders"`` (the Taylor method: a step of order p counts p).
             Static, so it survives ``jax.jit``.

@@ -32,8 +32,9 @@ Why this form:
   fixed λ from 0.03 to 0.3 (measured). Updating from the start, λ follows that transient: from
   λ0 = 0.012, 400 steps, λ fell to 0.006 and then chased the rising R₂ too slowly (end λ 0.071,
   held-out R₂ 2.5× the target 0.01). Measured on the toy at 600 steps (cosine learning rate),
-  from λ0 = 0.025 / 0.25 / 2.5: without warm-up the held-out R₂ lands at +12 % / −7 % / −8 %
-  (λ dips to 0.0075 from 0.025 first); with warmup = 200 at +0 % / −13 % / −17 % (no dip). So
+  from λ0 = 0.025 / 0.25 / 2.5: without warm-up the held-out R₂ lands at +11 % / −7 % / −8 %
+  (λ dips to 0.0075 from 0.025 first); with warmup = 200 at +0 % / −14 % / −17 % (no dip); these
+  runs are ``benchmarks/lambda_target.py``'s (``benchmarks/results/lambda_target.json``). So
   the longer run is what the toy needed and its test uses no warm-up; the option stays for
   problems whose transient is longer than the run can absorb. Rejected: holding λ while m
   rises towards the target from below (it also holds λ on a problem that is just converging,
