@@ -172,8 +172,8 @@ PRESETS = {
         checkpoint_every=100,
     ),
     # UCI digits (8×8, 17 levels): the MNIST path's conv flow (1 → 32 → 32 → 1, 3×3, softplus, zero last
-    # layer). Measured on the shared machine: 4.4-7 s of one core per training step (one f + vjp of a
-    # batch of 64 alone is 3.3 ms; the adaptive solve and its backward pass dominate), so a 5,000-step
+    # layer). Per-step cost measured by the first runs: benchmarks/ffjord/sizing.json (the adaptive solve
+    # and its backward pass dominate, not one f + vjp), so a 5,000-step
     # run is 6-10 h of a free core (benchmarks/ffjord/README.md);
     # 5,000 steps = 250 epochs of the 1,297 training images. The validation NFE curve (dopri5 at
     # 1.4e-8, float64, 64 images) every 100 steps costs about one training step.
