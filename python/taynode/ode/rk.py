@@ -175,7 +175,7 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
     """
     ts, dtype = p.ts, p.dtype
     t0, t1 = ts[0], ts[-1]
-    direction = jnp.sign(t1 - t0)
+    direction = jnp.sign(t1 - t0) if p.direction is None else p.direction
     regs, step_regs = list(p.regs), list(p.step_regs)
     integrated = [] if p.sampled else regs
 

@@ -22,10 +22,9 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._jax import is_tracer
-from .checks import is_concrete, validate
+from .checks import validate
 from .problem import Problem, Solution
 from .registry import RUNGE_KUTTA, Entry
 from .rk import START_MESSAGES, integrate_rk
@@ -147,8 +146,7 @@ def solve(
                                    regularizers=regularizers, key=key, quadrature=quadrature, samples=samples,
                                    error_control=error_control, adjoint=adjoint, checkpoints=checkpoints,
                                    max_steps=max_steps, save_steps=save_steps)  # fmt: skip
-    ts0 = problem.ts
-    if is_concrete(ts0) and np.asarray(ts0)[0] == np.asarray(ts0)[-1]:  # NumPy: indexing under a jit would trace
+    if problem.direction == 0.0:  # ts = (t0, t0), known now
         return _empty_interval(problem, rset.names, spec.nfe_unit)
     traced = any(is_tracer(x) for x in jax.tree_util.tree_leaves(problem))
     problem = dataclasses.replace(problem, raise_at_start=traced)
