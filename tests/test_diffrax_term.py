@@ -14,7 +14,7 @@ import pytest
 
 import taynode as tn
 from taynode.diffrax_term import sample_times
-from taynode.nfe import count_nfe_backward, stages_fsal
+from taynode.nfe import CountFirstStages, count_nfe_backward, stages_fsal
 from taynode.regularizers import hutchinson_noise
 from taynode.solvers import SOLVERS, STUDY_SOLVERS, initial_step_size
 
@@ -186,6 +186,37 @@ def test_a_rejected_first_step_of_an_fsal_solver_evaluates_f_again():
     jax.block_until_ready(sol.ys)
     assert float(sol.ts[0]) < 0.05  # the first step of 0.05 was rejected
     assert calls[0] == int(tn.count_nfe(sol, dfx.Bosh3(), dt0=0.05)) + 1
+
+
+def test_each_rejection_of_the_first_step_evaluates_f_at_t0_once_more():
+    # the retry keeps diffrax's restored solver state (first_step=True), so it evaluates the first
+    # stage again; the Solution holds only the step totals, not how many rejections came first
+    f, calls = counting_vdp()
+    at_t0 = [0]
+
+    def g(t, z, args):
+        jax.debug.callback(lambda t: at_t0.__setitem__(0, at_t0[0] + int(t == 0.0)), t)
+        return f(t, z, args)
+
+    sol = dfx.diffeqsolve(dfx.ODETerm(g), dfx.Dopri5(), 0.0, 3.0, 2.0, jnp.array([2.0, 0.0]),
+                          stepsize_controller=dfx.PIDController(rtol=1e-6, atol=1e-6))  # fmt: skip
+    jax.block_until_ready(sol.ys)
+    first_rejections = at_t0[0] - 1  # every evaluation at t0 after the first is a retry of step one
+    assert first_rejections >= 2 and int(sol.stats["num_rejected_steps"]) > first_rejections
+    assert calls[0] == int(tn.count_nfe(sol, dfx.Dopri5(), dt0=2.0)) + first_rejections
+
+
+def test_count_first_stages_makes_count_nfe_exact_with_rejections_and_jumps():
+    # CountFirstStages counts the attempts that evaluate an FSAL solver's first stage (the first
+    # step, its retries, the steps after a jump); count_nfe reads it from the controller state
+    f, calls = counting_vdp()
+    controller = CountFirstStages(dfx.PIDController(rtol=1e-6, atol=1e-6, jump_ts=[0.7, 1.5, 2.2]))
+    sol = dfx.diffeqsolve(dfx.ODETerm(f), dfx.Dopri5(), 0.0, 3.0, 2.0, jnp.array([2.0, 0.0]),
+                          stepsize_controller=controller, saveat=dfx.SaveAt(t1=True, controller_state=True))  # fmt: skip
+    jax.block_until_ready(sol.ys)
+    nfe = int(tn.count_nfe(sol, dfx.Dopri5(), dt0=2.0))
+    assert nfe == calls[0] and int(sol.controller_state.count) >= 1 + 2 + 3  # type: ignore[union-attr]
+    assert nfe > int(tn.count_nfe(eqx.tree_at(lambda s: s.controller_state, sol, None), dfx.Dopri5(), dt0=2.0))
 
 
 def test_count_nfe_of_the_regularized_term_and_an_empty_interval():

@@ -73,3 +73,48 @@ def test_taylor_entries_count_coefficient_orders(name):
         assert nfe == 6 * steps
     else:
         assert nfe == pytest.approx(float(sol.stats["mean_order"]) * steps)
+
+
+def stiff_vdp(calls, at_t0):
+    """van der Pol with mu = 20: from (2, 0) the first step (Hairer's initial step) is rejected."""
+
+    def bump(t):
+        calls[0] += 1
+        at_t0[0] += int(t == 0.0)
+
+    @jax.custom_vjp
+    def field(z):
+        x, v = z[..., 0], z[..., 1]
+        return jnp.stack([v, 20.0 * (1 - x**2) * v - x], -1)
+
+    def forward(z):
+        return field(z), z
+
+    def backward(z, g):
+        jax.debug.callback(lambda: calls.__setitem__(1, calls[1] + 1))
+        return jax.vjp(field.__wrapped__, z)[1](g)
+
+    field.defvjp(forward, backward)
+
+    def f(t, z, args):
+        jax.debug.callback(bump, t)
+        return field(z)
+
+    return f
+
+
+@pytest.mark.parametrize("name", ["dopri5", "bosh3"])
+def test_each_retry_of_a_rejected_first_step_is_counted(name):
+    # an FSAL solver has no last stage to reuse until its first step is accepted, so each retry
+    # evaluates f(t0, z0) again; diffrax's step totals do not say how many retries there were
+    calls, at_t0 = [0, 0], [0]
+    f = stiff_vdp(calls, at_t0)
+
+    z0 = jnp.array([[2.0, 0.0]])
+    sol = tn.solve(f, z0, (0.0, 1.0), solver=name, rtol=1e-6, atol=1e-6)
+    jax.block_until_ready(sol.ys)
+    assert at_t0[0] >= 3  # Hairer's f(t0, z0), the first attempt and at least one retry
+    assert int(sol.stats["nfe"]) == calls[0]
+    grad = jax.grad(lambda z: jnp.sum(tn.solve(f, z, (0.0, 1.0), solver=name, rtol=1e-6, atol=1e-6).z1))(z0)
+    jax.block_until_ready(grad)
+    assert int(sol.stats["nfe_backward"]) == calls[1]  # one vjp per evaluation after the initial-step rule

@@ -2,8 +2,8 @@
 
 from .ode.checks import DEFAULT_TOL, ERROR_CONTROLS, QUADRATURES
 from .ode.problem import Solution
-from .ode.rk import SAMPLE_STREAM, sample_times
 from .ode.solve import DEFAULT_CHECKPOINTS, solve
+from .ode.term import SAMPLE_STREAM, sample_times
 
 __all__ = [
     "DEFAULT_CHECKPOINTS",

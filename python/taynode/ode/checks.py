@@ -61,7 +61,7 @@ def validate(f: Any, z0: Any, ts: Any, args: Any, *, solver: Any, steps: Any, rt
     if sampled and key is None:
         raise ValueError("quadrature='sampled' draws the regularizers' sample times at random: pass key=")
     z0, dtype, batch = _check_state(z0)
-    ts = _check_ts(ts, dtype)
+    ts, direction = _check_ts(ts, dtype)
     rtol, atol = _tolerances(steps, rtol, atol, dtype)
     z0, args, f = _check_finite(z0, "z0"), _check_finite(args, "args"), _check_parameters(f)
     check_output_matches(f, ts[0], z0, args)
@@ -72,7 +72,7 @@ def validate(f: Any, z0: Any, ts: Any, args: Any, *, solver: Any, steps: Any, rt
     problem = Problem(f=f, z0=z0, ts=ts, args=args, key=key, noise=noise, steps=steps, rtol=rtol, atol=atol, regs=regs,
                       step_regs=rset.step_regularizers, sampled=sampled, samples=samples, error_control=error_control,
                       adjoint=adjoint, checkpoints=checkpoints, max_steps=max_steps, save_steps=save_steps, dtype=dtype,
-                      batch=batch)  # fmt: skip
+                      batch=batch, direction=direction)  # fmt: skip
     return spec, rset, problem
 
 
@@ -158,18 +158,20 @@ def _check_state(z0):
 
 
 def _check_ts(ts, dtype):
-    """``ts`` in the state's dtype: 1-D, finite, strictly monotone (or ``(t0, t0)``), and not
-    collapsed by that dtype. Traced times are checked for NaN/inf when the computation runs."""
+    """``(ts in the state's dtype, direction)``: 1-D, finite, strictly monotone (or ``(t0, t0)``),
+    not collapsed by that dtype. ``direction`` is sign(t1 - t0) as a Python float when the given
+    times hold no tracer (Python numbers or arrays, under a user's jit too), else ``None``: traced
+    times are checked for NaN/inf when the computation runs."""
     given = ts
     ts = jnp.asarray(ts, dtype=dtype)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D array of at least two times [t0, ..., t1], got shape {ts.shape}")
-    if not is_concrete(ts):
-        return eqx.error_if(ts, ~jnp.all(jnp.isfinite(ts)), "ts contains NaN or inf")
-    t = np.asarray(ts)
+    if any(is_tracer(x) for x in jax.tree_util.tree_leaves(given)):
+        return eqx.error_if(ts, ~jnp.all(jnp.isfinite(ts)), "ts contains NaN or inf"), None
+    wide = np.asarray(given, dtype=np.float64)
+    t = wide.astype(jnp.dtype(dtype))  # NumPy: under a user's jit, ts itself is a tracer
     if not np.all(np.isfinite(t)):
         raise ValueError(f"ts contains NaN or inf: {t}")
-    wide = np.asarray(given, dtype=np.float64)
     collapsed = (np.diff(wide) != 0) & (np.diff(t.astype(np.float64)) == 0)
     if np.any(collapsed):
         raise ValueError(
@@ -180,11 +182,11 @@ def _check_ts(ts, dtype):
     if t[0] == t[-1]:
         if len(t) != 2:
             raise ValueError("ts with t1 == t0 must be exactly (t0, t0)")
-        return ts
-    d = np.diff(t) * np.sign(t[-1] - t[0])
-    if not np.all(d > 0):
+        return ts, 0.0
+    direction = float(np.sign(t[-1] - t[0]))
+    if not np.all(np.diff(t) * direction > 0):
         raise ValueError(f"ts must be strictly increasing (or strictly decreasing, to integrate backwards): {t}")
-    return ts
+    return ts, direction
 
 
 def _float_tolerance_warning(dtype, rtol, atol):

@@ -55,7 +55,8 @@ class Problem(eqx.Module):
     leaves and every option is static, so one jitted integrator serves every solve of the same
     dynamics, options and shapes. ``regs`` are the integrand regularizers, ``step_regs`` the
     solver-heuristic ones; ``noise`` is Hutchinson's ε (or ``None``); ``sampled`` says whether
-    the regularizers are estimated at ``samples`` random times instead of integrated.
+    the regularizers are estimated at ``samples`` random times instead of integrated;
+    ``direction`` is sign(t1 - t0) when the times are known (else ``None``).
     """
 
     f: Any
@@ -79,6 +80,9 @@ class Problem(eqx.Module):
     dtype: Any = eqx.field(static=True)
     batch: int = eqx.field(static=True)
     raise_at_start: bool = eqx.field(static=True, default=False)  # under an enclosing trace: see taynode.ode.rk
+    # sign(t1 - t0) when the times were known at the call (a constant of the compiled program,
+    # as it was before #23: XLA then drops the integrands' multiply by +1); None for traced times
+    direction: float | None = eqx.field(static=True, default=None)
 
     @property
     def adaptive(self) -> bool:

@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import diffrax as dfx
 import numpy as np
 
-from ..nfe import rk_nfe
+from ..nfe import rk_nfe, stages_fsal
 from ..regularizers.heuristics import same_time_pair
 from .problem import F_EVALS, TAYLOR_ORDERS
 from .steps import INITIAL_STEP_EVALS, check_taylor_orders
@@ -57,9 +57,6 @@ __all__ = [
 RUNGE_KUTTA = "runge-kutta"
 TAYLOR_METHOD = "taylor"
 
-# diffrax solvers without a Butcher tableau: their stages per step (Euler: f(t0, z0) once)
-_STAGES_WITHOUT_TABLEAU: dict[type, int] = {dfx.Euler: 1}
-
 
 @dataclass(frozen=True)
 class SolverSpec:
@@ -77,11 +74,12 @@ class SolverSpec:
     nfe_unit: ClassVar[str] = F_EVALS
 
     def __post_init__(self):
-        solver = self.make()
-        if getattr(solver, "tableau", None) is None and type(solver) not in _STAGES_WITHOUT_TABLEAU:
+        try:
+            self._stages_fsal  # noqa: B018  # read off the solver now, so a bad entry fails at once
+        except ValueError:
             raise ValueError(
-                f"solver {self.name!r}: {type(solver).__name__} is not an explicit Runge–Kutta solver with a tableau"
-            )
+                f"solver {self.name!r}: {type(self.make()).__name__} is not an explicit Runge–Kutta solver with a tableau"
+            ) from None
         if self.embedded != (self.error_order is not None):
             raise ValueError(f"solver {self.name!r}: pass error_order exactly when the tableau has an error estimate (b_error)")
 
@@ -96,15 +94,18 @@ class SolverSpec:
         return int(self.make().order(None))  # type: ignore[arg-type]  # an explicit RK's order is an int
 
     @cached_property
-    def stages(self) -> int:
-        """Stages s per step: the tableau's (``len(c) + 1``)."""
-        tab = self.tableau
-        return _STAGES_WITHOUT_TABLEAU[type(self.make())] if tab is None else int(tab.num_stages)  # type: ignore[index]
+    def _stages_fsal(self) -> tuple[int, bool]:
+        return stages_fsal(self.make())  # the one reader of a diffrax solver's tableau, count_nfe's too
 
-    @cached_property
+    @property
+    def stages(self) -> int:
+        """Stages s per step: the tableau's (``len(c) + 1``; 1 for diffrax's Euler)."""
+        return self._stages_fsal[0]
+
+    @property
     def fsal(self) -> bool:
         """Whether the last stage is the next step's first (the tableau's "first same as last")."""
-        return bool(self.tableau is not None and self.tableau.fsal)
+        return self._stages_fsal[1]
 
     @cached_property
     def embedded(self) -> bool:
@@ -116,11 +117,16 @@ class SolverSpec:
         """Evaluations of f per attempted step (s, less one with FSAL)."""
         return self.stages - 1 if self.fsal else self.stages
 
-    def nfe(self, attempted_steps: Any, adaptive: bool) -> Any:
-        """Evaluations of f of a solve with ``attempted_steps`` steps (module docstring): the one
-        formula, :func:`taynode.nfe.rk_nfe`, that ``taynode.count_nfe`` applies to a user's diffrax solve."""
+    def nfe(self, attempted_steps: Any, adaptive: bool, first_stages: Any = 1) -> Any:
+        """Evaluations of f of a solve with ``attempted_steps`` steps, ``first_stages`` of which
+        evaluated an FSAL solver's first stage (:mod:`taynode.nfe`): the one formula,
+        :func:`taynode.nfe.rk_nfe`, that ``taynode.count_nfe`` applies to a user's diffrax solve."""
         return rk_nfe(
-            attempted_steps, stages=self.stages, fsal=self.fsal, initial_step_evals=INITIAL_STEP_EVALS if adaptive else 0
+            attempted_steps,
+            stages=self.stages,
+            fsal=self.fsal,
+            initial_step_evals=INITIAL_STEP_EVALS if adaptive else 0,
+            first_stages=first_stages,
         )
 
 

@@ -2,10 +2,11 @@ r"""The explicit Runge–Kutta entries' integrator: a validated :class:`~taynode
 through one ``diffrax.diffeqsolve``.
 
 The augmented state is ``(z, {name: r})`` with :math:`\dot r = \text{integrand}(t, z)` per
-example (:func:`augmented_field`), so one solve returns the trajectory and every regularizer's
-integral :math:`\int_{t_0}^{t_1} \text{integrand}\,|dt|` (non-negative in either time direction).
-With ``quadrature="sampled"`` the integrands are evaluated after the solve at random times on
-its dense output instead (:func:`sampled_integrals`).
+example, and its field is :class:`~taynode.ode.term.RegularizedTerm`, the same term a user puts in
+their own ``diffeqsolve``; so one solve returns the trajectory and every regularizer's integral
+:math:`\int_{t_0}^{t_1} \text{integrand}\,|dt|` (non-negative in either time direction). With
+``quadrature="sampled"`` the integrands are evaluated after the solve at random times on its
+dense output instead (:meth:`~taynode.ode.term.RegularizedTerm.estimate`).
 """
 
 from __future__ import annotations
@@ -18,18 +19,17 @@ import jax
 import jax.numpy as jnp
 import optimistix as optx
 
-from ..regularizers import Evaluation, StageSharingField
+from ..nfe import CountFirstStages, first_stages
 from . import heuristics as _heuristics
 from .problem import Problem, Solution
 from .registry import SolverSpec
 from .steps import INITIAL_STEP_EVALS, initial_step_size
+from .term import SAMPLE_STREAM, RegularizedTerm, sample_times
 
-__all__ = ["ADJOINTS", "SAMPLE_STREAM", "START_MESSAGES", "augmented_field", "evaluate", "integrate_rk", "sample_times"]
+__all__ = ["ADJOINTS", "START_MESSAGES", "integrate_rk"]
 
 # the adjoints (how a solve is differentiated); diffrax's for each is chosen by _adjoint
 ADJOINTS = ("backprop", "adjoint")
-
-SAMPLE_STREAM = 0x5A  # the sample times' PRNG stream, independent of the Hutchinson noise drawn from key
 
 _MAX_STEPS_MESSAGE = (
     "The maximum number of solver steps was reached before t1 (raise max_steps=): the step size "
@@ -37,17 +37,6 @@ _MAX_STEPS_MESSAGE = (
     "use a looser rtol/atol or an implicit solver) and when the solution blows up or becomes NaN "
     "(check the dynamics, its parameters and the learning rate)."
 )
-
-
-def sample_times(key: jax.Array, t0: Any, t1: Any, samples: int) -> Any:
-    r"""Stratified uniform times :math:`\tau_m = t_0 + (t_1 - t_0)(m + u_m)/M`, :math:`u_m \sim U[0, 1)`.
-
-    Each :math:`\tau_m` is uniform on its own M-th of [t0, t1], so
-    :math:`|t_1 - t_0|\,\frac1M\sum_m r(\tau_m)` is an unbiased estimate of
-    :math:`\int r\,|dt|`; the times are monotone in the direction of integration.
-    """
-    u = jax.random.uniform(key, (samples,), dtype=jnp.result_type(t0))
-    return t0 + (t1 - t0) * (jnp.arange(samples, dtype=u.dtype) + u) / samples
 
 
 # What f(t0, z0) can say before the first step: START_MESSAGES[code], code 0 = fine. The
@@ -100,43 +89,6 @@ def _adjoint(name, checkpoints, adaptive, rtol, atol):
     raise AssertionError(name)  # taynode.ode.checks validated it
 
 
-def evaluate(f_: Any, t: Any, z: Any, args: Any, noise: Any) -> tuple[Any, Evaluation]:
-    """``(f(t, z, args), Evaluation)``: one evaluation of the field, shared by the integrands.
-
-    A field whose integrands can reuse more than f(t, z) (the CNF: its trace's vjp serves ℬ)
-    subclasses :class:`~taynode.regularizers.StageSharingField`. Any other callable gives an
-    Evaluation without ``fz``: sharing f(z) with 𝒦 would leave the values bitwise unchanged but
-    reorder the sums of the backward pass (measured: gradients moved by 3e-15 relative in
-    float64, 7e-6 in float32), and the recorded runs are kept reproducible.
-    """
-    if isinstance(f_, StageSharingField):
-        return f_.evaluate(t, z, args, noise)
-    return f_(t, z, args), Evaluation(f_, t, z, args, noise, fz=None)
-
-
-def augmented_field(f_static: Any, integrated: Any) -> Any:
-    """diffrax's vector field of ``(z, {name: r})``: ``(f, {name: direction · integrand})``.
-
-    f is evaluated once per stage (:func:`evaluate`) and each integrand reads that evaluation
-    (:meth:`~taynode.regularizers.Regularizer.integrand_at`): f(z) for 𝒦, a field's εᵀ∂f/∂z for ℬ.
-    Everything differentiable travels in diffrax's args as ``(f's arrays, args, noise,
-    direction)`` (the continuous adjoint only differentiates explicit inputs); f's static parts
-    are closed over.
-    """
-
-    def vector_field(t, y, packed):
-        f_arrays, args, noise, direction = packed
-        f_ = eqx.combine(f_arrays, f_static)
-        z, _ = y
-        if not integrated:
-            return f_(t, z, args), {}
-        dz, ev = evaluate(f_, t, z, args, noise)
-        dr = {r.name: direction * r.integrand_at(ev) for r in integrated}
-        return dz, dr
-
-    return vector_field
-
-
 def _step_control(spec, p: Problem, fun, y0, t0, t1, direction):
     """``(dt0, controller, max_steps, start code)``: Hairer's initial step and a PID controller
     (adaptive), or the fixed grid (no start check: the first step is the first evaluation)."""
@@ -149,22 +101,16 @@ def _step_control(spec, p: Problem, fun, y0, t0, t1, direction):
         f0 = (eqx.branched_error_if(f0[0], start != 0, start, msgs), f0[1])
     dt0 = initial_step_size(fun, t0, y0, direction, spec.order, p.rtol, p.atol, f0)
     norm = (lambda err: optx.rms_norm(err[0])) if p.error_control == "state" else optx.rms_norm
-    return dt0, dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm), p.max_steps, start
+    controller = dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm)
+    # an FSAL solver evaluates its first stage again at each retry of the first step: counted
+    return dt0, CountFirstStages(controller) if spec.fsal else controller, p.max_steps, start
 
 
-def _saveat(p: Problem, save_ts, accumulate: bool):
+def _saveat(p: Problem, save_ts, accumulate: bool, counted: bool):
     if p.save_steps:  # with adjoint="backprop" only (taynode.ode.checks)
-        return dfx.SaveAt(subs=[dfx.SubSaveAt(ts=save_ts), dfx.SubSaveAt(steps=True)], solver_state=accumulate)
-    return dfx.SaveAt(ts=save_ts, solver_state=accumulate)
-
-
-def sampled_integrals(p: Problem, f_: Any, taus: jax.Array, z_tau: Any, t0: Any, t1: Any) -> dict:
-    r""":math:`|t_1 - t_0|\frac1M\sum_m r(\tau_m, z(\tau_m))` for each integrand regularizer."""
-    return {
-        r.name: jnp.abs(t1 - t0)
-        * jnp.mean(jax.vmap(lambda t, z, r=r: r.integrand(f_, t, z, p.args, p.noise))(taus, z_tau), axis=0)
-        for r in p.regs
-    }
+        subs = [dfx.SubSaveAt(ts=save_ts), dfx.SubSaveAt(steps=True)]
+        return dfx.SaveAt(subs=subs, solver_state=accumulate, controller_state=counted)
+    return dfx.SaveAt(ts=save_ts, solver_state=accumulate, controller_state=counted)
 
 
 def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
@@ -173,18 +119,14 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
     Returns the solution and the start code (``START_MESSAGES``: 0 when f and the integrands
     were finite at t0), for :func:`taynode.solve` to raise on.
     """
-    ts, dtype = p.ts, p.dtype
+    ts = p.ts
     t0, t1 = ts[0], ts[-1]
-    direction = jnp.sign(t1 - t0)
-    regs, step_regs = list(p.regs), list(p.step_regs)
-    integrated = [] if p.sampled else regs
-
-    f_arrays, f_static = eqx.partition(p.f, eqx.is_array)
-    vector_field = augmented_field(f_static, integrated)
-    packed = (f_arrays, p.args, p.noise, direction)
-    y0 = (p.z0, {r.name: jnp.zeros((p.batch,), dtype) for r in integrated})
-    term = dfx.ODETerm(vector_field)
-    fun = lambda t, y: vector_field(t, y, packed)  # noqa: E731
+    direction = jnp.sign(t1 - t0) if p.direction is None else p.direction
+    step_regs = list(p.step_regs)
+    # the one augmented field (taynode.RegularizedTerm): f and the integrands of (z, {name: r})
+    term = RegularizedTerm(p.f, () if p.sampled else p.regs, noise=p.noise, batched=True, direction=direction)
+    y0 = term.initial(p.z0)
+    fun = lambda t, y: term.vf(t, y, p.args)  # noqa: E731
     dt0, controller, max_steps, start = _step_control(spec, p, fun, y0, t0, t1, direction)
 
     save_ts, n_out = ts, ts.shape[0]
@@ -194,7 +136,7 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
         order = jnp.argsort(direction * every)
         save_ts, unsort = every[order], jnp.argsort(order)
     accumulate = bool(step_regs) and not p.sampled
-    saveat = _saveat(p, save_ts, accumulate)
+    saveat = _saveat(p, save_ts, accumulate, isinstance(controller, CountFirstStages))
     inner = spec.make()
     sol = dfx.diffeqsolve(
         term,
@@ -203,7 +145,7 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
         t1,
         dt0,
         y0,
-        packed,
+        p.args,
         saveat=saveat,
         stepsize_controller=controller,
         adjoint=_adjoint(p.adjoint, min(p.checkpoints, max_steps), p.adaptive, p.rtol, p.atol),
@@ -217,19 +159,20 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
         (zs, rs), step_zs, step_ts = sol.ys, None, None  # type: ignore[misc]
     zs = _check_result(sol.result, zs, max_steps, start)
     attempted = sol.stats["num_steps"]
-    nfe = spec.nfe(attempted, p.adaptive)
+    nfe = spec.nfe(attempted, p.adaptive, first_stages=first_stages(sol))
     if p.sampled:
         zs = jax.tree_util.tree_map(lambda y: y[unsort], zs)
         z_tau = jax.tree_util.tree_map(lambda y: y[n_out:], zs)
         zs = jax.tree_util.tree_map(lambda y: y[:n_out], zs)
-        integrals = sampled_integrals(p, eqx.combine(f_arrays, f_static), taus, z_tau, t0, t1)
+        every_reg = RegularizedTerm(p.f, p.regs, noise=p.noise, batched=True)
+        integrals = every_reg.estimate(taus, z_tau, p.args, t0, t1)
         if step_regs:
             integrals.update(
                 _heuristics.local_values(
                     step_regs,
                     inner,
                     term,
-                    packed,
+                    p.args,
                     taus,
                     (z_tau, {}),
                     t1,
@@ -245,7 +188,7 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
         integrals = {n: r[-1] for n, r in rs.items()}
         if accumulate:
             integrals.update(_heuristics.accumulated(sol.solver_state))
-        reg_evals = nfe if regs else jnp.array(0)
+        reg_evals = nfe if p.regs else jnp.array(0)
     stats = dict(
         nfe=nfe,
         steps=sol.stats["num_accepted_steps"],

@@ -22,10 +22,9 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._jax import is_tracer
-from .checks import is_concrete, validate
+from .checks import validate
 from .problem import Problem, Solution
 from .registry import RUNGE_KUTTA, Entry
 from .rk import START_MESSAGES, integrate_rk
@@ -114,7 +113,7 @@ def solve(
             ``"integrated"`` (the paper's): r is appended to the ODE state and integrated by the
             solver, so it is evaluated at every stage of every step. ``"sampled"``: the unbiased
             estimate :math:`|t_1 - t_0|\frac1M\sum_m r(\tau_m, z(\tau_m))` at ``samples`` = M
-            stratified uniform times (:func:`taynode.ode.rk.sample_times`, drawn from ``key`` per solve), with
+            stratified uniform times (:func:`taynode.ode.term.sample_times`, drawn from ``key`` per solve), with
             :math:`z(\tau_m)` from the solve's own dense output (differentiable): M evaluations
             of r per solve instead of one per stage, and r stays out of the step-size control.
         samples: M, the number of sample times of ``quadrature="sampled"``.
@@ -147,14 +146,16 @@ def solve(
                                    regularizers=regularizers, key=key, quadrature=quadrature, samples=samples,
                                    error_control=error_control, adjoint=adjoint, checkpoints=checkpoints,
                                    max_steps=max_steps, save_steps=save_steps)  # fmt: skip
-    ts0 = problem.ts
-    if is_concrete(ts0) and np.asarray(ts0)[0] == np.asarray(ts0)[-1]:  # NumPy: indexing under a jit would trace
+    if problem.direction == 0.0:  # ts = (t0, t0), known now
         return _empty_interval(problem, rset.names, spec.nfe_unit)
     traced = any(is_tracer(x) for x in jax.tree_util.tree_leaves(problem))
     problem = dataclasses.replace(problem, raise_at_start=traced)
-    # not cacheable: a new function each time, so that no compiled program keyed on it is reused
-    run = _run_cached if _cacheable(problem.f) else eqx.filter_jit(lambda spec, p: _run(spec, p))
-    sol, start = run(spec, problem)
+    if _cacheable(problem.f):
+        sol, start = _run_cached(spec, problem)
+    else:  # new functions each time, so that no compiled program keyed on them is reused (diffrax's neither)
+        f = problem.f
+        problem = dataclasses.replace(problem, f=lambda t, z, args: f(t, z, args))
+        sol, start = eqx.filter_jit(lambda spec, p: _run(spec, p))(spec, problem)
     if not traced and int(start) != 0:  # what f(t0, z0) said, as a ValueError now
         raise ValueError(START_MESSAGES[int(start)].format(names=[r.name for r in problem.regs]))
     return sol

@@ -56,7 +56,7 @@ regularizers), so for a batch of one the two agree. diffrax's dopri5 embeds a di
 **Local (sampled-step) variants** (Pal, Edelman & Rackauckas 2023; thesis
 ``local_regularization_neural_odes.tex`` lines 61–104; ``LocalRegNeuralDE.jl``
 ``src/layers/neural_ode.jl`` lines 68–84): with ``quadrature="sampled"`` the value is the mean, over
-M stratified uniform times τ_m (:func:`taynode.ode.rk.sample_times`), of the heuristic of *one*
+M stratified uniform times τ_m (:func:`taynode.ode.term.sample_times`), of the heuristic of *one*
 fresh solver step from :math:`(\tau_m, z(\tau_m))` — z from the solve's dense output — whose size
 is the solver's initial-step rule (Hairer, Nørsett & Wanner; what ``init`` does in the reference
 code), clipped at t1: :math:`\frac1M \sum_m (\cdot)_{\tau_m}\,|h_{\tau_m}|`. The authors' "biased"
