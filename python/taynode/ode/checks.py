@@ -19,6 +19,7 @@ from .. import _validate
 from .._jax import is_tracer
 from ..regularizers import RegularizerSet, hutchinson_noise
 from ..taylor import check_output_matches
+from . import failures
 from .problem import Problem
 from .registry import RUNGE_KUTTA, SOLVERS, Entry, SolverSpec, TaylorSpec, get, solvers_with_pair
 from .rk import ADJOINTS
@@ -157,15 +158,27 @@ def _check_state(z0):
     return z0, jnp.result_type(*leaves), leaves[0].shape[0]
 
 
+def _traced_ts_failure(ts) -> failures.Failure:
+    """Traced times: finite and strictly monotone (or ``(t0, t0)``), checked when the computation runs."""
+    steps = jnp.diff(ts) * jnp.sign(ts[-1] - ts[0])
+    monotone = jnp.all(steps > 0) | ((ts.shape[0] == 2) & (ts[0] == ts[-1]))
+    return failures.first(
+        [
+            failures.when(~jnp.all(jnp.isfinite(ts)), "ts contains NaN or inf"),
+            failures.when(~monotone, "ts must be strictly increasing (or strictly decreasing, to integrate backwards)"),
+        ]
+    )
+
+
 def _check_ts(ts, dtype):
     """``ts`` in the state's dtype: 1-D, finite, strictly monotone (or ``(t0, t0)``), and not
-    collapsed by that dtype. Traced times are checked for NaN/inf when the computation runs."""
+    collapsed by that dtype. Traced times are checked for these when the computation runs."""
     given = ts
     ts = jnp.asarray(ts, dtype=dtype)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D array of at least two times [t0, ..., t1], got shape {ts.shape}")
     if not is_concrete(ts):
-        return eqx.error_if(ts, ~jnp.all(jnp.isfinite(ts)), "ts contains NaN or inf")
+        return failures.check(ts, _traced_ts_failure(ts))
     t = np.asarray(ts)
     if not np.all(np.isfinite(t)):
         raise ValueError(f"ts contains NaN or inf: {t}")
@@ -230,7 +243,7 @@ def _check_finite(tree, what: str):
                 raise ValueError(f"{where} contains NaN or inf")
             out.append(x)
         else:
-            out.append(eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"{where} contains NaN or inf"))
+            out.append(failures.check(x, failures.when(~jnp.all(jnp.isfinite(x)), f"{where} contains NaN or inf")))
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tree), out)
 
 

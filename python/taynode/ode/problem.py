@@ -76,7 +76,6 @@ class Problem(eqx.Module):
     save_steps: bool = eqx.field(static=True)
     dtype: Any = eqx.field(static=True)
     batch: int = eqx.field(static=True)
-    raise_at_start: bool = eqx.field(static=True, default=False)  # under an enclosing trace: see taynode.ode.rk
 
     @property
     def adaptive(self) -> bool:
