@@ -126,7 +126,7 @@ WORKER = textwrap.dedent(
         for s in range(steps + 1):
             xb, yb = x[s * batch % len(x):][:batch], y[s * batch % len(y):][:batch]
             t0 = time.perf_counter()
-            m2, o2, loss, aux, fin = step(m_, o_, dp.put_batch((xb, yb)), key)
+            m2, o2, loss, aux, fin, _ = step(m_, o_, dp.put_batch((xb, yb)), key)
             float(loss)
             if s:
                 times.append(time.perf_counter() - t0)

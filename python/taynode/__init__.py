@@ -10,6 +10,7 @@ disable_ynn_fusion()  # before anything below can start JAX's CPU client
 from . import ode, regularizers, solver_heuristics, solvers, taylor  # noqa: E402
 from .diffrax_term import RegularizedTerm
 from .nfe import count_nfe
+from .ode import SolveError
 from .regularizers import (
     RK,
     ErrorEstimate,
@@ -36,6 +37,7 @@ __all__ = [
     "RegularizedTerm",
     "RegularizerSet",
     "Solution",
+    "SolveError",
     "StageSharingField",
     "StiffnessEstimate",
     "UnsupportedPrimitiveError",

@@ -14,6 +14,8 @@ Checked on jax 0.10.2 and 0.12.0.1 (Python 3.12):
   turn their jaxpr params back into the sub-functions ``bind`` takes, the way
   ``jax.core.eval_jaxpr`` does).
 * tracers: ``jax.core.Tracer`` (public in 0.10.2 and 0.12.0.1).
+* the current trace, compared by identity: ``jax.extend.core.get_opaque_trace_state`` (public
+  ``jax.extend``; checked on 0.10.2): whether code runs under the same transformation as before.
 * the XLA backends' state: ``jax._src.xla_bridge.backends_are_initialized`` (0.10.2, 0.12.0.1;
   no public equivalent).
 * ``jax.experimental.jet.jet_rules``: the jet rule table, a dict keyed by primitive (0.10.2,
@@ -44,6 +46,7 @@ __all__ = [
     "jaxpr_parts",
     "jet_has_rule",
     "trace_jaxpr",
+    "trace_state",
 ]
 
 Literal = _core.Literal
@@ -93,6 +96,11 @@ def custom_jvp_name(eqn) -> str:
 def is_tracer(x: Any) -> bool:
     """Whether ``x`` is a JAX tracer (an abstract value under ``jit``, ``grad``, ``vmap``, …)."""
     return isinstance(x, jax.core.Tracer)
+
+
+def trace_state() -> Any:
+    """The current trace (``jit``, ``grad``, ``vmap``, … or none): equal only under the same one."""
+    return _core.get_opaque_trace_state()
 
 
 def backends_are_initialized() -> bool:

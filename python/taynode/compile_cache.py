@@ -10,8 +10,10 @@ Off: ``TAYNODE_NO_COMPILE_CACHE=1``. The folder may be deleted at any time; JAX'
 covers the jax/jaxlib versions, the XLA flags and the configuration (e.g. 64-bit types), so a
 program compiled under other settings is never loaded.
 
-JAX does not store programs with host callbacks, and equinox's runtime error checks
-(``eqx.error_if``, diffrax's ``throw=True``) are host callbacks: those programs compile on every run.
+JAX does not store programs with host callbacks, and equinox's run-time error checks
+(``eqx.error_if``) are host callbacks: so the solves' failures are returned by the compiled programs
+and raised after them (:mod:`taynode.ode.failures`), which keeps the training step and the
+evaluation solves cacheable. Tracing (Python) is never cached: it bounds what a warm run saves.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ import jax
 
 OFF = "TAYNODE_NO_COMPILE_CACHE"
 
-# JAX caches only programs that took at least this long to compile (its default: 1 s); lower, so the
-# demo's many sub-second programs are kept too (the cold demo left 186 entries, under 1 MB, here).
-MIN_COMPILE_SECS = 0.1
+# JAX caches only programs that took at least this long to compile (its default: 1 s); none, so the
+# demo's many small programs (eager operations take 0.02-0.2 s each) are kept too.
+MIN_COMPILE_SECS = 0.0
 
 
 def default_dir() -> Path:

@@ -1,5 +1,6 @@
 """The solving layer, a strict stack (each module imports only the ones above it in this list):
 
+0. :mod:`.failures`: run-time failures as values (:class:`~.failures.SolveError` on the host);
 1. :mod:`.problem`: :class:`Problem`, :class:`Solution`, the NFE units;
 2. :mod:`.steps`: step-size selection (Hairer's initial step, Jorba & Zou's step and order);
 3. :mod:`.tableaux`, :mod:`.registry`: the solvers as data;
@@ -13,6 +14,7 @@ Below it: :mod:`taynode.taylor` (the Taylor core) and :mod:`taynode.regularizers
 """
 
 from .checks import DEFAULT_TOL, ERROR_CONTROLS, QUADRATURES
+from .failures import SolveError
 from .problem import F_EVALS, TAYLOR_ORDERS, Problem, Solution
 from .registry import REGISTRY, SOLVERS, STUDY_SOLVERS, TAYLOR, SolverSpec, TaylorSpec, get
 from .rk import ADJOINTS
@@ -35,6 +37,7 @@ __all__ = [
     "TAYLOR_ORDERS",
     "Problem",
     "Solution",
+    "SolveError",
     "SolverSpec",
     "TaylorSpec",
     "get",

@@ -19,6 +19,7 @@ from .. import _validate
 from .._jax import is_tracer
 from ..regularizers import RegularizerSet, hutchinson_noise
 from ..taylor import check_output_matches
+from . import failures
 from .problem import Problem
 from .registry import RUNGE_KUTTA, SOLVERS, Entry, SolverSpec, TaylorSpec, get, solvers_with_pair
 from .rk import ADJOINTS
@@ -157,6 +158,18 @@ def _check_state(z0):
     return z0, jnp.result_type(*leaves), leaves[0].shape[0]
 
 
+def _traced_ts_failure(ts) -> failures.Failure:
+    """Traced times: finite and strictly monotone (or ``(t0, t0)``), checked when the computation runs."""
+    steps = jnp.diff(ts) * jnp.sign(ts[-1] - ts[0])
+    monotone = jnp.all(steps > 0) | ((ts.shape[0] == 2) & (ts[0] == ts[-1]))
+    return failures.first(
+        [
+            failures.when(~jnp.all(jnp.isfinite(ts)), "ts contains NaN or inf"),
+            failures.when(~monotone, "ts must be strictly increasing (or strictly decreasing, to integrate backwards)"),
+        ]
+    )
+
+
 def _check_ts(ts, dtype):
     """``(ts in the state's dtype, direction)``: 1-D, finite, strictly monotone (or ``(t0, t0)``),
     not collapsed by that dtype. ``direction`` is sign(t1 - t0) as a Python float when the given
@@ -167,7 +180,7 @@ def _check_ts(ts, dtype):
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D array of at least two times [t0, ..., t1], got shape {ts.shape}")
     if any(is_tracer(x) for x in jax.tree_util.tree_leaves(given)):
-        return eqx.error_if(ts, ~jnp.all(jnp.isfinite(ts)), "ts contains NaN or inf"), None
+        return failures.check(ts, _traced_ts_failure(ts)), None
     wide = np.asarray(given, dtype=np.float64)
     t = wide.astype(jnp.dtype(dtype))  # NumPy: under a user's jit, ts itself is a tracer
     if not np.all(np.isfinite(t)):
@@ -232,7 +245,7 @@ def _check_finite(tree, what: str):
                 raise ValueError(f"{where} contains NaN or inf")
             out.append(x)
         else:
-            out.append(eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"{where} contains NaN or inf"))
+            out.append(failures.check(x, failures.when(~jnp.all(jnp.isfinite(x)), f"{where} contains NaN or inf")))
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tree), out)
 
 

@@ -79,7 +79,6 @@ class Problem(eqx.Module):
     save_steps: bool = eqx.field(static=True)
     dtype: Any = eqx.field(static=True)
     batch: int = eqx.field(static=True)
-    raise_at_start: bool = eqx.field(static=True, default=False)  # under an enclosing trace: see taynode.ode.rk
     # sign(t1 - t0) when the times were known at the call (a constant of the compiled program,
     # as it was before #23: XLA then drops the integrands' multiply by +1); None for traced times
     direction: float | None = eqx.field(static=True, default=None)

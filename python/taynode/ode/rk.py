@@ -11,16 +11,19 @@ dense output instead (:meth:`~taynode.ode.term.RegularizedTerm.estimate`).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import diffrax as dfx
-import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import optimistix as optx
 
 from ..nfe import CountFirstStages, first_stages
 from . import heuristics as _heuristics
+from .failures import Failure
 from .problem import Problem, Solution
 from .registry import SolverSpec
 from .steps import INITIAL_STEP_EVALS, initial_step_size
@@ -39,10 +42,9 @@ _MAX_STEPS_MESSAGE = (
 )
 
 
-# What f(t0, z0) can say before the first step: START_MESSAGES[code], code 0 = fine. The
+# What f(t0, z0) can say before the first step: START_MESSAGES[code - 1], code 0 = fine. The
 # integrator returns the code and taynode.solve raises (a ValueError for concrete inputs).
 START_MESSAGES = (
-    "",
     "f(t0, z0, args) contains NaN or inf although z0 and args are finite: check the arrays f "
     "closes over (e.g. the weights of a plain function) and what f computes at t0",
     "a regularizer's integrand is NaN or inf at (t0, z0) although f is finite there, so the "
@@ -55,23 +57,50 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.array(True)
 
 
-def _start_code(f0) -> jax.Array:
-    """0 when f(t0, z0) and the integrands there are finite, else the index in START_MESSAGES."""
+def _start_failure(f0, p: Problem) -> Failure:
+    """Code 0 when f(t0, z0) and the integrands there are finite, else 1 + the index in START_MESSAGES."""
     dz, dr = f0
-    return jnp.where(_all_finite(dz), jnp.where(_all_finite(dr), 0, 2), 1)
+    code = jnp.where(_all_finite(dz), jnp.where(_all_finite(dr), 0, 2), 1).astype(jnp.int32)
+    return Failure(code, tuple(m.format(names=[r.name for r in p.regs]) for m in START_MESSAGES))
 
 
-def _check_result(result, zs, max_steps, start):
-    """diffrax's failure codes as clear errors (at run time); none when the start already failed
-    (``start`` != 0: taynode.solve reports that cause instead of its consequence)."""
-    msgs = [
-        "",
+def _result_failure(result, max_steps) -> Failure:
+    """diffrax's failure codes with clear messages."""
+    msgs = (
         _MAX_STEPS_MESSAGE.replace("max_steps=", f"max_steps={max_steps}"),
         "the solve failed: diffrax reported an error other than max_steps",
-    ]
-    index = jnp.where(result == dfx.RESULTS.successful, 0, jnp.where(result == dfx.RESULTS.max_steps_reached, 1, 2))
-    index = jnp.where(start == 0, index, 0)
-    return eqx.branched_error_if(zs, index != 0, index, msgs)
+    )
+    code = jnp.where(result == dfx.RESULTS.successful, 0, jnp.where(result == dfx.RESULTS.max_steps_reached, 1, 2))
+    return Failure(code.astype(jnp.int32), msgs)
+
+
+# diffeqsolve's checks of its inputs, by their messages: dt0 points from t0 to t1, saveat.ts is
+# monotone and within [t0, t1]. Traced, they are equinox run-time errors, i.e. host callbacks, and
+# JAX keeps no compiled program with one; taynode.ode.checks (ts) and _step_control (dt0) guarantee them.
+_DIFFRAX_INPUT_CHECKS = (
+    "Must have (t1 - t0) * dt0 >= 0",
+    "saveat.ts must be increasing or decreasing",
+    "saveat.ts must lie between",
+)
+
+
+_PATCHING = threading.RLock()  # another thread's diffeqsolve keeps its checks
+
+
+@contextlib.contextmanager
+def _without_diffrax_input_checks():
+    """While tracing diffeqsolve: its input checks (above) skipped, every other check kept."""
+    with _PATCHING:
+        original = eqxi.error_if
+
+        def error_if(x, pred, msg, **kw):
+            return x if msg.startswith(_DIFFRAX_INPUT_CHECKS) else original(x, pred, msg, **kw)
+
+        eqxi.error_if = error_if
+        try:
+            yield
+        finally:
+            eqxi.error_if = original
 
 
 def _adjoint(name, checkpoints, adaptive, rtol, atol):
@@ -90,20 +119,16 @@ def _adjoint(name, checkpoints, adaptive, rtol, atol):
 
 
 def _step_control(spec, p: Problem, fun, y0, t0, t1, direction):
-    """``(dt0, controller, max_steps, start code)``: Hairer's initial step and a PID controller
+    """``(dt0, controller, max_steps, start failure)``: Hairer's initial step and a PID controller
     (adaptive), or the fixed grid (no start check: the first step is the first evaluation)."""
     if not p.adaptive:
-        return (t1 - t0) / p.steps, dfx.ConstantStepSize(), max(p.max_steps, p.steps), jnp.array(0)
+        return (t1 - t0) / p.steps, dfx.ConstantStepSize(), max(p.max_steps, p.steps), Failure(jnp.array(0, jnp.int32), ())
     f0 = fun(t0, y0)
-    start = _start_code(f0)
-    if p.raise_at_start:  # traced inputs (an enclosing jit or grad): the error is raised when this runs
-        msgs = [m.format(names=[r.name for r in p.regs]) for m in START_MESSAGES]
-        f0 = (eqx.branched_error_if(f0[0], start != 0, start, msgs), f0[1])
     dt0 = initial_step_size(fun, t0, y0, direction, spec.order, p.rtol, p.atol, f0)
     norm = (lambda err: optx.rms_norm(err[0])) if p.error_control == "state" else optx.rms_norm
     controller = dfx.PIDController(rtol=p.rtol, atol=p.atol, norm=norm)
     # an FSAL solver evaluates its first stage again at each retry of the first step: counted
-    return dt0, CountFirstStages(controller) if spec.fsal else controller, p.max_steps, start
+    return dt0, CountFirstStages(controller) if spec.fsal else controller, p.max_steps, _start_failure(f0, p)
 
 
 def _saveat(p: Problem, save_ts, accumulate: bool, counted: bool):
@@ -113,11 +138,11 @@ def _saveat(p: Problem, save_ts, accumulate: bool, counted: bool):
     return dfx.SaveAt(ts=save_ts, solver_state=accumulate, controller_state=counted)
 
 
-def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
+def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, Failure, Failure]:
     """Integrate ``p`` with the Runge–Kutta entry ``spec`` (its ``make()`` is a diffrax solver).
 
-    Returns the solution and the start code (``START_MESSAGES``: 0 when f and the integrands
-    were finite at t0), for :func:`taynode.solve` to raise on.
+    Returns the solution, the start failure (``START_MESSAGES``: f or an integrand not finite at
+    t0) and the solve's failure (diffrax's result), for :func:`taynode.solve` to raise on.
     """
     ts = p.ts
     t0, t1 = ts[0], ts[-1]
@@ -138,26 +163,27 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
     accumulate = bool(step_regs) and not p.sampled
     saveat = _saveat(p, save_ts, accumulate, isinstance(controller, CountFirstStages))
     inner = spec.make()
-    sol = dfx.diffeqsolve(
-        term,
-        _heuristics.wrap(inner, step_regs, lambda y: y[0], p.rtol, p.atol) if accumulate else inner,
-        t0,
-        t1,
-        dt0,
-        y0,
-        p.args,
-        saveat=saveat,
-        stepsize_controller=controller,
-        adjoint=_adjoint(p.adjoint, min(p.checkpoints, max_steps), p.adaptive, p.rtol, p.atol),
-        max_steps=max_steps,
-        throw=False,
-    )
+    with _without_diffrax_input_checks():
+        sol = dfx.diffeqsolve(
+            term,
+            _heuristics.wrap(inner, step_regs, lambda y: y[0], p.rtol, p.atol) if accumulate else inner,
+            t0,
+            t1,
+            dt0,
+            y0,
+            p.args,
+            saveat=saveat,
+            stepsize_controller=controller,
+            adjoint=_adjoint(p.adjoint, min(p.checkpoints, max_steps), p.adaptive, p.rtol, p.atol),
+            max_steps=max_steps,
+            throw=False,
+        )
     if p.save_steps:
         (zs, rs), (step_zs, _) = sol.ys  # type: ignore[misc]  # SaveAt(subs=...): two outputs
         step_ts = sol.ts[1]  # type: ignore[index]
     else:
         (zs, rs), step_zs, step_ts = sol.ys, None, None  # type: ignore[misc]
-    zs = _check_result(sol.result, zs, max_steps, start)
+    failed = _result_failure(sol.result, max_steps)
     attempted = sol.stats["num_steps"]
     nfe = spec.nfe(attempted, p.adaptive, first_stages=first_stages(sol))
     if p.sampled:
@@ -199,4 +225,4 @@ def integrate_rk(spec: SolverSpec, p: Problem) -> tuple[Solution, jax.Array]:
     if p.adjoint == "backprop":
         stats["nfe_backward"] = nfe - (INITIAL_STEP_EVALS if p.adaptive else 0)
     sol = Solution(ts=ts, ys=zs, integrals=integrals, stats=stats, step_ts=step_ts, step_ys=step_zs, nfe_unit=spec.nfe_unit)
-    return sol, start
+    return sol, start, failed

@@ -24,10 +24,12 @@ import jax
 import jax.numpy as jnp
 
 from .._jax import is_tracer
+from . import failures
 from .checks import validate
+from .failures import Failure
 from .problem import Problem, Solution
 from .registry import RUNGE_KUTTA, Entry
-from .rk import START_MESSAGES, integrate_rk
+from .rk import integrate_rk
 from .taylor_method import integrate_taylor
 
 __all__ = ["DEFAULT_CHECKPOINTS", "solve"]
@@ -35,11 +37,13 @@ __all__ = ["DEFAULT_CHECKPOINTS", "solve"]
 DEFAULT_CHECKPOINTS = 16  # see taynode.ode.rk._adjoint and benchmarks/training_cost.py
 
 
-def _run(spec: Entry, problem: Problem) -> tuple[Solution, jax.Array]:
-    """The integrator of ``spec``'s kind: ``(solution, start code)``."""
+def _run(spec: Entry, problem: Problem) -> tuple[Solution, Failure, Failure]:
+    """The integrator of ``spec``'s kind: ``(solution, start failure, solve failure)``, returned
+    rather than raised inside the program (see :mod:`taynode.ode.failures`)."""
     if spec.kind == RUNGE_KUTTA:
         return integrate_rk(spec, problem)  # type: ignore[arg-type]
-    return integrate_taylor(spec, problem), jnp.array(0)  # type: ignore[arg-type]
+    sol, failure = integrate_taylor(spec, problem)  # type: ignore[arg-type]
+    return sol, Failure(jnp.array(0, jnp.int32), ()), failure
 
 
 # One jitted program per (entry, dynamics, static options, shapes and dtypes): equinox's cache.
@@ -148,16 +152,17 @@ def solve(
                                    max_steps=max_steps, save_steps=save_steps)  # fmt: skip
     if problem.direction == 0.0:  # ts = (t0, t0), known now
         return _empty_interval(problem, rset.names, spec.nfe_unit)
-    traced = any(is_tracer(x) for x in jax.tree_util.tree_leaves(problem))
-    problem = dataclasses.replace(problem, raise_at_start=traced)
     if _cacheable(problem.f):
-        sol, start = _run_cached(spec, problem)
+        run = _run_cached
     else:  # new functions each time, so that no compiled program keyed on them is reused (diffrax's neither)
         f = problem.f
         problem = dataclasses.replace(problem, f=lambda t, z, args: f(t, z, args))
-        sol, start = eqx.filter_jit(lambda spec, p: _run(spec, p))(spec, problem)
-    if not traced and int(start) != 0:  # what f(t0, z0) said, as a ValueError now
-        raise ValueError(START_MESSAGES[int(start)].format(names=[r.name for r in problem.regs]))
+        run = eqx.filter_jit(lambda spec, p: _run(spec, p))
+    sol, start, failed = run(spec, problem)
+    if any(is_tracer(x) for x in jax.tree_util.tree_leaves(problem)):  # raised when this runs, or by the caller
+        return failures.check(sol, failures.first([start, failed]))
+    start.raise_if_failed(ValueError)  # what f(t0, z0) said is about the inputs
+    failed.raise_if_failed()
     return sol
 
 

@@ -51,7 +51,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -59,6 +58,7 @@ import numpy as np
 from .. import _validate
 from .._jax import is_tracer
 from ..taylor import MAX_ORDER, UnsupportedPrimitiveError, check_method, coefficients
+from . import failures
 from .problem import Problem, Solution
 from .registry import TaylorSpec
 from .steps import check_taylor_orders, inf_norm, jorba_zou_order, jorba_zou_step, max_taylor_order, predicted_steps
@@ -100,7 +100,31 @@ def horner(coeffs: Sequence, s: Any) -> Any:
     return out
 
 
-def taylor_solve(
+def taylor_solve(f: Callable, z0: Any, ts: Any, args: Any = None, **options) -> tuple:
+    """Integrate from ``ts[0]`` and return ``(ys, stats, step_ts, step_ys)``.
+
+    ``ys`` has a leading axis over ``ts``; ``stats`` has ``nfe`` (Taylor coefficient orders, see
+    the module docstring), ``steps``, ``rejected`` (always 0), ``attempted`` and ``mean_order``.
+    ``ts`` must be strictly monotone with at least two entries (:func:`taynode.solve` checks
+    that and everything else about its inputs, then calls this).
+
+    Args:
+        rtol, atol: the tolerances (keywords, required).
+        order: the fixed order p (default: Jorba & Zou's for ``min(rtol, atol)``).
+        adaptive_order: choose the order per step from ``orders``.
+        orders: the candidate orders (default: J&Z's order p and p ± 4, at least 2).
+        method: the Taylor core's method (``None``: its default).
+        max_steps: an error is raised if the solve needs more steps.
+        save_steps: also return the accepted steps' times and states.
+
+    A solution that becomes NaN or inf, or ``max_steps`` reached before t1, raises
+    (:func:`taynode.ode.failures.check`: now, or under a ``jit`` when the computation runs).
+    """
+    ys, stats, step_ts, step_ys, failure = _integrate(f, z0, ts, args, **options)
+    return failures.check(ys, failure), stats, step_ts, step_ys
+
+
+def _integrate(
     f: Callable,
     z0: Any,
     ts: Any,
@@ -115,19 +139,7 @@ def taylor_solve(
     max_steps: int = 4096,
     save_steps: bool = False,
 ) -> tuple:
-    """Integrate from ``ts[0]`` and return ``(ys, stats, step_ts, step_ys)``.
-
-    ``ys`` has a leading axis over ``ts``; ``stats`` has ``nfe`` (Taylor coefficient orders, see
-    the module docstring), ``steps``, ``rejected`` (always 0), ``attempted`` and ``mean_order``.
-    ``ts`` must be strictly monotone with at least two entries (:func:`taynode.solve` checks
-    that and everything else about its inputs, then calls this).
-
-    Args:
-        order: the fixed order p (default: Jorba & Zou's for ``min(rtol, atol)``).
-        adaptive_order: choose the order per step from ``orders``.
-        orders: the candidate orders (default: J&Z's order p and p ± 4, at least 2).
-        method: the Taylor core's method (``None``: its default).
-    """
+    """:func:`taylor_solve`'s ``(ys, stats, step_ts, step_ys)`` and its :class:`~taynode.ode.failures.Failure`."""
     concrete = not any(is_tracer(x) for x in (rtol, atol))
     if concrete and not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol and atol must be > 0, got rtol={rtol}, atol={atol}")
@@ -238,15 +250,20 @@ def taylor_solve(
     state = (t0, z0, jnp.array(1), ys0, jnp.array(0), jnp.array(0), jnp.array(start_idx), st0, sy0)
     t, z, i_out, ys, n, cost, _, st, sy = jax.lax.while_loop(cond, body, state)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(z)]))
-    ys = eqx.error_if(ys, ~finite, "the Taylor solver produced NaN or inf (is the solution blowing up?)")
-    ys = eqx.error_if(ys, (t1 - t) * direction > 0, "the maximum number of Taylor steps (max_steps) was reached before t1")
+    failure = failures.first(
+        [
+            failures.when(~finite, "the Taylor solver produced NaN or inf (is the solution blowing up?)"),
+            failures.when((t1 - t) * direction > 0, "the maximum number of Taylor steps (max_steps) was reached before t1"),
+        ]
+    )
     stats = dict(nfe=cost, steps=n, rejected=jnp.array(0), attempted=n, mean_order=cost / jnp.maximum(n, 1))
-    return ys, stats, st, sy
+    return ys, stats, st, sy, failure
 
 
-def integrate_taylor(spec: TaylorSpec, p: Problem) -> Solution:
-    """Integrate a validated :class:`~taynode.ode.problem.Problem` with the Taylor entry ``spec``."""
-    ys, stats, step_ts, step_ys = taylor_solve(
+def integrate_taylor(spec: TaylorSpec, p: Problem) -> tuple[Solution, failures.Failure]:
+    """Integrate a validated :class:`~taynode.ode.problem.Problem` with the Taylor entry ``spec``:
+    the solution and its failure, for :func:`taynode.solve` to raise on."""
+    ys, stats, step_ts, step_ys, failure = _integrate(
         p.f,
         p.z0,
         p.ts,
@@ -257,4 +274,5 @@ def integrate_taylor(spec: TaylorSpec, p: Problem) -> Solution:
         save_steps=p.save_steps,
         **spec.options,
     )
-    return Solution(ts=p.ts, ys=ys, integrals={}, stats=stats, step_ts=step_ts, step_ys=step_ys, nfe_unit=spec.nfe_unit)
+    sol = Solution(ts=p.ts, ys=ys, integrals={}, stats=stats, step_ts=step_ts, step_ys=step_ys, nfe_unit=spec.nfe_unit)
+    return sol, failure

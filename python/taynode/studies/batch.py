@@ -141,7 +141,9 @@ def collect(out: str) -> tuple[dict, list]:
             continue
         with open(path) as fh:
             results = json.load(fh)
-        groups.setdefault((spec.reg, spec.lam, spec.quadrature), []).append(dict(seed=spec.seed, results=results, epochs=epochs, folder=d))
+        groups.setdefault((spec.reg, spec.lam, spec.quadrature), []).append(
+            dict(seed=spec.seed, results=results, epochs=epochs, folder=d)
+        )
     return groups, unfinished
 
 

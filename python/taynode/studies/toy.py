@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from ..models import MLPDynamics
+from ..ode import failures
 from ..regularizers import RK
 from ..solve import solve
 from ..taylor import derivatives
@@ -159,17 +160,17 @@ def plot(models: dict, cfg: ToyConfig, path: str, results: dict) -> None:
     from matplotlib.collections import LineCollection
 
     ts = jnp.linspace(0.0, 1.0, 101, dtype=jnp.float64)
-    starts = jnp.linspace(-1.0, 1.0, 15, dtype=jnp.float64)
     fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4.5), sharey=True, layout="constrained")
     curves = {}
     for name, model in models.items():
         out = []
-        for z0 in starts:
-            sol = _trajectory(model, jnp.reshape(z0, (1, 1)), ts, cfg.eval_tol)
-            zs = sol.ys[:, 0, 0]
-            mag = jnp.abs(_top_derivative(model, ts, sol.ys[:, 0], cfg.order)[:, 0])
-            ok = jnp.isfinite(sol.step_ts)
-            out.append((np.asarray(zs), np.asarray(mag), np.asarray(sol.step_ts[ok]), np.asarray(sol.step_ys[ok][:, 0, 0])))
+        for z0 in np.linspace(-1.0, 1.0, 15):
+            sol = _trajectory(model, jnp.full((1, 1), z0, jnp.float64), ts, cfg.eval_tol)
+            # NumPy from here: JAX would compile each eager operation (a mask's length, a new shape)
+            mag = np.abs(np.asarray(_top_derivative(model, ts, sol.ys, cfg.order)))
+            ys, step_ts, step_ys = np.asarray(sol.ys), np.asarray(sol.step_ts), np.asarray(sol.step_ys)
+            ok = np.isfinite(step_ts)
+            out.append((ys[:, 0, 0], mag, step_ts[ok], step_ys[ok][:, 0, 0]))
         curves[name] = out
     vmax = max(float(np.max(c[1])) for v in curves.values() for c in v)
     norm = matplotlib.colors.LogNorm(vmin=max(vmax * 1e-4, 1e-8), vmax=vmax)
@@ -193,16 +194,17 @@ def plot(models: dict, cfg: ToyConfig, path: str, results: dict) -> None:
     save_figure(fig, path)
 
 
-# Compiled once for every model of the same shape (the model is an argument, not a constant).
-@eqx.filter_jit
+# Compiled once for every model of the same shape (the model is an argument, not a constant);
+# the solve's failures come back as values, so JAX's persistent cache keeps the program.
+@failures.filter_jit
 def _trajectory(model, z0, ts, tol):
     return solve(model, z0, ts, rtol=tol, atol=tol, save_steps=True)
 
 
 @eqx.filter_jit
-def _top_derivative(model, ts, zs, order):
-    """d^order z / dt^order along the trajectory (t, z) of ``model``."""
-    return jax.vmap(lambda t, z: derivatives(model, t, z[None], None, order)[-1][0])(ts, zs)
+def _top_derivative(model, ts, ys, order):
+    """d^order z / dt^order of the first state component along one trajectory ``ys`` (times, 1, 1) of ``model``."""
+    return jax.vmap(lambda t, z: derivatives(model, t, z[None], None, order)[-1][0, 0])(ts, ys[:, 0])
 
 
 def run_dir(out_dir: str, cfg: ToyConfig, lam: float) -> str:

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from .. import _validate
 from .checkpoint import read_meta, save_checkpoint
 from .lock import run_lock
-from .parallel import DataParallel, DistributedError, is_writer
+from .parallel import DataParallel, DistributedError, is_writer, update
 from .records import LOG, RunLog, is_number, read_log, scalar
 from .resume import CHECKPOINT, PREVIOUS, RunState, json_config, start
 from .target import LambdaTarget, target_step
@@ -183,9 +183,12 @@ def train(
 
     Raises:
         NonFiniteLossError: training diverged: the loss or the parameter update became NaN/inf,
-            or the step raised an ``equinox.EquinoxRuntimeError`` (e.g. an adaptive solve hit
-            ``max_steps``); the message starts with "training diverged". The step is discarded
-            and the last checkpoint is left as it was.
+            or a solve in the step failed (e.g. an adaptive solve hit ``max_steps``: the compiled
+            step returns the failure, :mod:`taynode.ode.failures`, and the loop raises with its
+            message after the step; a check it could not return, e.g. inside ``loss_fn``'s own
+            ``vmap``, raises an ``equinox.EquinoxRuntimeError`` instead, caught the same way); the
+            message starts with "training diverged". The step is discarded and the last checkpoint
+            is left as it was.
         CheckpointError: the checkpoint is unreadable (and no readable previous one is there;
             see ``start_over``) or does not fit this model/config.
         RunLockedError: another live process is training in ``run_dir``.
@@ -298,10 +301,7 @@ class _Run:
 
             @eqx.filter_jit
             def step_fn(model, opt_state, batch, key, *lam):
-                (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key, *lam)
-                updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
-                finite_updates = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
-                return eqx.apply_updates(model, updates), opt_state, loss, aux, finite_updates
+                return update(loss_fn, optimizer, model, opt_state, batch, key, lam)
 
             self.step_fn = step_fn
             self.step_inputs = lambda step: (batches(step), jax.random.fold_in(base_key, step))
@@ -354,9 +354,10 @@ class _Run:
         try:
             # λ as an array of the caller's dtype: a new value is a new input, not a recompile
             lam_in = () if self.target is None else (self.put_lam(np.asarray(s.tstate["lam"], self.target.dtype)),)
-            new_model, new_opt_state, loss, aux, finite = self.step_fn(s.model, s.opt_state, *self.step_inputs(step), *lam_in)
-            loss, finite = float(loss), bool(finite)  # waits for the step to finish
-        except eqx.EquinoxRuntimeError as e:  # e.g. an adaptive solve past max_steps: the dynamics blew up
+            out = self.step_fn(s.model, s.opt_state, *self.step_inputs(step), *lam_in)
+            new_model, new_opt_state, loss, aux, finite, failure = out
+            failed, loss, finite = failure.message(), float(loss), bool(finite)  # waits for the step to finish
+        except eqx.EquinoxRuntimeError as e:  # a check the step could not return (e.g. in a vmap of loss_fn's own)
             _diverged(f"the step failed ({_equinox_message(e)})", step, self.ckpt)
         except (jax.errors.JaxRuntimeError, ValueError) as e:  # gloo's failures arrive as ValueError("UNKNOWN: Gloo ...")
             if jax.process_count() == 1 or not (isinstance(e, jax.errors.JaxRuntimeError) or "Gloo" in str(e)):
@@ -366,6 +367,8 @@ class _Run:
                 f"process died or lost its connection ({str(e).splitlines()[0]}); the last checkpoint is "
                 "kept: restart every process with --resume"
             ) from None
+        if failed is not None:  # e.g. an adaptive solve past max_steps: the dynamics blew up
+            _diverged(f"the step failed ({failed})", step, self.ckpt)
         if not (math.isfinite(loss) and finite):
             _diverged(
                 f"loss is {loss}" if not math.isfinite(loss) else f"the update has NaN or inf (loss {loss})", step, self.ckpt

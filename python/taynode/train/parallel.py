@@ -45,7 +45,18 @@ import numpy.typing as npt
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["AXIS", "SHARDINGS", "DataParallel", "DistributedError", "init_distributed", "is_writer", "nfe_across_shards"]
+from ..ode import failures
+
+__all__ = [
+    "AXIS",
+    "SHARDINGS",
+    "DataParallel",
+    "DistributedError",
+    "init_distributed",
+    "is_writer",
+    "nfe_across_shards",
+    "update",
+]
 
 AXIS = "batch"
 SHARDINGS = ("global", "per-shard")
@@ -176,6 +187,25 @@ def equinox_shard_map_fix():
         ad._strip_weak_dtype = orig
 
 
+def update(loss_fn, optimizer, model, opt_state, batch, key, extra=(), reduce=lambda t: t):
+    """One optimizer step: ``(model, opt_state, loss, aux, finite, failure)``, with ``finite`` whether
+    the update is finite and ``failure`` the :class:`~taynode.ode.failures.Failure` of the solves
+    ``loss_fn`` traced (returned, not raised inside the program, so the compiled step can be kept in
+    JAX's persistent cache: the caller raises). ``reduce`` combines the loss, metrics and gradients
+    across shards (a ``pmean``; none on one device)."""
+    collected = failures.collect(loss_fn)
+
+    def loss_and_failure(*inputs):
+        (loss, aux), failure = collected(*inputs)
+        return loss, (aux, failure)
+
+    (loss, (aux, failure)), grads = eqx.filter_value_and_grad(loss_and_failure, has_aux=True)(model, batch, key, *extra)
+    loss, aux, grads = reduce(loss), jax.tree_util.tree_map(reduce, aux), reduce(grads)
+    updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
+    return eqx.apply_updates(model, updates), opt_state, loss, aux, finite, failure
+
+
 def nfe_across_shards(nfe_per_shard: npt.ArrayLike, examples_per_shard: npt.ArrayLike) -> dict:
     """NFE statistics of one sharded solve from each shard's NFE and example count.
 
@@ -287,17 +317,12 @@ class DataParallel:
         return jax.tree_util.tree_map(lambda x: jnp.asarray(np.asarray(x)) if eqx.is_array(x) else x, tree)
 
     def step(self, loss_fn, optimizer):
-        """The training step ``(model, opt_state, batch, key, *extra) -> (model, opt_state, loss, aux, finite)``
-        for this mesh, jit-compiled; parameters and optimizer state come out replicated; ``extra``
-        (replicated, e.g. λ) goes to ``loss_fn`` after the key."""
+        """The training step ``(model, opt_state, batch, key, *extra) -> (model, opt_state, loss, aux, finite,
+        failure)`` for this mesh (see :func:`update`), jit-compiled; parameters and optimizer state come out
+        replicated; ``extra`` (replicated, e.g. λ) goes to ``loss_fn`` after the key."""
 
         def grads_and_update(model, opt_state, batch, key, reduce, extra=()):
-            # extra: replicated scalars passed on to loss_fn (λ when the loop sets it by a target)
-            (loss, aux), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(model, batch, key, *extra)
-            loss, aux, grads = reduce(loss), jax.tree_util.tree_map(reduce, aux), reduce(grads)
-            updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_inexact_array))
-            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(u)) for u in jax.tree_util.tree_leaves(updates)]))
-            return eqx.apply_updates(model, updates), opt_state, loss, aux, finite
+            return update(loss_fn, optimizer, model, opt_state, batch, key, extra, reduce)
 
         if self.sharding == "global":
 
@@ -322,20 +347,21 @@ class DataParallel:
             def local(arrays, batch, key, *extra):
                 m, o = eqx.combine(arrays, static)
                 key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
-                m, o, loss, aux, finite = grads_and_update(m, o, batch, key, pmean, extra)
+                m, o, loss, aux, finite, failure = grads_and_update(m, o, batch, key, pmean, extra)
                 finite = jax.lax.pmin(finite.astype(jnp.int32), AXIS).astype(bool)
+                failure = eqx.tree_at(lambda f: f.code, failure, jax.lax.pmax(failure.code, AXIS))  # any shard's
                 out_arrays, out_static = eqx.partition((m, o), eqx.is_array)
-                return out_arrays, loss, aux, finite
+                return out_arrays, loss, aux, finite, failure
 
             with equinox_shard_map_fix():
-                out_arrays, loss, aux, finite = jax.shard_map(
+                out_arrays, loss, aux, finite, failure = jax.shard_map(
                     local,
                     mesh=self.mesh,
                     in_specs=(P(), P(AXIS), P()) + (P(),) * len(extra),
-                    out_specs=(P(), P(), P(), P()),
+                    out_specs=(P(), P(), P(), P(), P()),
                     check_vma=False,
                 )(arrays, batch, key, *extra)
             m, o = eqx.combine(out_arrays, eqx.partition((model, opt_state), eqx.is_array)[1])
-            return m, o, loss, aux, finite
+            return m, o, loss, aux, finite, failure
 
         return step
