@@ -9,10 +9,11 @@ Models (float32, as trained):
         time as an extra channel (batch 16 by default: batch 128 at K = 8 does not fit a
         2-core CPU's time budget; set --conv-batch 128 on bigger machines)
 
-For each K and method: the jit-compiled forward dᴷz/dtᴷ and the gradient of Σ(dᴷz/dtᴷ)² with
-respect to the parameters. Times are medians over repeats taken round-robin across methods
-(so drifting machine load hits every method alike), in ms, plus ratios to one f evaluation
-(forward) and to one value-and-grad of Σf² (gradient), and compile times in s.
+For each K and method: the jit-compiled (with --eager: op-by-op) forward dᴷz/dtᴷ and the
+gradient of Σ(dᴷz/dtᴷ)² with respect to the parameters. Times are medians over repeats taken
+round-robin across methods (so drifting machine load hits every method alike), in ms, plus
+ratios to one f evaluation (forward) and to one value-and-grad of Σf² (gradient), the process's
+CPU time per call (in the CSV), and compile times in s (with --eager: the first call's time).
 Writes taylor_methods.csv and taylor_methods.md to --out.
 """
 
@@ -62,12 +63,14 @@ def make(model_name, batch, key):
 
 
 def timed(fn, *args):
-    t0 = time.perf_counter()
+    """Wall-clock and process CPU seconds of one call (CPU time is less sensitive than wall time
+    to other jobs taking the cores)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     jax.block_until_ready(fn(*args))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def bench_model(model_name, batch, orders, methods, repeats, log):
+def bench_model(model_name, batch, orders, methods, repeats, log, jit=True):
     model, z = make(model_name, batch, jax.random.PRNGKey(0))
     t = jnp.float32(0.5)
 
@@ -77,12 +80,14 @@ def bench_model(model_name, batch, orders, methods, repeats, log):
     for fn in base.values():
         timed(fn, model, z)
 
+    wrap = eqx.filter_jit if jit else (lambda fn: fn)
+
     def fwd(method, K):
-        return eqx.filter_jit(lambda m, z: derivatives(m, t, z, order=K, method=method)[-1])
+        return wrap(lambda m, z: derivatives(m, t, z, order=K, method=method)[-1])
 
     def grad(method, K):
         loss = lambda m, z: jnp.sum(derivatives(m, t, z, order=K, method=method)[-1] ** 2)  # noqa: E731
-        return eqx.filter_jit(eqx.filter_grad(loss))
+        return wrap(eqx.filter_grad(loss))
 
     rows = []
     for K in orders:
@@ -90,16 +95,18 @@ def bench_model(model_name, batch, orders, methods, repeats, log):
         for method in methods:
             for kind, build in (("fwd", fwd), ("grad", grad)):
                 fn = build(method, K)
-                compile_s[(method, kind)] = timed(fn, model, z)
+                compile_s[(method, kind)] = timed(fn, model, z)[0]
                 fns[(method, kind)] = fn
         samples = {key: [] for key in list(fns) + list(base)}
         for _ in range(repeats):  # round-robin
             for key, fn in list(fns.items()) + list(base.items()):
                 samples[key].append(timed(fn, model, z))
-        med = {key: statistics.median(v) for key, v in samples.items()}
+        med = {key: statistics.median(w for w, _ in v) for key, v in samples.items()}
+        med_cpu = {key: statistics.median(c for _, c in v) for key, v in samples.items()}
         for method in methods:
             row = dict(
                 model=model_name,
+                mode="jit" if jit else "eager",
                 batch=batch,
                 K=K,
                 method=method,
@@ -111,6 +118,8 @@ def bench_model(model_name, batch, orders, methods, repeats, log):
                 compile_grad_s=compile_s[(method, "grad")],
                 f_ms=1e3 * med["f"],
                 vg_ms=1e3 * med["vg"],
+                fwd_cpu_ms=1e3 * med_cpu[(method, "fwd")],
+                grad_cpu_ms=1e3 * med_cpu[(method, "grad")],
             )
             rows.append(row)
             log(
@@ -172,6 +181,7 @@ def main(argv=None):
     p.add_argument("--conv-batch", type=int, default=16)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--eager", action="store_true", help="time the derivatives without jit (f and vg stay jitted)")
     ns = p.parse_args(argv)
     methods = ns.methods.split(",")
     for m in methods:
@@ -184,7 +194,7 @@ def main(argv=None):
     models = ["mlp", "conv"] if ns.model == "both" else [ns.model]
     for model in models:
         batch = ns.mlp_batch if model == "mlp" else ns.conv_batch
-        rows += bench_model(model, batch, orders, methods, ns.repeats, lambda s: print(s, flush=True))
+        rows += bench_model(model, batch, orders, methods, ns.repeats, lambda s: print(s, flush=True), jit=not ns.eager)
     tmp = os.path.join(ns.out, ".taylor_methods.csv.tmp")
     with open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -6,6 +6,8 @@ the trajectory's closed form (z' = g(z) solved on the branch it takes for t > 0)
 right-sided ``incremental`` method; where taynode's jet wrapper cannot follow that branch it must
 raise, eagerly and under jit, and cost nothing off ties (equal to nested JVPs)."""
 
+import re
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -148,3 +150,18 @@ def test_max_pooling_off_ties_and_at_harmless_ties_is_exact():
 def test_jet_refuses_max_pooling_by_name():
     with pytest.raises(UnsupportedPrimitiveError, match="reduce_window_max.*method=.incremental."):
         derivatives(_pool_field, 0.0, jnp.zeros((1, 2, 2)), args=jnp.ones((1, 2, 2)), order=2, method="jet")
+
+
+def _matmuls(act, order):
+    f = lambda t, z, a: act(z @ W) @ W.T  # noqa: E731
+    text = jax.jit(lambda z: derivatives(f, 0.0, z, order=order, method="jet")[-1]).lower(jnp.ones((3, 2))).compile().as_text()
+    assert text, "no HLO text to count the matmuls in"
+    return len(re.findall(r"= \S+ dot\(", text))
+
+
+@pytest.mark.parametrize("act", [jax.nn.relu, jnp.abs, jax.nn.softplus], ids=["relu", "abs", "softplus"])
+def test_right_sided_rule_lets_xla_merge_the_passes(act):
+    # jet_derivatives runs one pass per order and each rebuilds the lower coefficients; the tie rule
+    # must build them as the same expressions (coefficient j chosen from 1..j only), or XLA cannot
+    # merge the passes and every later matmul is recomputed per pass (a smooth layer is the floor).
+    assert _matmuls(act, 5) == _matmuls(jnp.tanh, 5)

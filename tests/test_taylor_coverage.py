@@ -255,6 +255,7 @@ def test_issue29_jet_refuses_what_its_rules_get_wrong():
     for z in (jnp.zeros((1, 1)), jnp.ones((1, 1))):  # 0: the point the implementations patch
         _jet_refuses_or_matches_nested(lambda t, z, a: jnp.sinc(z), z, "sinc")
         _jet_refuses_or_matches_nested(lambda t, z, a: special.xlogy(z, 2.0) + 1.0, z, "xlogy")
+        _jet_refuses_or_matches_nested(lambda t, z, a: special.xlog1py(z, 2.0) + 1.0, z, "xlog1py")
 
 
 # -- one tie rule for every piecewise primitive ----------------------------------------------

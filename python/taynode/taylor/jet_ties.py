@@ -9,7 +9,11 @@ rule; the others are checked at run time (``equinox.error_if``, so also under ``
 naming the primitive where a tie meets operands whose series differ.
 
 Series are lists of coefficient arrays (any positive scaling: only their signs and equality matter
-for the choice of a branch).
+for the choice of a branch). Coefficient j of a right-sided output is chosen from the primal and
+coefficients 1..j only (where those tie, both branches agree up to j): jet_derivatives runs one
+pass per order, and so each pass rebuilds the lower coefficients as the same expressions, which
+XLA merges (choosing by all coefficients made the lower ones differ per pass, and every later
+operation, convolutions included, was recomputed per pass).
 """
 
 from __future__ import annotations
@@ -33,22 +37,20 @@ def _terms(s, like, order):
     return [jnp.zeros_like(like)] * order if s is None else list(s)
 
 
-def _lex_sign(d0, ds):
-    """Elementwise sign of the first nonzero of ``(d0, *ds)`` (0 where all are zero)."""
-    sign = jnp.sign(d0)
-    for d in ds:
-        sign = jnp.where(sign == 0, jnp.sign(d), sign)
-    return sign
-
-
-def _pick(take_x, sx, sy):
-    return [jnp.where(take_x, a, b) for a, b in zip(sx, sy)]
+def _not_behind(x, y, sx, sy):
+    """For each j: elementwise, ``(x, *sx[:j + 1])`` is not lexicographically below
+    ``(y, *sy[:j + 1])``. Booleans, not signs: they are what the gradient keeps."""
+    take, tied, out = x >= y, x == y, []
+    for a, b in zip(sx, sy):
+        take, tied = jnp.where(tied, a >= b, take), tied & (a == b)
+        out.append(take)
+    return out
 
 
 def _max(x, y, sx, sy, larger):
-    d = _lex_sign(x - y, [a - b for a, b in zip(sx, sy)])
-    take_x = d >= 0 if larger else d <= 0
-    return (lax.max(x, y) if larger else lax.min(x, y)), _pick(take_x, sx, sy)
+    take_x = _not_behind(x, y, sx, sy) if larger else _not_behind(y, x, sy, sx)
+    series = [jnp.where(take, a, b) for take, a, b in zip(take_x, sx, sy)]
+    return (lax.max(x, y) if larger else lax.min(x, y)), series
 
 
 def right_sided(name, primals, series, order):
@@ -56,8 +58,9 @@ def right_sided(name, primals, series, order):
     if name == "abs":
         (x,), (sx,) = primals, series
         sx = _terms(sx, x, order)
-        sign = _lex_sign(x, sx)
-        return lax.abs(x), [sign * a for a in sx]
+        zero = jnp.zeros_like(x)
+        up = _not_behind(x, zero, sx, [zero] * len(sx))
+        return lax.abs(x), [jnp.where(u, a, -a) for u, a in zip(up, sx)]
     if name == "clamp":
         lo, x, hi = primals
         slo, sx, shi = (_terms(s, x, order) for s in series)
