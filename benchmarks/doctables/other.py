@@ -1,4 +1,5 @@
-"""The headline table of the README, the regularizers study's tables, the data-parallel and the λ-by-target tables."""
+"""The headline table of the README, the regularizers study's tables, the data-parallel, the λ-by-target
+and the compilation cache's cold/warm tables."""
 
 from __future__ import annotations
 
@@ -248,6 +249,37 @@ def lambda_target(root: str) -> str:
     return markdown(head, out)
 
 
+# ---------------------------------------------------------------------------------------------- compilation cache
+
+
+def compile_cache(rel: str):
+    """One row per round of benchmarks/compile_cache.py (cold, then warm), and the median ratio."""
+
+    def make(root: str) -> str:
+        run = load(root, rel)
+        rounds = run["rounds"]
+        rows, wall, cpu = [], [], []
+        for i, r in enumerate(rounds, 1):
+            c, w = r["cold"], r["warm"]
+            wall.append(c["wall_s"] / w["wall_s"])
+            cpu.append(c["cpu_s"] / w["cpu_s"])
+            rows.append(
+                [str(i)]
+                + [f"{x:.1f}" for x in (c["wall_s"], w["wall_s"])]
+                + [f"{wall[-1]:.2f}x"]
+                + [f"{x:.1f}" for x in (c["cpu_s"], w["cpu_s"])]
+                + [f"{cpu[-1]:.2f}x"]
+            )
+        if len(rounds) > 1:
+            rows.append(["median", "", "", f"**{np.median(wall):.2f}x**", "", "", f"**{np.median(cpu):.2f}x**"])
+        head = ["round", "cold wall s", "warm wall s", "cold / warm", "cold CPU s", "warm CPU s", "cold / warm"]
+        load_avg = " → ".join(f"{x:g}" for x in run["load_average"])
+        where = f"`{run['command']}`, {run['date']}: jax {run['jax']}, Python {run['python']}, {run['cpus']} CPUs"
+        return markdown(head, rows) + f"\n{where} shared with other jobs (load average {load_avg}).\n"
+
+    return make
+
+
 TABLES_MORE = {
     "headline": headline,
     "regularizers-overview": regularizers_overview,
@@ -259,4 +291,6 @@ TABLES_MORE = {
     "data-parallel-f64": data_parallel("benchmarks/results/data_parallel_f64.json"),
     "data-parallel-trained": data_parallel("benchmarks/results/data_parallel_trained_f64.json"),
     "lambda-target": lambda_target,
+    "compile-cache": compile_cache("benchmarks/results/compile_cache.json"),
+    "compile-cache-default": compile_cache("benchmarks/results/compile_cache_default.json"),
 }
