@@ -49,6 +49,29 @@ def test_jet_elementwise_kinks_follow_the_trajectory(name):
     np.testing.assert_allclose([float(d.ravel()[0]) for d in jitted], truth, rtol=0, atol=1e-12)
 
 
+# z' = g(t) with pieces that tie at t = 0 in the value and the first coefficient and part at the
+# second: a higher coefficient decides the branch. Truth: z's derivatives on that branch.
+HIGHER_TIES = {
+    # max(t, t + t^2) = t + t^2 for t > 0
+    "max": (lambda t, z, a: jnp.maximum(t + 0 * z, t + t**2 + 0 * z), [0.0, 1.0, 2.0, 0.0]),
+    # min(t^2, t^2 + t^3) = t^2 for t > 0
+    "min": (lambda t, z, a: jnp.minimum(t**2 + 0 * z, t**2 + t**3 + 0 * z), [0.0, 0.0, 2.0, 0.0]),
+    # |t^3 - t^2| = t^2 - t^3 for small t > 0
+    "abs": (lambda t, z, a: jnp.abs(t**3 - t**2 + 0 * z), [0.0, 0.0, 2.0, -6.0]),
+    # clip(t^2 - t^3, 0, 1) = t^2 - t^3 for small t > 0 (the lower bound ties up to the 1st coefficient)
+    "clamp": (lambda t, z, a: jnp.clip(t**2 - t**3 + 0 * z, 0.0, 1.0), [0.0, 0.0, 2.0, -6.0]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIGHER_TIES))
+@pytest.mark.parametrize("method", ["jet", "incremental"])
+def test_ties_broken_by_a_higher_coefficient_follow_the_trajectory(name, method):
+    f, truth = HIGHER_TIES[name]
+    run = lambda z: derivatives(f, 0.0, z, order=4, method=method)  # noqa: E731
+    for got in (run(jnp.zeros((1, 1))), jax.jit(run)(jnp.zeros((1, 1)))):
+        np.testing.assert_allclose([float(d[0, 0]) for d in got], truth, rtol=0, atol=1e-12)
+
+
 def test_jet_relu_layer_at_zero_matches_incremental():
     f = lambda t, z, a: jnp.tanh(z @ W) + 0.3 * jax.nn.relu(z @ W.T) + C  # noqa: E731
     jet = derivatives(f, 0.0, jnp.zeros((1, 2)), order=4, method="jet")
